@@ -1,0 +1,196 @@
+"""The ``coefgen`` command line (click). I/O and argument handling only.
+
+Errors: a one-line message on stderr and exit 2 for bad input, 1 for a failed check;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import CheckError, CoefgenError, InputError
+
+
+class CoefgenGroup(click.Group):
+    """Turns CoefgenError (and stray exceptions) into one-line messages unless --debug."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CoefgenError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"coefgen: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - last resort: never a traceback without --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"coefgen: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=CoefgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="coefgen")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx, debug):
+    """Compile coefficient tables t[1..K] for unbiased answer-level rewards.
+
+    A sample whose answer was given by c of the K samples of its group gets reward t[c].
+    See `coefgen COMMAND --help`.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _parse_tau(value):
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--tau must be a number >= 1, got {value!r}") from None
+
+
+def _parse_max_mse(value):
+    if value is None or value == "plugin":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--max-mse must be a positive number or 'plugin', got {value!r}") from None
+
+
+@main.command()
+@click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
+@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 100000.")
+@click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
+              help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
+@click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
+@click.option("--objective", default=None, type=click.Choice(["worst", "mean"]), help="aqp: sup of m(p) or its integral.")
+@click.option("--max-mse", "max_mse", default=None, help="aqp: minimise the bias subject to sup m <= V (a number, or 'plugin').")
+@click.option("--format", "fmt", default="json", type=click.Choice(["json", "npz", "c"]), help="Output format.")
+@click.option("-o", "--output", required=True, help="Output file, or - for stdout (json or c).")
+def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
+    """Solve, certify and write one table."""
+    from .compiler import compile_table, precheck
+    from .writers import render, write_atomic
+
+    params = {}
+    if estimator == "aqp":
+        params = {"tau": _parse_tau(tau) if tau is not None else None, "objective": objective,
+                  "max_mse": _parse_max_mse(max_mse)}
+    elif tau is not None or objective is not None or max_mse is not None:
+        raise InputError(f"--tau/--objective/--max-mse apply to --estimator aqp only, not {estimator}")
+    if output == "-" and fmt == "npz":
+        raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
+    precheck(divergence, K, estimator, params)  # fail fast, before any solving
+    payload = compile_table(divergence, K, estimator, params)
+    data = render(payload, fmt, __version__)
+    if output == "-":
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        write_atomic(output, data)
+        click.echo(f"wrote {output} ({payload['table_id']}, sha256 {payload['sha256'][:12]})", err=True)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def show(files):
+    """Print a readable summary of table files (JSON or NPZ)."""
+    from .runtime import TableError, load
+    from .summary import describe
+
+    for i, path in enumerate(files):
+        try:
+            table = load(path)
+        except TableError as e:
+            raise InputError(str(e)) from None
+        if i:
+            click.echo("")
+        click.echo(describe(table.payload, path))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def verify(files):
+    """Re-certify table files from their float64 values; exit 1 if a claim fails."""
+    from .verify import verify_file
+
+    failures = []
+    for path in files:
+        lines = verify_file(path)
+        failures += lines
+        if not lines:
+            click.echo(f"ok {path}")
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
+        raise CheckError(f"{len(failures)} claim(s) failed in {len(files)} file(s)")
+
+
+@main.command()
+@click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
+@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
+@click.option("--digits", type=int, default=None, help="Proven significant digits wanted (default: >= 20 up to K = 256).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+def level(divergence, K, digits, as_json):
+    """The minimax level E*_K = min sup |p (T(p) - r(p))| with a proven bracket."""
+    from .compiler import check_K
+    from .rewards import parse_reward
+    from .solvers.minimax import level_json, minimax_level
+
+    reward = parse_reward(divergence)
+    K = check_K(K)
+    if digits is not None and not 1 <= digits <= 200:
+        raise InputError(f"--digits must be between 1 and 200, got {digits}")
+    lev = minimax_level(reward, K, digits)
+    doc = level_json(lev)
+    if as_json:
+        click.echo(json.dumps(doc, sort_keys=True))
+    else:
+        click.echo(f"E*_{K}({reward.name}) = {doc['level']}")
+        click.echo(f"  bracket [{doc['lower']}, {doc['upper']}]  ({doc['digits']} proven digits)")
+
+
+@main.command()
+@click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
+@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
+@click.option("-o", "--output", required=True, help="PNG file for the plot.")
+@click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON.")
+def frontier(divergence, K, output, json_path):
+    """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
+    from .compiler import check_K
+    from .frontier import frontier_points, plot_frontier
+    from .payload import canonical_json
+    from .rewards import parse_reward
+    from .writers import write_atomic
+
+    reward = parse_reward(divergence)
+    K = check_K(K)
+    if reward.is_polynomial and reward.degree <= K - 1:
+        raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
+    points = frontier_points(reward, K)
+    plot_frontier(points, output, title=f"{reward.name}, K = {K}")
+    if json_path:
+        write_atomic(json_path, canonical_json({"divergence": reward.name, "K": K, "points": points}).encode())
+    click.echo(f"wrote {output}" + (f" and {json_path}" if json_path else ""), err=True)
+
+
+def _register_tableset_commands():
+    """build / check / plot live in cli_tableset (table sets, issue 6)."""
+    try:  # TEMP until cli_tableset lands
+        from .cli_tableset import register
+    except ImportError:
+        return
+    register(main)
+
+
+_register_tableset_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,184 @@
+"""Compile one table: parse → solve → certify the float64 values → sealed payload (DESIGN §7).
+
+Pure orchestration (no file I/O): ``compile_table`` returns the payload dict that the
+writers render. A certified bound that misses the solver's own target raises CheckError.
+"""
+
+from __future__ import annotations
+
+from . import __version__
+from .errors import CheckError, InputError
+from .payload import SCHEMA, seal
+from .rewards import Reward, parse_reward
+from .writers import table_id
+
+ESTIMATORS = ("exact", "minimax", "aqp", "plugin", "digamma")
+MAX_K = 100_000
+# user-facing parameters of each estimator and their defaults (omitted from file names)
+ESTIMATOR_DEFAULTS: dict[str, dict] = {
+    "exact": {},
+    "plugin": {},
+    "digamma": {},
+    "minimax": {},
+    "aqp": {"tau": 10, "objective": "worst", "max_mse": None},
+}
+
+
+def check_K(K) -> int:
+    """K as an int in 2..MAX_K, else InputError."""
+    if isinstance(K, bool) or not isinstance(K, int):
+        raise InputError(f"K must be an integer, got {K!r}")
+    if K < 2:
+        raise InputError(f"K = {K} is too small: a group needs K >= 2 samples")
+    if K > MAX_K:
+        raise InputError(f"K = {K} is absurdly large (the limit is {MAX_K})")
+    return K
+
+
+def normalize_params(estimator: str, params: dict | None) -> dict:
+    """Full parameter set of ``estimator`` (defaults filled in); InputError on unknown keys."""
+    if estimator not in ESTIMATORS:
+        raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    defaults = ESTIMATOR_DEFAULTS[estimator]
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise InputError(f"estimator {estimator!r} has no parameter {unknown[0]!r} (parameters: {allowed})")
+    full = {**defaults, **{k: v for k, v in params.items() if v is not None}}
+    if estimator == "aqp":
+        from .solvers.aqp import normalize_aqp_params
+
+        full = normalize_aqp_params(full)
+    return full
+
+
+def key_params(estimator: str, full: dict) -> dict:
+    """The parameters that differ from their defaults: they name the table."""
+    defaults = ESTIMATOR_DEFAULTS[estimator]
+    return {k: v for k, v in full.items() if v is not None and defaults.get(k) != v}
+
+
+def reward_level(reward: Reward, K: int):
+    """The minimax level E*_K as a Level-like object (exactly 0 when an exact table exists)."""
+    from .solvers.minimax import minimax_level
+
+    return minimax_level(reward, K)
+
+
+def solve(reward: Reward, K: int, estimator: str, params: dict):
+    """Dispatch to the solver; returns a ``Solution``."""
+    if estimator == "exact":
+        from .solvers.exact import solve_exact
+
+        return solve_exact(reward, K)
+    if estimator == "plugin":
+        from .solvers.baselines import solve_plugin
+
+        return solve_plugin(reward, K)
+    if estimator == "digamma":
+        from .solvers.baselines import solve_digamma
+
+        return solve_digamma(reward, K)
+    if estimator == "minimax":
+        from .solvers.minimax import solve_minimax
+
+        return solve_minimax(reward, K)
+    if estimator == "aqp":
+        from .solvers.aqp import solve_aqp
+
+        return solve_aqp(reward, K, **params)
+    raise InputError(f"unknown estimator {estimator!r}")  # pragma: no cover - normalize_params
+
+
+def precheck(divergence: str, K, estimator: str, params: dict | None = None):
+    """Validate a request without solving: (reward, K, full params) or InputError."""
+    reward = parse_reward(divergence)
+    K = check_K(K)
+    full = normalize_params(estimator, params)
+    if estimator == "exact":
+        from .solvers.exact import exact_table_degree_check
+
+        exact_table_degree_check(reward, K)
+    if estimator == "digamma" and reward.name != "kl":
+        raise InputError(f"estimator 'digamma' is defined for kl only, not {reward.name!r}")
+    return reward, K, full
+
+
+def compile_table(divergence: str, K, estimator: str, params: dict | None = None) -> dict:
+    """Solve and certify one table; the sealed payload of DESIGN §7."""
+    from .certify import certify
+
+    reward, K, full = precheck(divergence, K, estimator, params)
+    solution = solve(reward, K, estimator, full)
+    cert = certify(solution.values, reward)
+    level = reward_level(reward, K)
+    if solution.bias_target is not None and cert.bias.upper > solution.bias_target:
+        if solution.exact:
+            pass  # float64 rounding of an exact rational table: the certified bound states it
+        else:
+            raise CheckError(
+                f"{reward.name} {estimator} K={K}: certified bias bound {cert.bias.upper:.17g} "
+                f"misses the solver's target {solution.bias_target:.17g}; table not written"
+            )
+    user = key_params(estimator, full)
+    estimator_params = {k: v for k, v in full.items() if v is not None}
+    if solution.params:
+        estimator_params["solver"] = solution.params
+    payload = {
+        "schema": SCHEMA,
+        "generator_version": __version__,
+        "table_id": table_id(reward.name, estimator, user, K),
+        "divergence": reward.name,
+        "reward": reward.formula,
+        "K": K,
+        "estimator": estimator,
+        "estimator_params": estimator_params,
+        "values": [float(v) for v in solution.values],
+        "values_exact": list(solution.values_exact),
+        "certified": True,
+        "bias_bound": _up(cert.bias.upper),
+        "bias_lower": _down(cert.bias.lower),
+        "variance_bound": _up(cert.variance.upper),
+        "variance_lower": _down(cert.variance.lower),
+        "mse_bound": _up(cert.mse.upper),
+        "mse_lower": _down(cert.mse.lower),
+        "witness": {
+            "bias": repr(float(cert.bias.witness)),
+            "variance": repr(float(cert.variance.witness)),
+            "mse": repr(float(cert.mse.witness)),
+        },
+        "certificate_method": cert.method,
+        "minimax_level": level.level,
+        "minimax_level_bracket": [_down_mp(level.lower), _up_mp(level.upper)],
+    }
+    return seal(payload)
+
+
+def _up(x: float) -> str:
+    """Decimal string of a float64 upper bound (repr is exact round-trip: no rounding)."""
+    return repr(float(x))
+
+
+_down = _up
+
+
+def _mp_bound(x, up: bool, digits: int = 30) -> str:
+    """Decimal string with ``digits`` significant digits, rounded up (or down) from x."""
+    import mpmath
+
+    with mpmath.workdps(digits + 20):
+        x = mpmath.mpf(x)
+        s = mpmath.nstr(x, digits)
+        if (up and mpmath.mpf(s) < x) or (not up and mpmath.mpf(s) > x):
+            step = abs(x) * mpmath.mpf(10) ** (1 - digits)
+            s = mpmath.nstr(x + step if up else x - step, digits)
+        return s
+
+
+def _up_mp(x) -> str:
+    return _mp_bound(x, True)
+
+
+def _down_mp(x) -> str:
+    return _mp_bound(x, False)

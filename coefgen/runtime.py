@@ -1,0 +1,162 @@
+"""Runtime: load a table and turn answer counts into rewards (numpy only; torch lazy).
+
+    table = coefgen.runtime.load("tables/kl-aqp-K16.json")
+    counts = answer_counts(answers, group_ids)     # c_i: samples in i's group sharing i's answer
+    rewards = table(counts)                        # t[c_i], same shape as counts
+
+``answer_counts`` handles a whole batch at once; groups need not be contiguous (trainers such
+as verl key samples by a per-prompt ``uid``). A count outside 1..K raises, never wraps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from . import payload as _payload
+
+
+class TableError(ValueError):
+    """A file that is not an intact coefgen table."""
+
+
+class RewardTable:
+    """A loaded table: ``values[c-1] = t_c``; calling it maps counts to rewards."""
+
+    def __init__(self, payload: dict):
+        self.payload = payload
+        self.K: int = payload["K"]
+        self.divergence: str = payload["divergence"]
+        self.estimator: str = payload["estimator"]
+        self.sha256: str = payload["sha256"]
+        self.values = np.asarray(payload["values"], dtype=np.float64)
+        self.values.setflags(write=False)
+        # index 0 unused so that lookup is values_1[c]
+        self._lookup = np.concatenate([[np.nan], self.values])
+
+    def __repr__(self) -> str:
+        return f"RewardTable(divergence={self.divergence!r}, estimator={self.estimator!r}, K={self.K})"
+
+    def rewards(self, counts):
+        """t[c] for an integer array of counts in 1..K (any shape); torch in, torch out."""
+        if _is_torch(counts):
+            import torch  # lazy: torch is optional
+
+            out = self.rewards(counts.detach().cpu().numpy())
+            return torch.as_tensor(out, device=counts.device)
+        c = np.asarray(counts)
+        if c.dtype.kind not in "iu":
+            if c.dtype.kind == "f" and np.all(np.isfinite(c)) and np.all(c == np.round(c)):
+                c = c.astype(np.int64)
+            elif c.size == 0:
+                c = c.astype(np.int64)
+            else:
+                raise ValueError(f"counts must be integers, got dtype {c.dtype}")
+        if c.size and (c.min() < 1 or c.max() > self.K):
+            bad = c[(c < 1) | (c > self.K)].ravel()[0]
+            raise ValueError(f"count {int(bad)} outside 1..K = {self.K} (table {self.divergence}/{self.estimator})")
+        return self._lookup[c]
+
+    __call__ = rewards
+
+    def rewards_for(self, answers, group_ids=None):
+        """Rewards for a batch of answers; groups by ``group_ids`` (or one group), each of size K."""
+        counts, sizes = _counts_and_sizes(answers, group_ids)
+        if sizes.size and np.any(sizes != self.K):
+            raise ValueError(f"a group has {int(sizes[sizes != self.K][0])} samples but the table is for K = {self.K}")
+        return self.rewards(counts)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _codes(items) -> np.ndarray:
+    """Integer codes of a sequence: equal items ↔ equal codes (ints pass through np.unique)."""
+    if not isinstance(items, np.ndarray) and all(isinstance(x, (int, np.integer)) for x in items):
+        items = np.asarray(items, dtype=np.int64)
+    if isinstance(items, np.ndarray) and items.dtype.kind in "iub" and items.ndim == 1:
+        return np.unique(items, return_inverse=True)[1].reshape(-1)
+    index: dict[Hashable, int] = {}
+    return np.fromiter((index.setdefault(x, len(index)) for x in items), dtype=np.int64, count=len(items))
+
+
+def _counts_and_sizes(answers, group_ids=None):
+    answers = list(answers) if not isinstance(answers, np.ndarray) else answers
+    n = len(answers)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    a = _codes(answers)
+    if group_ids is None:
+        g = np.zeros(n, dtype=np.int64)
+    else:
+        if len(group_ids) != n:
+            raise ValueError(f"{len(group_ids)} group ids for {n} answers")
+        g = _codes(group_ids if isinstance(group_ids, np.ndarray) else list(group_ids))
+    pair = g.astype(np.int64) * (int(a.max()) + 1) + a
+    _, pair_inv, pair_count = np.unique(pair, return_inverse=True, return_counts=True)
+    _, g_inv, g_count = np.unique(g, return_inverse=True, return_counts=True)
+    return pair_count[pair_inv.reshape(-1)], g_count[g_inv.reshape(-1)]
+
+
+def answer_counts(answers: Sequence, group_ids: Sequence | None = None) -> np.ndarray:
+    """c_i = #{j in i's group : answer_j == answer_i} for a flat batch (hashables or int ids).
+
+    ``group_ids`` (e.g. verl's per-sample uid) assign samples to groups, in any order;
+    without it the whole sequence is one group."""
+    return _counts_and_sizes(answers, group_ids)[0]
+
+
+def grouped_counts(answers) -> np.ndarray:
+    """Counts for a 2-D array of integer answer ids, one group per row (n_groups, K)."""
+    a = np.asarray(answers)
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D (n_groups, K) array, got shape {a.shape}")
+    return (a[:, :, None] == a[:, None, :]).sum(axis=2)
+
+
+def load(path) -> RewardTable:
+    """Load a JSON or NPZ table; check schema and sha256; refuse corrupted or foreign files."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise TableError(f"{path}: cannot read ({e.strerror})") from None
+    if data[:2] == b"PK":
+        payload = _payload_from_npz(path)
+    else:
+        try:
+            payload = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TableError(f"{path}: not a coefgen table (invalid JSON: {e.args[0] if e.args else e})") from None
+    try:
+        _payload.validate(payload, path)
+    except ValueError as e:
+        raise TableError(str(e)) from None
+    return RewardTable(payload)
+
+
+def _payload_from_npz(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "payload" not in z.files or "values" not in z.files:
+                raise TableError(f"{path}: not a coefgen table (NPZ lacks payload/values)")
+            text = str(z["payload"][()])
+            values = np.array(z["values"], dtype=np.float64)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        if isinstance(e, TableError):
+            raise
+        raise TableError(f"{path}: not a readable NPZ table ({e})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{path}: NPZ payload is not valid JSON ({e.msg})") from None
+    stated = np.asarray(payload.get("values", []), dtype=np.float64) if isinstance(payload, dict) else None
+    if stated is None or stated.shape != values.shape or not np.array_equal(stated.view(np.uint64), values.view(np.uint64)):
+        raise TableError(f"{path}: NPZ values array differs from its payload (file altered)")
+    return payload
