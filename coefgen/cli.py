@@ -140,9 +140,9 @@ def verify(files):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def level(divergence, K, digits, as_json):
     """The minimax level E*_K = min sup |p (T(p) - r(p))| with a proven bracket."""
-    from .compiler import check_K
+    from .compiler import check_K, level_json
     from .rewards import parse_reward
-    from .solvers.minimax import level_json, minimax_level
+    from .solvers.minimax import minimax_level
 
     reward = parse_reward(divergence)
     K = check_K(K)
@@ -183,10 +183,8 @@ def frontier(divergence, K, output, json_path):
 
 def _register_tableset_commands():
     """build / check / plot live in cli_tableset (table sets, issue 6)."""
-    try:  # TEMP until cli_tableset lands
-        from .cli_tableset import register
-    except ImportError:
-        return
+    from .cli_tableset import register
+
     register(main)
 
 

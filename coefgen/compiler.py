@@ -81,14 +81,43 @@ def solve(reward: Reward, K: int, estimator: str, params: dict):
 
         return solve_digamma(reward, K)
     if estimator == "minimax":
-        from .solvers.minimax import solve_minimax
-
         return solve_minimax(reward, K)
     if estimator == "aqp":
         from .solvers.aqp import solve_aqp
 
         return solve_aqp(reward, K, **params)
     raise InputError(f"unknown estimator {estimator!r}")  # pragma: no cover - normalize_params
+
+
+MINIMAX_SLACK = 1.01  # a minimax table is written only if its certified bias <= 1.01 E*_K
+
+
+def solve_minimax(reward: Reward, K: int):
+    """The minimax table (Bernstein coefficients of the best weighted approximation)."""
+    from .solvers import Solution
+    from .solvers.minimax import minimax_table
+
+    values, exact, lev = minimax_table(reward, K)
+    return Solution(
+        values=values, values_exact=exact, exact=float(lev.upper) == 0.0,
+        bias_target=float(lev.upper) * MINIMAX_SLACK,
+        params={"level_digits": lev.digits},
+    )
+
+
+def level_json(lev) -> dict:
+    """The ``coefgen level --json`` document: numbers as decimal strings."""
+    return {
+        "divergence": lev.divergence, "K": lev.K, "level": lev.level,
+        "lower": _down_mp(lev.lower), "upper": _up_mp(lev.upper), "digits": lev.digits,
+        "reference": [_mp_str(x) for x in lev.reference],
+    }
+
+
+def _mp_str(x, digits: int = 30) -> str:
+    import mpmath
+
+    return mpmath.nstr(mpmath.mpf(x), digits)
 
 
 def precheck(divergence: str, K, estimator: str, params: dict | None = None):
@@ -116,6 +145,12 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
     if solution.bias_target is not None and cert.bias.upper > solution.bias_target:
         if solution.exact:
             pass  # float64 rounding of an exact rational table: the certified bound states it
+        elif estimator == "minimax":
+            raise CheckError(
+                f"{reward.name} minimax K={K}: float64 rounding of the table's large alternating entries "
+                f"destroys the guarantee (certified bias {cert.bias.upper:.6g} > {MINIMAX_SLACK} x E*_K = "
+                f"{solution.bias_target:.6g}); use --estimator aqp (e.g. --tau 1.5) for a representable table"
+            )
         else:
             raise CheckError(
                 f"{reward.name} {estimator} K={K}: certified bias bound {cert.bias.upper:.17g} "

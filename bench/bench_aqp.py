@@ -1,0 +1,53 @@
+"""AQP timings and quality (issue 5): kl, worst objective, tau = 10 by default.
+
+    python bench/bench_aqp.py                 # K = 8, 64, 256, 1024
+    python bench/bench_aqp.py 8,16,32,64 --tau 10
+
+Prints, per K: solve time (the minimax level E*_K is computed first and timed separately),
+certified sup|b| / E*_K, certified sup m, the solver's lower bound on the optimum and the gap.
+A K for which no double-precision table meets the budget prints the refusal instead."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from coefgen.certify import certify  # noqa: E402
+from coefgen.errors import CoefgenError  # noqa: E402
+from coefgen.rewards import parse_reward  # noqa: E402
+from coefgen.solvers.aqp import solve_aqp  # noqa: E402
+from coefgen.solvers.minimax import minimax_level  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("Ks", nargs="?", default="8,64,256,1024")
+    ap.add_argument("--tau", type=float, default=10)
+    ap.add_argument("--divergence", default="kl")
+    ap.add_argument("--objective", default="worst")
+    a = ap.parse_args(argv)
+    reward = parse_reward(a.divergence)
+    print(f"aqp {reward.name} tau={a.tau:g} objective={a.objective}")
+    print(f"{'K':>5} {'level_s':>8} {'solve_s':>8} {'sup|b|/E*':>10} {'sup m':>12} {'lower':>12} {'gap':>9}  rounds")
+    for K in [int(x) for x in a.Ks.split(",")]:
+        t0 = time.perf_counter()
+        level = float(minimax_level(reward, K).upper)
+        t1 = time.perf_counter()
+        try:
+            sol = solve_aqp(reward, K, tau=a.tau, objective=a.objective, level=level)
+        except CoefgenError as e:
+            print(f"{K:>5} {t1 - t0:8.2f} {time.perf_counter() - t1:8.2f}  refused: {e}", flush=True)
+            continue
+        t2 = time.perf_counter()
+        cert = certify(sol.values, reward)
+        d = sol.params
+        print(f"{K:>5} {t1 - t0:8.2f} {t2 - t1:8.2f} {cert.bias.upper / level:10.6f} {cert.mse.upper:12.6g} "
+              f"{d['objective_lower']:12.6g} {d['gap']:9.2e}  {d['rounds']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,549 @@
+"""``coefgen build`` and ``coefgen check``: a table set (spec.py) on disk, with a manifest.
+
+build: every table of the spec into the output directory, one file per format, plus
+``manifest.json`` (canonical JSON; per file: path, sha256 of the bytes, table_id, inputs key,
+the spec entry) and, with format ``c``, the aggregate header ``coefgen_tables.h``.
+
+* Incremental: a table whose inputs key and coefgen version match the manifest and whose
+  files hash-match it (JSON also re-validated) is not re-solved.
+* Parallel: tables are solved in worker processes, biggest first; each worker also renders
+  the files and re-verifies (coefgen.verify) the JSON it rendered, so the main process only
+  writes.
+* Crash-safe: files are written atomically (temp file + rename), a table's files before its
+  manifest entry, and the manifest (atomically) after every finished table. Killing a build
+  at any point leaves every earlier table and the manifest intact; a half-built table is
+  simply re-solved next time.
+
+check: rebuilds the whole set in a temporary directory (re-solving everything: a hand-edited
+value whose editor also fixed sha256 and the manifest must still be caught) and compares
+byte for byte with the output directory.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from . import __version__
+from .errors import CheckError
+from .payload import canonical_json
+from .spec import Spec, TableRequest
+from .aggregate import AGGREGATE_HEADER, aggregate_header
+from .writers import SUFFIX, write_atomic
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "coefgen.manifest/1"
+TMP_PREFIX = ".coefgen-"
+
+
+class Interrupted(Exception):
+    """The build was interrupted (Ctrl-C / SIGTERM); what was finished is kept."""
+
+
+@dataclass
+class TableResult:
+    request: TableRequest
+    status: str  # "solved", "cached", "failed"
+    seconds: float = 0.0
+    summary: dict | None = None  # K, estimator, bias_bound, minimax_level, mse_bound
+    error: str | None = None
+
+
+@dataclass
+class BuildResult:
+    out_dir: str
+    results: list = field(default_factory=list)  # TableResult, spec order
+    failures: list = field(default_factory=list)  # one line each
+    extras: list = field(default_factory=list)  # relative paths not in the spec
+    pruned: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def solved(self):
+        return [r for r in self.results if r.status == "solved"]
+
+    @property
+    def cached(self):
+        return [r for r in self.results if r.status == "cached"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_names(req: TableRequest, formats) -> dict:
+    return {fmt: req.table_id + SUFFIX[fmt] for fmt in formats}
+
+
+def read_manifest(out_dir: str) -> dict:
+    """{path: record} of the manifest in ``out_dir`` ({} if missing or unreadable)."""
+    try:
+        with open(os.path.join(out_dir, MANIFEST), "rb") as fh:
+            doc = json.loads(fh.read().decode("utf-8"))
+        if doc.get("schema") != MANIFEST_SCHEMA:
+            return {}
+        return {rec["path"]: rec for rec in doc["files"] if isinstance(rec, dict) and "path" in rec}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def manifest_bytes(records: dict) -> bytes:
+    doc = {
+        "schema": MANIFEST_SCHEMA,
+        "generator_version": __version__,
+        "files": [records[p] for p in sorted(records)],
+    }
+    return canonical_json(doc).encode("utf-8")
+
+
+def _summary_of(payload: dict) -> dict:
+    return {k: payload.get(k) for k in ("K", "estimator", "bias_bound", "minimax_level", "mse_bound", "sha256")}
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
+    """The table's summary if its files are intact and up to date, else None."""
+    from .payload import validate
+    from .runtime import TableError, load
+
+    summary = {"K": req.K, "estimator": req.estimator}
+    for fmt, name in file_names(req, formats).items():
+        rec = manifest.get(name)
+        if not rec or rec.get("inputs_key") != req.inputs_key or rec.get("generator_version") != __version__:
+            return None
+        data = _read(os.path.join(out_dir, name))
+        if data is None or sha256_bytes(data) != rec.get("sha256"):
+            return None
+        if fmt == "json" or (fmt == "npz" and "json" not in formats):
+            try:
+                if fmt == "json":
+                    payload = json.loads(data.decode("utf-8"))
+                    validate(payload, name)
+                else:
+                    payload = load(os.path.join(out_dir, name)).payload
+            except (ValueError, TableError, UnicodeDecodeError):
+                return None
+            if (payload.get("generator_version") != __version__ or payload.get("K") != req.K
+                    or payload.get("divergence") != req.divergence or payload.get("estimator") != req.estimator):
+                return None
+            summary = _summary_of(payload)
+    return summary
+
+
+def _record(req: TableRequest, fmt: str, name: str, data: bytes) -> dict:
+    return {
+        "path": name,
+        "format": fmt,
+        "sha256": sha256_bytes(data),
+        "table_id": req.table_id,
+        "inputs_key": req.inputs_key,
+        "inputs": req.inputs,
+        "entry": req.entry,
+        "generator_version": __version__,
+    }
+
+
+# --------------------------------------------------------------------------- worker
+
+def _worker_init():  # pragma: no cover - runs in worker processes
+    # Ctrl-C reaches the whole process group: the parent decides, workers just get terminated.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def solve_request(req: TableRequest, formats, do_verify: bool) -> dict:
+    """Solve, certify, render every format and (optionally) verify the rendered JSON.
+
+    Runs in a worker process; returns plain data (bytes per format, summary, failures)."""
+    from . import compiler, verify
+    from .payload import validate
+    from .writers import render
+
+    t0 = time.perf_counter()
+    payload = compiler.compile_table(req.divergence, req.K, req.estimator, req.params)
+    if payload.get("table_id") != req.table_id:
+        raise CheckError(f"{req.table_id}: the compiler named the table {payload.get('table_id')!r}")
+    files = {fmt: render(payload, fmt, __version__) for fmt in formats}
+    failures = []
+    if do_verify:
+        json_data = files["json"] if "json" in files else render(payload, "json", __version__)
+        written = json.loads(json_data.decode("utf-8"))  # verify what is on disk, not the dict
+        try:
+            validate(written, req.table_id + ".json")
+        except ValueError as e:
+            failures.append(str(e))
+        else:
+            failures += verify.verify_payload(written, req.table_id + SUFFIX["json"])
+    return {"files": files, "summary": _summary_of(payload), "failures": failures,
+            "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------- progress
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+class Progress:
+    """A bar with ETA on a terminal, plain log lines otherwise, nothing when quiet."""
+
+    def __init__(self, todo: list, label: str, quiet: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = (not quiet) and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.label = label
+        self.n = len(todo)
+        self.total_cost = sum(r.cost() for r in todo) or 1.0
+        self.done = 0
+        self.done_cost = 0.0
+        self.t0 = time.monotonic()
+        self.current = ""
+
+    def log(self, text: str):
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.redraw()
+
+    def redraw(self):
+        if not self.tty or self.n == 0:
+            return
+        width = 30
+        frac = self.done_cost / self.total_cost
+        filled = int(width * frac)
+        elapsed = time.monotonic() - self.t0
+        eta = "?" if self.done_cost == 0 else _fmt_seconds(elapsed * (self.total_cost - self.done_cost) / self.done_cost)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r\033[K{self.label} [{bar}] {self.done}/{self.n}  {_fmt_seconds(elapsed)} elapsed, ETA {eta}")
+        self.stream.flush()
+
+    def finished(self, req: TableRequest, seconds: float, ok: bool):
+        self.done += 1
+        self.done_cost += req.cost()
+        if self.tty:
+            if not ok:
+                self.log(f"FAILED {req.table_id}")
+            self.redraw()
+        elif not self.quiet:
+            self.stream.write(f"[{self.done:>{len(str(self.n))}}/{self.n}] {req.table_id}: "
+                              f"{'solved' if ok else 'FAILED'} in {seconds:.2f}s\n")
+            self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# --------------------------------------------------------------------------- build
+
+def _list_files(out_dir: str) -> list:
+    out = []
+    for root, dirs, files in os.walk(out_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(TMP_PREFIX))
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), out_dir)
+            out.append(rel.replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _is_tmp(rel: str) -> bool:
+    return os.path.basename(rel).startswith(TMP_PREFIX) and rel.endswith(".tmp")
+
+
+def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,
+          force: bool = False, prune: bool = False, verify: bool = True, label: str = "build",
+          stream=None) -> BuildResult:
+    """Build ``spec`` into ``out_dir`` (default: the spec's output). Raises Interrupted."""
+    t_start = time.perf_counter()
+    out_dir = out_dir or spec.output
+    os.makedirs(out_dir, exist_ok=True)
+    result = BuildResult(out_dir=out_dir)
+    stream = stream or sys.stderr
+    formats = spec.formats
+    manifest = {} if force else read_manifest(out_dir)
+    old_manifest = read_manifest(out_dir)
+
+    def note(text):
+        if not quiet:
+            stream.write(text + "\n")
+
+    # leftovers of a killed build (temporary files of atomic writes)
+    leftovers = [f for f in _list_files(out_dir) if _is_tmp(f)]
+    for f in leftovers:
+        try:
+            os.unlink(os.path.join(out_dir, f))
+        except OSError:
+            pass
+    if leftovers:
+        note(f"removed {len(leftovers)} temporary file(s) left by an interrupted build")
+
+    expected = {}
+    for req in spec.tables:
+        for name in file_names(req, formats).values():
+            expected[name] = req
+    # records that still describe files on disk stay until their table is rewritten
+    records = {p: rec for p, rec in old_manifest.items() if p in expected or p == AGGREGATE_HEADER}
+    written_manifest = _read(os.path.join(out_dir, MANIFEST))
+
+    def flush_manifest():
+        nonlocal written_manifest
+        data = manifest_bytes(records)
+        if data != written_manifest:
+            write_atomic(os.path.join(out_dir, MANIFEST), data)
+            written_manifest = data
+
+    by_id: dict[str, TableResult] = {}
+    todo = []
+    for req in spec.tables:
+        summary = None if force else _fresh_summary(req, out_dir, formats, manifest)
+        if summary is not None:
+            by_id[req.table_id] = TableResult(req, "cached", summary=summary)
+        else:
+            todo.append(req)
+    todo.sort(key=lambda r: (-r.cost(), r.table_id))  # big tables first
+    if todo:
+        note(f"{label}: {len(todo)} table(s) to solve, {len(spec.tables) - len(todo)} up to date"
+             + (f" ({jobs} jobs)" if jobs and jobs > 1 else ""))
+    progress = Progress(todo, label, quiet, stream)
+
+    def finish(req: TableRequest, out: dict | None, error: str | None, seconds: float):
+        if error is None and out["failures"]:
+            error = "; ".join(out["failures"])
+        if error is not None:
+            by_id[req.table_id] = TableResult(req, "failed", seconds, error=error)
+            result.failures.append(f"{req.table_id}: {error}")
+            progress.finished(req, seconds, False)
+            return
+        for fmt, name in file_names(req, formats).items():  # files first ...
+            write_atomic(os.path.join(out_dir, name), out["files"][fmt])
+        for fmt, name in file_names(req, formats).items():  # ... then their manifest entries
+            records[name] = _record(req, fmt, name, out["files"][fmt])
+        flush_manifest()
+        by_id[req.table_id] = TableResult(req, "solved", out["seconds"], summary=out["summary"])
+        progress.finished(req, out["seconds"], True)
+
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    previous_term = _install_sigterm()
+    try:
+        progress.redraw()
+        if jobs == 1:
+            for req in todo:
+                t0 = time.perf_counter()
+                try:
+                    out = solve_request(req, formats, verify)
+                    finish(req, out, None, out["seconds"])
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
+                    finish(req, None, _describe(e), time.perf_counter() - t0)
+        elif todo:
+            _run_pool(todo, formats, verify, jobs, finish, progress)
+        flush_manifest()
+    except KeyboardInterrupt:
+        progress.close()
+        flush_manifest()
+        done = sum(1 for r in by_id.values() if r.status == "solved")
+        raise Interrupted(f"{label} interrupted: {done} table(s) finished and kept; "
+                          f"{len(todo) - done} not built (run it again to continue)") from None
+    finally:
+        _restore_sigterm(previous_term)
+    progress.close()
+
+    result.results = [by_id[r.table_id] for r in spec.tables]
+    # aggregate C header (from the per-table headers on disk), only when every table is there
+    if "c" in formats and not result.failures:
+        data = aggregate_header(spec, out_dir)
+        path = os.path.join(out_dir, AGGREGATE_HEADER)
+        if _read(path) != data:
+            write_atomic(path, data)
+        records[AGGREGATE_HEADER] = {"path": AGGREGATE_HEADER, "format": "c", "sha256": sha256_bytes(data),
+                                     "table_id": None, "inputs_key": None, "inputs": None, "entry": None,
+                                     "generator_version": __version__}
+    elif "c" not in formats:
+        records.pop(AGGREGATE_HEADER, None)
+    flush_manifest()
+
+    known = set(expected) | {MANIFEST} | ({AGGREGATE_HEADER} if "c" in formats else set())
+    result.extras = [f for f in _list_files(out_dir) if f not in known and not _is_tmp(f)]
+    if prune:
+        for f in result.extras:
+            os.unlink(os.path.join(out_dir, f))
+        result.pruned, result.extras = result.extras, []
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+def _describe(e: BaseException) -> str:
+    from .errors import CoefgenError
+
+    return str(e) if isinstance(e, CoefgenError) else f"{type(e).__name__}: {e}"
+
+
+def _run_pool(todo, formats, verify, jobs, finish, progress):
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+    try:
+        futures = {pool.submit(solve_request, req, formats, verify): (req, time.perf_counter()) for req in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f][0].table_id):
+                req, t0 = futures[fut]
+                try:
+                    out = fut.result()
+                except cf.process.BrokenProcessPool as e:
+                    raise CheckError(f"a worker process died while solving ({e}); no table was lost") from None
+                except Exception as e:  # noqa: BLE001
+                    finish(req, None, _describe(e), time.perf_counter() - t0)
+                else:
+                    finish(req, out, None, out["seconds"])
+            progress.redraw()
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _install_sigterm():
+    """SIGTERM behaves like Ctrl-C (so temporary files are cleaned and the manifest flushed)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous):
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --------------------------------------------------------------------------- check
+
+def _version_of(rel: str, data: bytes) -> str | None:
+    """generator_version stated by a file of the set (None if it cannot be read)."""
+    import io
+    import re
+
+    try:
+        if rel.endswith(".json"):
+            return json.loads(data.decode("utf-8")).get("generator_version")
+        if rel.endswith(".npz"):
+            import numpy as np
+
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                return json.loads(str(z["payload"][()])).get("generator_version")
+        if rel.endswith(".h"):
+            m = re.match(rb"/\* generated by coefgen (\S+);", data)
+            return m.group(1).decode("ascii") if m else None
+    except Exception:  # noqa: BLE001 - an unreadable file is simply "changed"
+        return None
+    return None
+
+
+def check(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,
+          stream=None) -> list:
+    """Rebuild into a temporary directory; one line per difference with ``out_dir``."""
+    out_dir = out_dir or spec.output
+    with tempfile.TemporaryDirectory(prefix="coefgen-check-") as tmp:
+        res = build(spec, tmp, jobs=jobs, quiet=quiet, force=True, verify=False, label="check", stream=stream)
+        if res.failures:
+            raise CheckError("check could not rebuild the set: " + "; ".join(res.failures))
+        fresh = {rel: _read(os.path.join(tmp, rel)) for rel in _list_files(tmp)}
+    actual = [f for f in _list_files(out_dir) if not _is_tmp(f)] if os.path.isdir(out_dir) else []
+    lines = []
+    for rel in sorted(set(fresh) | set(actual)):
+        shown = display_path(os.path.join(out_dir, rel))
+        if rel not in actual:
+            lines.append(f"missing {shown}")
+            continue
+        if rel not in fresh:
+            lines.append(f"extra {shown}")
+            continue
+        data = _read(os.path.join(out_dir, rel))
+        if data == fresh[rel]:
+            continue
+        version = _version_of(rel, data) if rel != MANIFEST else _manifest_version(data)
+        if version is not None and version != __version__:
+            lines.append(f"stale version {shown} (generated by coefgen {version}, installed {__version__})")
+        else:
+            lines.append(f"changed {shown}")
+    return lines
+
+
+def display_path(path: str) -> str:
+    """``path`` relative to the current directory when it lies below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # pragma: no cover - other drive on Windows
+        return path
+    return rel if not rel.startswith("..") else path
+
+
+def _manifest_version(data: bytes):
+    try:
+        return json.loads(data.decode("utf-8")).get("generator_version")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# --------------------------------------------------------------------------- summary
+
+def summary_table(result: BuildResult) -> str:
+    """Per table: K, estimator, certified bias bound, bias / E*_K, sup m, time."""
+    rows = [("table", "K", "estimator", "bias bound", "bias/E*_K", "sup m", "time")]
+    for r in result.results:
+        s = r.summary or {}
+        bias = s.get("bias_bound")
+        level = s.get("minimax_level")
+        try:
+            ratio = f"{float(bias) / float(level):.3f}" if float(level) > 0 else "exact"
+        except (TypeError, ValueError):
+            ratio = "-"
+        time_s = {"cached": "cached", "failed": "FAILED"}.get(r.status, f"{r.seconds:.2f}s")
+        rows.append((r.request.table_id, str(r.request.K), r.request.estimator, _sci(bias), ratio,
+                     _sci(s.get("mse_bound")), time_s))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out = []
+    for j, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(widths[i]) if i in (0, 2) else cell.rjust(widths[i])
+                             for i, cell in enumerate(row)).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _sci(x) -> str:
+    try:
+        return f"{float(x):.3e}"
+    except (TypeError, ValueError):
+        return "-"

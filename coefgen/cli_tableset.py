@@ -1,0 +1,120 @@
+"""CLI commands for table sets (issue 6): ``build``, ``check``, ``plot``.
+
+``register(main)`` adds them to the click group of coefgen.cli. Errors are raised as
+InputError (exit 2) / CheckError (exit 1); the group turns them into one-line messages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import CheckError, InputError
+
+_CONFIG_HELP = ("Table-set spec (coefgen.yaml); its 'output' is relative to the file. "
+                "Default: the embedded default set, output relative to the current directory.")
+
+
+def _jobs(jobs):
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs must be >= 1, got {jobs}")
+    return jobs
+
+
+@click.command()
+@click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Output directory (overrides the spec's 'output').")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, no summary (errors only).")
+@click.option("--force", is_flag=True, help="Re-solve every table even if it is up to date.")
+@click.option("--prune", is_flag=True, help="Delete files in the output directory that the spec does not produce.")
+def build(config, out, jobs, quiet, force, prune):
+    """Build every table of a table set, incrementally, with a manifest.
+
+    Tables whose inputs and coefgen version are unchanged and whose files are intact are
+    not re-solved. Writes are atomic and the manifest is updated after every table, so an
+    interrupted build keeps everything it finished. Runs verify on what it writes.
+    """
+    from .build import Interrupted, build as run_build, display_path, summary_table
+    from .spec import load_spec
+
+    spec = load_spec(config)  # every error, with file:line, before any solving
+    try:
+        result = run_build(spec, out, jobs=_jobs(jobs), quiet=quiet, force=force, prune=prune)
+    except Interrupted as e:
+        click.echo(f"coefgen: {e}", err=True)
+        sys.exit(130)
+    if not quiet:
+        if result.solved:
+            click.echo(summary_table(result))
+        click.echo(f"{len(result.results)} table(s) in {display_path(result.out_dir)}: {len(result.solved)} solved, "
+                   f"{len(result.cached)} up to date ({result.seconds:.2f}s)", err=True)
+        for f in result.pruned:
+            click.echo(f"pruned {display_path(os.path.join(result.out_dir, f))}", err=True)
+        for f in result.extras:
+            click.echo(f"extra {display_path(os.path.join(result.out_dir, f))} (not in the spec; --prune deletes it)", err=True)
+    for line in result.failures:
+        click.echo(f"FAILED {line}", err=True)
+    if result.failures:
+        raise CheckError(f"{len(result.failures)} table(s) failed; the others were written")
+
+
+@click.command()
+@click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Directory to check (default: the spec's 'output').")
+@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress (differences are still printed).")
+def check(config, out, jobs, quiet):
+    """Rebuild the set in a temporary directory and compare byte for byte (for CI).
+
+    Exit 1 with one line per difference (changed, missing, extra, stale version FILE);
+    exit 0 when the directory is exactly what this coefgen builds.
+    """
+    from .build import Interrupted, check as run_check
+    from .spec import load_spec
+
+    spec = load_spec(config)
+    target = out or spec.output
+    try:
+        lines = run_check(spec, target, jobs=_jobs(jobs), quiet=quiet)
+    except Interrupted as e:
+        click.echo(f"coefgen: {e}", err=True)
+        sys.exit(130)
+    for line in lines:
+        click.echo(line)
+    if lines:
+        raise CheckError(f"{target} differs from what coefgen would build ({len(lines)} difference(s)); "
+                         "run `coefgen build` and commit the result")
+    if not quiet:
+        click.echo(f"ok: {target} is up to date ({len(spec.tables)} table(s))", err=True)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, help="PNG file to write.")
+def plot(files, output):
+    """Plot weighted bias b(p) and weighted variance v(p) of table files against p.
+
+    One curve per table, p on a log axis from 1e-6 to 1; certified bounds from the files
+    as dashed lines.
+    """
+    from .plot import plot_tables
+    from .runtime import TableError, load
+
+    tables = []
+    for path in files:
+        try:
+            tables.append(load(path))
+        except TableError as e:
+            raise InputError(str(e)) from None
+    plot_tables([t.payload for t in tables], output)
+    click.echo(f"wrote {output}", err=True)
+
+
+def register(main: click.Group) -> None:
+    for cmd in (build, check, plot):
+        main.add_command(cmd)

@@ -1,0 +1,121 @@
+"""The bias–variance frontier of AQP tables (issue 5): sweep τ, certify, plot.
+
+``frontier_points(reward, K)`` returns one dict per table: the AQP tables for τ log-spaced
+from 1.5 to 100 (``estimator: "aqp"``), and the baselines ``plugin``, ``digamma`` (kl only)
+and ``minimax``. Every ``bias`` / ``mse`` / ``variance`` is a certified upper bound of the sup
+over p ∈ [0, 1] (coefgen.certify) of the float64 table, except the minimax point's
+``bias``, which is the minimax level E*_K itself. A τ for which no double-precision table
+exists is reported with an ``error`` and no numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import CoefgenError
+from .rewards import KL, Reward
+
+
+def default_taus(n: int = 10, lo: float = 1.5, hi: float = 100.0) -> list[float]:
+    """n log-spaced values from lo to hi, rounded to 3 significant digits (stable names)."""
+    return [float(f"{x:.3g}") for x in np.geomspace(lo, hi, n)]
+
+
+def _cert_point(values, reward, estimator, level, **extra) -> dict:
+    from .certify import certify
+
+    cert = certify(np.asarray(values, dtype=float), reward)
+    pt = {
+        "estimator": estimator,
+        "bias": float(cert.bias.upper),
+        "mse": float(cert.mse.upper),
+        "variance": float(cert.variance.upper),
+    }
+    if level > 0:
+        pt["bias_over_level"] = float(cert.bias.upper) / level
+    pt.update(extra)
+    return pt
+
+
+def frontier_points(reward: Reward, K: int, taus=None) -> list[dict]:
+    """AQP points for each τ (non-decreasing τ) plus plugin, digamma (kl) and minimax points."""
+    from .solvers.aqp import solve_aqp
+    from .solvers.baselines import solve_digamma, solve_plugin
+    from .solvers.minimax import minimax_level
+
+    lv = minimax_level(reward, K)
+    level = float(lv.upper)
+    taus = default_taus() if taus is None else sorted(float(t) for t in taus)
+    points: list[dict] = []
+    for tau in taus:
+        try:
+            sol = solve_aqp(reward, K, tau=tau, level=level)
+        except CoefgenError as e:
+            points.append({"estimator": "aqp", "tau": tau, "error": str(e)})
+            continue
+        points.append(_cert_point(sol.values, reward, "aqp", level, tau=tau))
+    points.append(_cert_point(solve_plugin(reward, K).values, reward, "plugin", level))
+    if isinstance(reward, KL):
+        points.append(_cert_point(solve_digamma(reward, K).values, reward, "digamma", level))
+    mm = {"estimator": "minimax", "bias": level, "bias_over_level": 1.0}
+    try:
+        from .solvers.minimax import solve_minimax
+
+        sol = solve_minimax(reward, K)
+        c = _cert_point(sol.values, reward, "minimax", level)
+        mm.update({"mse": c["mse"], "variance": c["variance"]})
+    except Exception:  # noqa: BLE001 - no minimax table (yet, or not representable): level only
+        pass
+    points.append(mm)
+    return points
+
+
+def plot_frontier(points: list[dict], path, title: str | None = None) -> None:
+    """sup|b| (x) against sup m (y), both log axes: the AQP curve and the baselines marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    aqp = [p for p in points if p["estimator"] == "aqp" and "mse" in p]
+    if aqp:
+        xs = [p["bias"] for p in aqp]
+        ys = [p["mse"] for p in aqp]
+        ax.plot(xs, ys, "-o", color="C0", label="aqp (tau sweep)", zorder=3)
+        for p in aqp:
+            ax.annotate(f"τ={p['tau']:g}", (p["bias"], p["mse"]), textcoords="offset points", xytext=(5, 4),
+                        fontsize=7, color="C0")
+    style = {"plugin": ("s", "C1"), "digamma": ("D", "C2"), "minimax": ("*", "C3")}
+    for p in points:
+        est = p["estimator"]
+        if est not in style:
+            continue
+        marker, color = style[est]
+        if "mse" in p:
+            ax.plot([p["bias"]], [p["mse"]], marker, color=color, markersize=10 if est == "minimax" else 8,
+                    label=est, zorder=4)
+            ax.annotate(est, (p["bias"], p["mse"]), textcoords="offset points", xytext=(6, -10), fontsize=8,
+                        color=color)
+        else:
+            ax.axvline(p["bias"], color=color, linestyle="--", linewidth=1, label=f"{est} level E*_K (sup m off scale)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("certified sup_p |b(p)|  (weighted bias)")
+    ax.set_ylabel("certified sup_p m(p)  (weighted MSE)")
+    failed = [p["tau"] for p in points if p["estimator"] == "aqp" and "error" in p]
+    t = title or "bias-variance frontier"
+    if failed:
+        t += f"\n(no double-precision table for tau = {', '.join(f'{x:g}' for x in failed)})"
+    ax.set_title(t, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+__all__ = ["default_taus", "frontier_points", "plot_frontier"]
+_ = math

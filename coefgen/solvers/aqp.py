@@ -1,0 +1,729 @@
+"""AQP: the variance-optimal table under a bias budget (DESIGN §4–5, issue 5).
+
+Problem (t ∈ R^K, B_c(p) the count law, r the reward):
+
+    b(p) = p·(Σ_c t_c B_c(p) − r(p))                  weighted bias (linear in t)
+    m(p) = p·Σ_c B_c(p)·(t_c − r(p))²                  weighted MSE (convex quadratic in t)
+
+    worst:    minimise sup_p m(p)      s.t. sup_p |b(p)| ≤ τ·E*_K
+    mean:     minimise ∫₀¹ m(p) dp     s.t. sup_p |b(p)| ≤ τ·E*_K
+    max_mse:  minimise sup_p |b(p)|    s.t. sup_p m(p) ≤ V
+
+Method: a cutting-plane (exchange) scheme for the semi-infinite program. Each round solves
+the cone program restricted to finite sets of points p with Clarabel (the solver cvxpy
+uses, called through its native API: the problem is assembled directly as sparse
+matrices, which is far faster than cvxpy canonicalisation at K = 1024):
+
+* every bias point gives two linear rows |p·(B(p)·t − r(p))| ≤ β (nonnegative cone);
+* every MSE point gives one second-order cone ‖(√(p·B_c(p))·(t_c − r(p)))_c‖₂ ≤ u, so
+  that sup m ≤ u² (the sum-of-squares form; the quadratic form itself is never built);
+* the mean objective is the exact quadratic Σ_c w_c t_c² − 2 g_c t_c + h_c with Beta /
+  digamma / trigamma closed forms for w, g, h.
+
+Entries with B_c(p) < 1e-17 are dropped (their weight is far below the solver's tolerance).
+The variables are the correction δ to the previous table (t = t_prev + δ), which keeps the
+right-hand sides O(1). After each round the table is rounded to 12 significant digits
+(the shipped table: cross-machine solver noise far below that vanishes, so the same
+inputs give byte-identical tables), |b| and m are evaluated on a dense grid (uniform in
+θ with p = sin²θ, plus log-spaced points near 0), every local maximum is refined by golden
+section and the violating / nearly active ones are added. The loop stops when the rounded
+table's bias is inside the budget with margin and sup m matches the round's optimum.
+The final table is certified (coefgen.certify); the grid optimum (dual objective, shifted
+to the untightened budget) is a lower bound on the semi-infinite optimum, so the file
+records both and their gap.
+
+The bias budget handed to the solver is tightened, β_s = β − min(2e-5·β, (β − E*_K)/2),
+so the certified bound of the float64 table lands inside β = τ·E*_K.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from decimal import Decimal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import digamma, gammaln, polygamma
+
+from ..bernstein import count_pmf
+from ..errors import CheckError, InputError
+from ..rewards import KL, Alpha, Poly, Reward
+from . import Solution
+
+DEFAULT_TAU = 10
+OBJECTIVES = ("worst", "mean")
+B_CUTOFF = 1e-17           # B_c(p) below this is dropped from a row
+MAX_ROUNDS = 40
+SLACK = 2e-5              # relative tightening of the bias budget handed to the solver
+M_REL_TOL = 2e-6           # stop when the rounded table's sup m is within this of the round's optimum
+_DEBUG = bool(__import__("os").environ.get("COEFGEN_AQP_DEBUG"))
+SOLVER_NAME = "clarabel (exchange method, native API)"
+
+
+# --------------------------------------------------------------------------- parameters
+def _number(x, what):
+    if isinstance(x, bool):
+        raise InputError(f"{what}, got {x!r}")
+    if isinstance(x, str):
+        try:
+            x = float(x)
+        except ValueError:
+            raise InputError(f"{what}, got {x!r}") from None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}, got {x!r}") from None
+    if not math.isfinite(x):
+        raise InputError(f"{what}, got {x!r}")
+    return x
+
+
+def _canon(x: float):
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+def normalize_aqp_params(params: dict) -> dict:
+    """Validate and canonicalise {tau, objective, max_mse}; InputError with a one-line reason."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - {"tau", "objective", "max_mse"})
+    if unknown:
+        raise InputError(f"estimator 'aqp' has no parameter {unknown[0]!r} (parameters: tau, objective, max_mse)")
+    tau = params.get("tau", DEFAULT_TAU)
+    objective = params.get("objective", "worst")
+    max_mse = params.get("max_mse", None)
+    if objective is None:
+        objective = "worst"
+    if objective not in OBJECTIVES:
+        raise InputError(f"aqp: objective must be worst or mean, got {objective!r}")
+    if max_mse is not None:
+        if isinstance(max_mse, str) and max_mse.strip().lower() == "plugin":
+            max_mse = "plugin"
+        else:
+            v = _number(max_mse, "aqp: max_mse must be positive or 'plugin'")
+            if v <= 0:
+                raise InputError(f"aqp: max_mse must be positive or 'plugin', got {max_mse!r}")
+            max_mse = _canon(v)
+        if objective != "worst":
+            raise InputError("aqp: objective 'mean' cannot be combined with max_mse (max_mse bounds the worst-case sup m)")
+        return {"tau": None, "objective": "worst", "max_mse": max_mse}
+    if tau is None:
+        tau = DEFAULT_TAU
+    t = _number(tau, "aqp: tau must be a number >= 1")
+    if t < 1:
+        raise InputError(f"aqp: tau must be a number >= 1, got {tau!r} (no table has bias below the minimax level E*_K)")
+    return {"tau": _canon(t), "objective": objective, "max_mse": None}
+
+
+# --------------------------------------------------------------------------- evaluation
+def _theta_grid(n: int) -> np.ndarray:
+    th = (np.arange(n) + 0.5) / n * (np.pi / 2)
+    return np.sin(th) ** 2
+
+
+def _small_grid(K: int, n: int, lo: float = 1e-4) -> np.ndarray:
+    return np.logspace(math.log10(lo / K**2), math.log10(1.0 / K), n)
+
+
+def _snap(p: np.ndarray) -> np.ndarray:
+    """Round points to 12 significant digits (grids independent of last-bit noise)."""
+    p = np.asarray(p, dtype=float)
+    return np.array([float(f"{x:.11e}") for x in p]) if p.size else p
+
+
+def profile(t: np.ndarray, reward: Reward, p, chunk: int = 2048):
+    """(b(p), m(p)) for a float64 table t at float64 points p in (0, 1]."""
+    t = np.asarray(t, dtype=float)
+    p = np.asarray(p, dtype=float)
+    K = len(t)
+    b = np.empty_like(p)
+    m = np.empty_like(p)
+    for s in range(0, len(p), chunk):
+        pp = p[s : s + chunk]
+        B = count_pmf(K, pp)
+        r = reward.r(pp)
+        d = t[None, :] - r[:, None]
+        b[s : s + chunk] = pp * np.einsum("ij,ij->i", B, d)
+        m[s : s + chunk] = pp * np.einsum("ij,ij->i", B, d * d)
+    return b, m
+
+
+def _local_max_idx(f: np.ndarray) -> np.ndarray:
+    n = len(f)
+    if n < 3:
+        return np.arange(n)
+    left = np.concatenate([[True], f[1:] >= f[:-1]])
+    right = np.concatenate([f[:-1] >= f[1:], [True]])
+    return np.nonzero(left & right)[0]
+
+
+def _golden_refine(fun, lo, hi, iters=40):
+    """Vectorised golden-section maximisation of fun on brackets [lo, hi]; returns (x, f(x))."""
+    g = (math.sqrt(5) - 1) / 2
+    a, b = lo.copy(), hi.copy()
+    c = b - g * (b - a)
+    d = a + g * (b - a)
+    fc, fd = fun(c), fun(d)
+    for _ in range(iters):
+        keep_left = fc >= fd  # max in [a, d]
+        b = np.where(keep_left, d, b)
+        a = np.where(keep_left, a, c)
+        new_c = b - g * (b - a)
+        new_d = a + g * (b - a)
+        # reuse the surviving point
+        c_next = np.where(keep_left, new_c, d)
+        d_next = np.where(keep_left, c, new_d)
+        fc_known = np.where(keep_left, np.nan, fd)
+        fd_known = np.where(keep_left, fc, np.nan)
+        need_c = keep_left
+        need_d = ~keep_left
+        fc = fc_known
+        fd = fd_known
+        if need_c.any():
+            fc[need_c] = fun(c_next[need_c]) if need_c.all() else _sub(fun, c_next, need_c)
+        if need_d.any():
+            fd[need_d] = fun(d_next[need_d]) if need_d.all() else _sub(fun, d_next, need_d)
+        c, d = c_next, d_next
+    x = np.where(fc >= fd, c, d)
+    return x, np.maximum(fc, fd)
+
+
+def _sub(fun, x, mask):
+    return fun(x[mask])
+
+
+class _Scan:
+    """Dense scan + refined local maxima of |b| and m for one table."""
+
+    def __init__(self, K: int):
+        self.K = K
+        n = 12 * K + 1000
+        self.p = np.unique(np.concatenate([_theta_grid(n), _small_grid(K, 60, lo=1e-6), [1.0]]))
+
+    def run(self, t, reward, *, want_m=True):
+        p = self.p
+        b, m = profile(t, reward, p)
+        out = {}
+        for name, f in (("b", np.abs(b)), ("m", m)) if want_m else (("b", np.abs(b)),):
+            idx = _local_max_idx(f)
+            lo = p[np.maximum(idx - 1, 0)]
+            hi = p[np.minimum(idx + 1, len(p) - 1)]
+            at_end = idx == len(p) - 1  # p = 1 is an endpoint: keep it as is
+            k = 0 if name == "b" else 1
+            fun = (lambda x, k=k: np.abs(profile(t, reward, x)[k])) if k == 0 else (lambda x: profile(t, reward, x)[1])
+            x = p[idx].copy()
+            fx = f[idx].copy()
+            inner = ~at_end & (hi > lo)
+            if inner.any():
+                xr, fr = _golden_refine(fun, lo[inner], hi[inner])
+                better = fr > fx[inner]
+                x[inner] = np.where(better, xr, x[inner])
+                fx[inner] = np.where(better, fr, fx[inner])
+            out[name] = (x, fx)
+        return out
+
+
+# --------------------------------------------------------------------------- mean objective
+def _beta_moments(K: int, s: float) -> np.ndarray:
+    """M_c(s) = ∫₀¹ p^(1+s) B_c(p) dp = C(K−1, c−1)·B(c+1+s, K−c+1), c = 1..K."""
+    c = np.arange(1, K + 1, dtype=float)
+    logC = gammaln(K) - gammaln(c) - gammaln(K - c + 1)
+    return np.exp(logC + gammaln(c + 1 + s) + gammaln(K - c + 1) - gammaln(K + 2 + s))
+
+
+def mean_weights(reward: Reward, K: int):
+    """(w, g, h): ∫₀¹ m(p) dp = Σ_c w_c t_c² − 2 g_c t_c + h_c (exact closed forms)."""
+    c = np.arange(1, K + 1, dtype=float)
+    w = c / (K * (K + 1.0))
+    if isinstance(reward, KL):
+        d = digamma(c + 1) - digamma(K + 2)
+        g = w * d
+        h = w * (d * d + polygamma(1, c + 1) - polygamma(1, K + 2))
+        return w, g, h
+    if isinstance(reward, Alpha):
+        a = float(reward.a)
+        M0, M1, M2 = _beta_moments(K, 0.0), _beta_moments(K, a - 1), _beta_moments(K, 2 * a - 2)
+        g = (M1 - M0) / (a - 1)
+        h = (M2 - 2 * M1 + M0) / (a - 1) ** 2
+        return w, g, h
+    if isinstance(reward, Poly):
+        co = [float(x) for x in reward.coefficients]
+        Ms = {}
+
+        def M(j):
+            if j not in Ms:
+                Ms[j] = _beta_moments(K, float(j))
+            return Ms[j]
+
+        g = sum(a * M(j) for j, a in enumerate(co) if a)
+        h = sum(a * b * M(i + j) for i, a in enumerate(co) for j, b in enumerate(co) if a and b)
+        return w, g * np.ones(K), h * np.ones(K)
+    raise InputError(f"aqp: objective 'mean' has no closed form for reward {reward.name!r}")  # pragma: no cover
+
+
+def mean_mse(t, reward: Reward) -> float:
+    """∫₀¹ m(p) dp of the table t (closed form)."""
+    t = np.asarray(t, dtype=float)
+    w, g, h = mean_weights(reward, len(t))
+    return math.fsum(np.concatenate([w * t * t, -2 * g * t, h]))
+
+
+# --------------------------------------------------------------------------- cone program
+def _rows(K, p, reward):
+    """Truncated sparse rows: B (csr, entries ≥ cutoff), r(p)."""
+    B = count_pmf(K, p)
+    B[B < B_CUTOFF] = 0.0
+    return sp.csr_matrix(B), reward.r(p)
+
+
+def _settings(tol):
+    import clarabel
+
+    s = clarabel.DefaultSettings()
+    s.verbose = False
+    s.max_iter = 400
+    s.tol_gap_abs = tol
+    s.tol_gap_rel = tol
+    s.tol_feas = tol
+    s.tol_ktratio = 1e-7
+    s.max_threads = 1
+    s.direct_solve_method = "qdldl"
+    return s
+
+
+class _Program:
+    """One round's cone program in the scaled correction δ = (t − t_ref)/σ.
+
+    mode 'worst': x = (δ, u), min u,  bias rows, SOC rows ‖·‖ ≤ u.
+    mode 'mean' : x = δ,      min ½δ'Pδ + q'δ, bias rows.
+    mode 'bias' : x = (δ, y), min y,  |b| ≤ β0·y rows, SOC rows ‖·‖ ≤ √V.
+
+    σ is the size of the previous round's correction (clipped to [β, 1]): the solver's
+    absolute tolerances then act on a quantity that is O(1) in every round, so late rounds
+    resolve the table to far below the bias budget. Bias rows are expressed in units of the
+    budget; rows too small to matter (tiny p) are scaled up to unit size, and dropped when
+    their right-hand side then exceeds 1e6 (they cannot become active)."""
+
+    def __init__(self, mode, reward, K, t_ref, p_b, p_m, *, sigma=1.0, beta=None, beta_solve=None, V=None,
+                 V_solve=None, beta0=None, mean=None):
+        import clarabel
+
+        self.mode, self.K, self.sigma = mode, K, sigma
+        nx = K + (0 if mode == "mean" else 1)
+        blocks_A, blocks_b, blocks_b_loose, cones = [], [], [], []
+
+        Bb, rb = _rows(K, p_b, reward)
+        Dp = sp.diags(p_b)
+        e = p_b * (Bb @ t_ref - rb)  # current bias at the bias points
+        unit = beta if mode in ("worst", "mean") else beta0
+        a = (Dp @ Bb) * (sigma / unit)
+        if mode in ("worst", "mean"):
+            zero = sp.csr_matrix((len(p_b), nx - K))
+            Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
+            ratio = beta_solve / beta
+            rhs = np.concatenate([ratio - e / beta, ratio + e / beta])
+            rhs_loose = np.concatenate([1 - e / beta, 1 + e / beta])
+        else:
+            col = sp.csr_matrix(-np.ones((len(p_b), 1)))
+            Ab = sp.vstack([sp.hstack([a, col]), sp.hstack([-a, col])]).tocsr()
+            rhs = rhs_loose = np.concatenate([-e / beta0, e / beta0])
+        rmax = np.asarray(abs(Ab[:, :K]).max(axis=1).todense()).ravel()
+        scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
+        if mode == "bias":
+            keep = np.ones(len(rhs), bool)
+        else:
+            keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
+        Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
+        blocks_A.append(Ab)
+        blocks_b.append(rhs[keep] * scale[keep])
+        blocks_b_loose.append(rhs_loose[keep] * scale[keep])
+        cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
+
+        if mode in ("worst", "bias") and len(p_m):
+            Bm, rm = _rows(K, p_m, reward)
+            Bm = Bm.tocoo()
+            order = np.lexsort((Bm.col, Bm.row))
+            ri, ci, vals = Bm.row[order], Bm.col[order], Bm.data[order]
+            counts = np.bincount(ri, minlength=len(p_m))
+            starts = np.concatenate([[0], np.cumsum(counts + 1)[:-1]])  # head row of each cone
+            rank = np.arange(len(ri)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[ri]
+            rows_body = starts[ri] + 1 + rank
+            sq = np.sqrt(p_m[ri] * vals)
+            nrow = int(np.sum(counts + 1))
+            if mode == "worst":
+                A_rows = np.concatenate([starts, rows_body])
+                A_cols = np.concatenate([np.full(len(starts), K), ci])
+                A_vals = np.concatenate([-np.ones(len(starts)), -sq * sigma])
+            else:
+                A_rows, A_cols, A_vals = rows_body, ci, -sq * sigma
+            Am = sp.csr_matrix((A_vals, (A_rows, A_cols)), shape=(nrow, nx))
+            bm = np.zeros(nrow)
+            bm[rows_body] = sq * (t_ref[ci] - rm[ri])
+            bm_loose = bm.copy()
+            if mode == "bias":
+                bm[starts] = math.sqrt(V_solve)
+                bm_loose[starts] = math.sqrt(V)
+            blocks_A.append(Am)
+            blocks_b.append(bm)
+            blocks_b_loose.append(bm_loose)
+            cones.extend(clarabel.SecondOrderConeT(int(c) + 1) for c in counts)
+
+        self.A = sp.vstack(blocks_A).tocsc()
+        self.b = np.concatenate(blocks_b)
+        self.b_loose = np.concatenate(blocks_b_loose)
+        self.cones = cones
+        q = np.zeros(nx)
+        if mode == "mean":
+            w, g, h = mean
+            self.P = sp.diags(2 * w * sigma * sigma).tocsc()
+            q[:] = sigma * (2 * w * t_ref - 2 * g)
+            self.const = math.fsum(np.concatenate([w * t_ref * t_ref, -2 * g * t_ref, h]))
+        else:
+            self.P = sp.csc_matrix((nx, nx))
+            q[K] = 1.0
+            self.const = 0.0
+        self.q = q
+
+    def table(self, x, t_ref):
+        return t_ref + self.sigma * x[: self.K]
+
+    def solve(self):
+        import clarabel
+
+        last = almost = None
+        # rows are pre-scaled here, so Clarabel's equilibration is not needed; a smaller static
+        # regularisation avoids the stalls ("AlmostSolved") seen with the defaults.
+        variants = [(1e-8, {"static_regularization_constant": 1e-10}), (1e-9, {"equilibrate_enable": False})]
+        for tol, extra in variants:
+            st = _settings(tol)
+            for k, v in extra.items():
+                setattr(st, k, v)
+            solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, st)
+            sol = solver.solve()
+            last = sol
+            if sol.status == clarabel.SolverStatus.Solved:
+                x = np.array(sol.x)
+                z = np.array(sol.z)
+                # dual objective with the untightened right-hand side: a lower bound of the loose problem
+                quad = 0.5 * x @ (self.P @ x)
+                dual_loose = -quad - self.b_loose @ z + self.const
+                return "solved", x, float(sol.obj_val) + self.const, dual_loose, int(sol.iterations)
+            if sol.status in (clarabel.SolverStatus.PrimalInfeasible, clarabel.SolverStatus.AlmostPrimalInfeasible):
+                return "infeasible", None, None, None, int(sol.iterations)
+            if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
+                almost = sol
+        if almost is not None:
+            # reduced accuracy: usable as a cutting-plane iterate (the table is checked
+            # independently), never as the final round (no trustworthy dual bound)
+            return "almost", np.array(almost.x), float(almost.obj_val) + self.const, None, int(almost.iterations)
+        return f"failed ({last.status})", None, None, None, int(last.iterations)
+
+
+def _next_sigma(t_new, t_old, floor):
+    d = float(np.max(np.abs(np.asarray(t_new) - np.asarray(t_old))))
+    return float(min(1.0, max(d, floor)))
+
+
+# --------------------------------------------------------------------------- helpers
+def quantum_for(budget: float) -> float:
+    """Rounding quantum: the power of two at most budget/4096 (bias moves by ≤ budget/8192)."""
+    return 2.0 ** math.floor(math.log2(budget / 4096.0))
+
+
+def round_table(t, quantum: float) -> np.ndarray:
+    """Round every entry to a multiple of ``quantum`` (a power of two: exact in float64).
+
+    The shipped table is this rounded one: solver noise across machines (far below the
+    quantum) then almost never changes a byte, and the bias moves by at most quantum/2·p."""
+    t = np.asarray(t, dtype=float)
+    return np.round(t / quantum) * quantum
+
+
+def exact_strings(values) -> list[str]:
+    """The float64 values written exactly in decimal (they are the table)."""
+    out = []
+    for v in values:
+        s = format(Decimal(float(v)), "f")
+        if "." in s:
+            s = s.rstrip("0").rstrip(".") or "0"
+        out.append(s)
+    return out
+
+
+def _initial_table(reward: Reward, K: int) -> np.ndarray:
+    c = np.arange(1, K + 1, dtype=float)
+    if isinstance(reward, KL):
+        return digamma(c) - digamma(K)  # bias O(1/K), a good start
+    return reward.r(c / K)
+
+
+def _level_value(reward, K, level):
+    if level is None:
+        from .minimax import minimax_level
+
+        level = minimax_level(reward, K).upper
+    if hasattr(level, "upper"):
+        level = level.upper
+    return float(level)
+
+
+def _certify(values, reward):
+    from ..certify import certify
+
+    return certify(values, reward)
+
+
+def _dedupe_add(grid: np.ndarray, new: np.ndarray) -> np.ndarray:
+    new = _snap(new)
+    new = new[(new > 0) & (new <= 1)]
+    if not len(new):
+        return grid
+    allp = np.unique(np.concatenate([grid, new]))
+    return allp
+
+
+# --------------------------------------------------------------------------- driver
+def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max_mse=None, level=None) -> Solution:
+    """The AQP table (see module docstring). Returns a Solution with certified diagnostics."""
+    prm = normalize_aqp_params({"tau": tau, "objective": objective, "max_mse": max_mse})
+    tau, objective, max_mse = prm["tau"], prm["objective"], prm["max_mse"]
+    if reward.is_polynomial and reward.degree <= K - 1 and max_mse is None:
+        # E*_K = 0: the only table within any budget τ·0 is the exact one.
+        from .exact import solve_exact
+
+        sol = solve_exact(reward, K)
+        sol.params = {"note": "exact table (E*_K = 0: the bias budget forces the unbiased table)"}
+        return sol
+    t0 = time.perf_counter()
+    if max_mse is not None:
+        return _solve_max_mse(reward, K, max_mse, t0)
+    E = _level_value(reward, K, level)
+    beta = tau * E
+    slack = min(SLACK * beta, 0.5 * (beta - E))
+    if not slack > 0:
+        raise CheckError(
+            f"aqp {reward.name} K={K}: tau = {tau} leaves no room above the minimax level E*_K = {E:.6g}; "
+            "double precision cannot deliver a table with certified bias within tau*E*_K (use tau > 1)"
+        )
+    beta_s = beta - slack
+    accept = beta - 0.5 * slack
+    mode = "worst" if objective == "worst" else "mean"
+    mean = mean_weights(reward, K) if mode == "mean" else None
+
+    q = quantum_for(slack)
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), _small_grid(K, 30), [1.0]])))
+    p_m = (_snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+           if mode == "worst" else np.zeros(0))
+    scan = _Scan(K)
+    t_ref = round_table(_initial_table(reward, K), q)
+    history = []
+    best = None
+    cert_rounds = 0
+    sigma = 1.0
+    grid_lower = None
+    for it in range(1, MAX_ROUNDS + 1):
+        prog = _Program(mode, reward, K, t_ref, p_b, p_m, sigma=sigma, beta=beta, beta_solve=beta_s, mean=mean)
+        status, x, obj, dual, nit = prog.solve()
+        if status == "infeasible":
+            raise CheckError(
+                f"aqp {reward.name} K={K}: the bias budget tau*E*_K = {beta:.6g} (tau = {tau}) is infeasible even on a "
+                f"finite grid in double precision; tau is too close to 1 (or E*_K is wrong)"
+            )
+        if status not in ("solved", "almost"):
+            raise CheckError(
+                f"aqp {reward.name} K={K}: the cone solver did not converge ({status}) for tau = {tau}"
+                + (f" (the optimum sup m is already >= {grid_lower:.3g} on the grid)" if grid_lower else "")
+                + "; the tables this budget needs are too ill-conditioned for double precision: use a larger tau"
+            )
+        t = round_table(prog.table(x, t_ref), q)
+        _check_precision(t, slack, reward, K, tau, grid_lower)
+        sigma = _next_sigma(t, t_ref, beta)
+        res = scan.run(t, reward, want_m=(mode == "worst"))
+        xb, fb = res["b"]
+        sup_b = float(fb.max())
+        if mode == "worst":
+            xm, fm = res["m"]
+            sup_m = float(fm.max())
+            grid_opt = float(x[K]) ** 2
+            lower = None if dual is None else max(dual, 0.0) ** 2
+        else:
+            sup_m = None
+            grid_opt = obj
+            lower = dual
+        if lower is not None:
+            grid_lower = lower
+        history.append((it, len(p_b), len(p_m), nit, status, sup_b / beta, sup_m, grid_opt))
+        ok_b = sup_b <= accept
+        ok_m = mode == "mean" or sup_m <= grid_opt * (1 + M_REL_TOL)
+        # exchange: add violated and nearly active maxima
+        p_b = _dedupe_add(p_b, xb[fb > 0.98 * beta_s])
+        if mode == "worst":
+            p_m = _dedupe_add(p_m, xm[fm > grid_opt * (1 - 1e-3)])
+        t_ref = t
+        if ok_b and ok_m and status == "solved":
+            cert = _certify(t, reward)
+            cert_rounds += 1
+            if cert.bias.upper <= beta:
+                best = (t, cert, lower, it)
+                break
+            # the certifier found more: add its witness and go on
+            p_b = _dedupe_add(p_b, np.array([cert.bias.witness]))
+            if cert_rounds >= 3:
+                break
+    if _DEBUG:
+        for h in history:
+            print("aqp round", h)
+    if best is None:
+        raise CheckError(
+            f"aqp {reward.name} K={K}: could not bring the certified bias of the float64 table within "
+            f"tau*E*_K = {beta:.6g} (tau = {tau}) after {len(history)} rounds; tau is too close to 1 for double precision"
+        )
+    t, cert, lower, it = best
+    if mode == "worst":
+        upper = float(cert.mse.upper)
+        objective_name = "sup_p m(p)"
+    else:
+        upper = mean_mse(t, reward)
+        objective_name = "integral_0^1 m(p) dp"
+    params = {
+        "method": "exchange (cutting-plane) method for the semi-infinite cone program",
+        "solver": SOLVER_NAME,
+        "objective": objective_name,
+        "objective_upper": _f(upper),
+        "objective_lower": _f(lower),
+        "gap": _f((upper - lower) / upper if upper > 0 else 0.0),
+        "bias_budget": _f(beta),
+        "bias_budget_solved": _f(beta_s),
+        "bias_over_level": _f(float(cert.bias.upper) / E),
+        "rounds": it,
+        "grid_bias_points": int(len(p_b)),
+        "grid_mse_points": int(len(p_m)),
+        "rounding_quantum": q,
+    }
+    if mode == "mean":
+        params["sup_mse_certified"] = _f(float(cert.mse.upper))
+    return Solution(values=t, values_exact=exact_strings(t), params=params, exact=False, bias_target=beta)
+
+
+def _check_precision(t, slack, reward, K, tau, grid_lower):
+    """Double precision evaluates T(p) = Σ t_c B_c(p) only to ~√K·u·max|t| (≈ √K terms matter):
+    give up when that is not far below the slack between the budget and the solver's target."""
+    big = float(np.max(np.abs(t)))
+    if 8 * big * math.sqrt(K) * 2.0**-52 > slack / 8:
+        raise CheckError(
+            f"aqp {reward.name} K={K}: tau = {tau} needs table entries as large as {big:.3g}"
+            + (f" (sup m >= {grid_lower:.3g})" if grid_lower else "")
+            + ", too large for double precision to hold the bias within tau*E*_K; use a larger tau"
+        )
+
+
+def _f(x: float) -> float:
+    """Diagnostics rounded to 10 significant digits (stable across machines)."""
+    return float(f"{float(x):.9e}")
+
+
+def plugin_sup_mse(reward: Reward, K: int) -> float:
+    from .baselines import solve_plugin
+
+    return float(_certify(solve_plugin(reward, K).values, reward).mse.upper)
+
+
+def min_sup_mse(reward: Reward, K: int) -> tuple[float, float, np.ndarray]:
+    """(lower, upper, table) of min_t sup_p m(p) with no bias constraint (τ = ∞)."""
+    p_b = np.zeros(0)
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    scan = _Scan(K)
+    q = 2.0**-40
+    t_ref = round_table(_initial_table(reward, K), q)
+    lower = upper = None
+    sigma = 1.0
+    for _ in range(MAX_ROUNDS):
+        prog = _Program("worst", reward, K, t_ref, np.array([1.0]), p_m, sigma=sigma, beta=1e300, beta_solve=1e300)
+        status, x, obj, dual, nit = prog.solve()
+        if status not in ("solved", "almost"):
+            raise CheckError(f"aqp {reward.name} K={K}: the cone solver did not converge: {status}")
+        t = round_table(prog.table(x, t_ref), q)
+        sigma = _next_sigma(t, t_ref, 1e-6)
+        xm, fm = scan.run(t, reward)["m"]
+        if dual is not None:
+            lower = max(dual, 0.0) ** 2
+        upper = float(fm.max())
+        p_m = _dedupe_add(p_m, xm[fm > x[K] ** 2 * (1 - 1e-3)])
+        t_ref = t
+        if upper <= x[K] ** 2 * (1 + M_REL_TOL) and status == "solved":
+            break
+    del p_b
+    return lower, upper, t_ref
+
+
+def _solve_max_mse(reward: Reward, K: int, max_mse, t0) -> Solution:
+    if max_mse == "plugin":
+        V = plugin_sup_mse(reward, K)
+        V_name = "plugin"
+    else:
+        V = float(max_mse)
+        V_name = V
+    V_s = V * (1 - 1e-4)
+    beta0 = 1.0 / K**2
+    q = quantum_for(1e-4 / K**2)
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), _small_grid(K, 30), [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    scan = _Scan(K)
+    t_ref = round_table(_initial_table(reward, K), q)
+    best = None
+    history = []
+    sigma = 1.0
+    for it in range(1, MAX_ROUNDS + 1):
+        prog = _Program("bias", reward, K, t_ref, p_b, p_m, sigma=sigma, V=V, V_solve=V_s, beta0=beta0)
+        status, x, obj, dual, nit = prog.solve()
+        if status == "infeasible":
+            lo, up, _ = min_sup_mse(reward, K)
+            raise InputError(
+                f"aqp {reward.name} K={K}: max_mse V = {V:.6g} is below what any table reaches "
+                f"(the smallest possible sup m is about {up:.6g}, at least {lo:.6g})"
+            )
+        if status not in ("solved", "almost"):
+            raise CheckError(f"aqp {reward.name} K={K}: the cone solver did not converge: {status}")
+        y = float(x[K])
+        t = round_table(prog.table(x, t_ref), q)
+        sigma = _next_sigma(t, t_ref, 1e-3 * y * beta0)
+        res = scan.run(t, reward)
+        xb, fb = res["b"]
+        xm, fm = res["m"]
+        sup_b, sup_m = float(fb.max()), float(fm.max())
+        grid_opt = y * beta0
+        history.append((it, sup_b, sup_m))
+        ok_m = sup_m <= V * (1 - 0.5e-4)
+        ok_b = sup_b <= grid_opt * (1 + 1e-5)
+        p_b = _dedupe_add(p_b, xb[fb > grid_opt * (1 - 1e-3)])
+        p_m = _dedupe_add(p_m, xm[fm > V_s * (1 - 1e-3)])
+        t_ref = t
+        if ok_m and ok_b and status == "solved":
+            cert = _certify(t, reward)
+            if cert.mse.upper <= V:
+                best = (t, cert, max(dual, 0.0) * beta0, it)
+                break
+            p_m = _dedupe_add(p_m, np.array([cert.mse.witness]))
+    if best is None:
+        raise CheckError(
+            f"aqp {reward.name} K={K}: could not certify sup m <= max_mse = {V:.6g} for a float64 table; "
+            "V is too close to the smallest reachable sup m"
+        )
+    t, cert, lower, it = best
+    upper = float(cert.bias.upper)
+    params = {
+        "method": "exchange (cutting-plane) method for the semi-infinite cone program",
+        "solver": SOLVER_NAME,
+        "objective": "sup_p |b(p)|",
+        "objective_upper": _f(upper),
+        "objective_lower": _f(lower),
+        "gap": _f((upper - lower) / upper if upper > 0 else 0.0),
+        "max_mse_value": _f(V),
+        "max_mse": V_name,
+        "sup_mse_certified": _f(float(cert.mse.upper)),
+        "rounds": it,
+        "grid_bias_points": int(len(p_b)),
+        "grid_mse_points": int(len(p_m)),
+        "rounding_quantum": q,
+    }
+    return Solution(values=t, values_exact=exact_strings(t), params=params, exact=False, bias_target=None)

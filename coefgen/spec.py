@@ -1,0 +1,339 @@
+"""Table-set spec (``coefgen.yaml``, DESIGN §9): load, validate, expand into table requests.
+
+The YAML is read with PyYAML's *safe* loader, but composed into a node tree first so that
+every error names ``file:line``. Everything is checked before any solving: unknown keys,
+wrong types, bad K ranges, impossible combinations (``compiler.precheck`` on every table)
+and duplicate tables across entries (an error naming both lines: one table, one entry).
+
+    output: tables            # directory, relative to this file
+    formats: [json, npz, c]
+    tables:
+      - divergence: kl
+        estimator: aqp
+        tau: 10               # estimator parameters sit beside the estimator
+        K: [2..64, 128]       # a range 'a..b', an integer, or a list of both
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+
+import yaml
+
+from .errors import InputError
+from .payload import canonical_json
+
+TOP_KEYS = ("output", "formats", "tables")
+PARAM_KEYS = ("tau", "objective", "max_mse")
+ENTRY_KEYS = ("divergence", "estimator", "K") + PARAM_KEYS
+FORMATS = ("json", "npz", "c")
+DEFAULT_SPEC_NAME = "default_spec.yaml"
+DEFAULT_SPEC_SOURCE = "<embedded default spec>"
+
+
+@dataclass(frozen=True)
+class TableRequest:
+    """One table of the set: what to solve and where it came from."""
+
+    table_id: str
+    divergence: str  # canonical reward name
+    estimator: str
+    params: dict  # full (normalized) estimator parameters, as compile_table accepts them
+    K: int
+    entry: dict  # {"index": i, "divergence": [...], "estimator": e, "K": "...", params}
+    line: int  # line of the entry's K (for messages)
+
+    @property
+    def inputs(self) -> dict:
+        """Everything that determines the table's bytes besides the coefgen version."""
+        return {"divergence": self.divergence, "estimator": self.estimator,
+                "params": {k: v for k, v in self.params.items() if v is not None}, "K": self.K}
+
+    @functools.cached_property
+    def inputs_key(self) -> str:
+        return hashlib.sha256(canonical_json(self.inputs).encode("utf-8")).hexdigest()
+
+    @property
+    def lookup_estimator(self) -> str:
+        """Estimator key of the aggregate C lookup: ``aqp`` or ``aqp-tau5`` (non-default params)."""
+        head, _, _ = self.table_id.rpartition("-K")
+        slug_len = len(_slug(self.divergence)) + 1
+        return head[slug_len:]
+
+    def cost(self) -> float:
+        """Rough relative solve cost (for scheduling big tables first and for the ETA)."""
+        w = {"exact": 0.02, "plugin": 0.05, "digamma": 0.05, "minimax": 1.0, "aqp": 1.5}.get(self.estimator, 1.0)
+        return w * (1.0 + self.K) ** 2
+
+
+@dataclass
+class Spec:
+    source: str  # path of the spec file, or DEFAULT_SPEC_SOURCE
+    output: str  # output directory (absolute, or relative to the cwd for the embedded default)
+    formats: tuple
+    tables: list = field(default_factory=list)  # list[TableRequest], spec order
+
+
+def _slug(divergence: str) -> str:
+    return divergence.replace(":", "").replace("/", "over").replace(",", "_")
+
+
+class _Ctx:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, node_or_line, message: str):
+        line = node_or_line if isinstance(node_or_line, int) else node_or_line.start_mark.line + 1
+        raise InputError(f"{self.source}:{line}: {message}")
+
+
+_SCALAR_LOADER = yaml.SafeLoader("")
+
+
+def _scalar(node):
+    """The Python value of a scalar node under the safe loader's rules (int, float, str, ...)."""
+    return _SCALAR_LOADER.construct_object(node, deep=True)
+
+
+def _typename(node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    v = _scalar(node)
+    if v is None:
+        return "nothing (null)"
+    return f"{type(v).__name__} {v!r}"
+
+
+def _mapping(ctx: _Ctx, node, what: str, allowed) -> dict:
+    """{key: (key_node, value_node)}; errors for non-mappings, duplicate and unknown keys."""
+    if not isinstance(node, yaml.MappingNode):
+        ctx.fail(node, f"{what} must be a mapping, got {_typename(node)}")
+    out = {}
+    for knode, vnode in node.value:
+        if not isinstance(knode, yaml.ScalarNode) or not isinstance(_scalar(knode), str):
+            ctx.fail(knode, f"{what}: keys must be strings, got {_typename(knode)}")
+        key = _scalar(knode)
+        if key in out:
+            ctx.fail(knode, f"{what}: duplicate key {key!r} (first at line {out[key][0].start_mark.line + 1})")
+        if key not in allowed:
+            hint = [a for a in allowed if a.lower() == key.lower()] or difflib.get_close_matches(key, allowed, n=1)
+            ctx.fail(knode, f"{what}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + f"; allowed keys: {', '.join(allowed)}")
+        out[key] = (knode, vnode)
+    return out
+
+
+def _string(ctx, node, what) -> str:
+    if not isinstance(node, yaml.ScalarNode) or not isinstance(_scalar(node), str):
+        ctx.fail(node, f"{what} must be a string, got {_typename(node)}"
+                 + ("; quote it (YAML reads yes/no/on/off as booleans)" if isinstance(node, yaml.ScalarNode)
+                    and isinstance(_scalar(node), bool) else ""))
+    value = _scalar(node).strip()
+    if not value:
+        ctx.fail(node, f"{what} must not be empty")
+    return value
+
+
+def _strings(ctx, node, what) -> list:
+    """A string or a non-empty list of strings, with the node of each."""
+    if isinstance(node, yaml.SequenceNode):
+        if not node.value:
+            ctx.fail(node, f"{what} must not be an empty list")
+        return [(_string(ctx, n, what), n) for n in node.value]
+    return [(_string(ctx, node, what), node)]
+
+
+def _int(ctx, node, what) -> int:
+    v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    if isinstance(v, bool) or not isinstance(v, int):
+        ctx.fail(node, f"{what} must be an integer, got {_typename(node)}")
+    return v
+
+
+def _k_values(ctx, node) -> list:
+    """[(K, node)] from an integer, a range 'a..b' (inclusive), or a list of both."""
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if isinstance(node, yaml.SequenceNode) and not items:
+        ctx.fail(node, "K must not be an empty list")
+    out = []
+    for item in items:
+        if isinstance(item, yaml.ScalarNode) and isinstance(_scalar(item), str):
+            text = _scalar(item).strip()
+            lo, sep, hi = text.partition("..")
+            try:
+                a, b = int(lo), int(hi)
+            except ValueError:
+                a = b = None
+            if not sep or a is None:
+                ctx.fail(item, f"K: {text!r} is neither an integer nor a range like 2..64")
+            if a > b:
+                ctx.fail(item, f"K: empty range {text!r} (the start exceeds the end)")
+            if b - a > 100_000:
+                ctx.fail(item, f"K: range {text!r} is absurdly long")
+            out += [(k, item) for k in range(a, b + 1)]
+        elif isinstance(item, yaml.SequenceNode) and item is not node:
+            ctx.fail(item, "K: a list of lists is not allowed; use a flat list like [2..64, 128]")
+        else:
+            out.append((_int(ctx, item, "K"), item))
+    return out
+
+
+def _k_text(node) -> str:
+    """The K field as written (for the manifest's entry record)."""
+    if isinstance(node, yaml.SequenceNode):
+        return "[" + ", ".join(str(_scalar(n)) for n in node.value) + "]"
+    return str(_scalar(node))
+
+
+def _param(ctx, key, node):
+    v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    if key == "tau":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            ctx.fail(node, f"tau must be a number >= 1, got {_typename(node)}")
+        return v
+    if key == "objective":
+        if v not in ("worst", "mean"):
+            ctx.fail(node, f"objective must be 'worst' or 'mean', got {_typename(node)}")
+        return v
+    if key == "max_mse":
+        if v == "plugin" or (not isinstance(v, bool) and isinstance(v, (int, float))):
+            return v
+        ctx.fail(node, f"max_mse must be a positive number or 'plugin', got {_typename(node)}")
+    raise AssertionError(key)  # pragma: no cover
+
+
+def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
+    """Validate spec text; ``base_dir`` resolves a relative ``output`` (None: keep it relative)."""
+    from . import compiler
+    from .rewards import parse_reward
+    from .writers import table_id
+
+    ctx = _Ctx(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        raise InputError(f"{source}:{line}: not valid YAML: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}:1: not valid YAML: {e}") from None
+    if root is None:
+        raise InputError(f"{source}:1: the spec is empty; it needs at least a 'tables' list")
+    try:
+        top = _mapping(ctx, root, "spec", TOP_KEYS)
+    except yaml.constructor.ConstructorError as e:  # pragma: no cover - unusual tags
+        raise InputError(f"{source}:{e.problem_mark.line + 1}: {e.problem}") from None
+
+    output = "tables"
+    if "output" in top:
+        output = _string(ctx, top["output"][1], "output")
+    if base_dir is not None and not os.path.isabs(output):
+        output = os.path.normpath(os.path.join(base_dir, output))
+
+    formats = ("json",)
+    if "formats" in top:
+        fnodes = _strings(ctx, top["formats"][1], "formats")
+        seen = []
+        for f, n in fnodes:
+            if f not in FORMATS:
+                ctx.fail(n, f"formats: unknown format {f!r}; choose from {', '.join(FORMATS)}")
+            if f in seen:
+                ctx.fail(n, f"formats: {f!r} is listed twice")
+            seen.append(f)
+        formats = tuple(f for f in FORMATS if f in seen)  # canonical order
+
+    if "tables" not in top:
+        ctx.fail(root, "the spec has no 'tables' list")
+    tnode = top["tables"][1]
+    if not isinstance(tnode, yaml.SequenceNode) or not tnode.value:
+        ctx.fail(tnode, f"tables must be a non-empty list of entries, got {_typename(tnode)}")
+
+    requests: list[TableRequest] = []
+    by_id: dict[str, TableRequest] = {}
+    for index, enode in enumerate(tnode.value):
+        what = f"tables[{index}]"
+        entry = _mapping(ctx, enode, what, ENTRY_KEYS)
+        for required in ("divergence", "estimator", "K"):
+            if required not in entry:
+                ctx.fail(enode, f"{what}: missing key {required!r}")
+        divs = _strings(ctx, entry["divergence"][1], f"{what}: divergence")
+        est_node = entry["estimator"][1]
+        estimator = _string(ctx, est_node, f"{what}: estimator")
+        if estimator not in compiler.ESTIMATORS:
+            hint = difflib.get_close_matches(estimator, compiler.ESTIMATORS, n=1)
+            ctx.fail(est_node, f"{what}: unknown estimator {estimator!r}"
+                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + f"; choose one of {', '.join(compiler.ESTIMATORS)}")
+        params = {}
+        for key in PARAM_KEYS:
+            if key in entry:
+                knode, vnode = entry[key]
+                if key not in compiler.ESTIMATOR_DEFAULTS[estimator]:
+                    ctx.fail(knode, f"{what}: parameter {key!r} does not apply to estimator {estimator!r} "
+                                    "(only aqp takes tau, objective, max_mse)")
+                params[key] = _param(ctx, key, vnode)
+        try:
+            full = compiler.normalize_params(estimator, params)
+        except InputError as e:
+            bad = next((entry[k][1] for k in PARAM_KEYS if k in entry), est_node)
+            ctx.fail(bad, f"{what}: {e}")
+        ks = _k_values(ctx, entry["K"][1])
+        rewards = []
+        for name, dnode in divs:
+            try:
+                rewards.append((parse_reward(name), dnode))
+            except InputError as e:
+                ctx.fail(dnode, f"{what}: {e}")
+        record = {"index": index, "divergence": [r.name for r, _ in rewards], "estimator": estimator,
+                  "K": _k_text(entry["K"][1])}
+        record.update({k: v for k, v in params.items()})
+        kmax = max(k for k, _ in ks)
+        for reward, dnode in rewards:
+            # the combination itself (checked at the largest K): error on the estimator line
+            for k, knode in ks:
+                try:
+                    compiler.check_K(k)
+                except InputError as e:
+                    ctx.fail(knode, f"{what}: {e}")
+            try:
+                compiler.precheck(reward.name, kmax, estimator, params)
+            except InputError as e:
+                ctx.fail(est_node, f"{what}: {reward.name} with estimator {estimator}: {e}")
+            for k, knode in ks:
+                try:
+                    compiler.precheck(reward.name, k, estimator, params)
+                except InputError as e:
+                    ctx.fail(knode, f"{what}: {reward.name} {estimator} K={k}: {e}")
+                tid = table_id(reward.name, estimator, compiler.key_params(estimator, full), k)
+                req = TableRequest(table_id=tid, divergence=reward.name, estimator=estimator,
+                                   params=full, K=k, entry=record, line=knode.start_mark.line + 1)
+                if tid in by_id:
+                    first = by_id[tid]
+                    ctx.fail(knode, f"{what}: table {tid} is already produced by tables[{first.entry['index']}] "
+                                    f"(line {first.line}); each table must come from one entry")
+                by_id[tid] = req
+                requests.append(req)
+    return Spec(source=source, output=output, formats=formats, tables=requests)
+
+
+def load_spec(path: str | None = None) -> Spec:
+    """The spec at ``path`` (output relative to its directory), or the embedded default
+    (output relative to the current directory)."""
+    if path is None:
+        text = resources.files("coefgen").joinpath(DEFAULT_SPEC_NAME).read_text(encoding="utf-8")
+        return parse_spec(text, DEFAULT_SPEC_SOURCE, None)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the spec ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: the spec is not UTF-8 text") from None
+    return parse_spec(text, path, os.path.dirname(os.path.abspath(path)))

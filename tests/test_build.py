@@ -1,0 +1,333 @@
+"""coefgen build / check on a small table set: incremental, parallel, crash-safe, exact bytes."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from click.testing import CliRunner
+
+import tableset_fakes
+from coefgen import __version__
+from coefgen.build import MANIFEST, build, check, read_manifest
+from coefgen.cli import main
+from coefgen.payload import canonical_json, seal
+from coefgen.runtime import load
+from coefgen.spec import load_spec
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+SPEC = """
+output: out
+formats: [json, npz, c]
+tables:
+  - divergence: [euclidean, alpha:3]
+    estimator: exact
+    K: [3..5, 8]
+  - divergence: kl
+    estimator: digamma
+    K: [4, 8]
+  - divergence: kl
+    estimator: plugin
+    K: 6
+"""
+N_TABLES = 11
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    return tableset_fakes.install(monkeypatch)
+
+
+@pytest.fixture
+def spec_path(tmp_path, fakes):
+    path = tmp_path / "coefgen.yaml"
+    path.write_text(textwrap.dedent(SPEC).lstrip())
+    return str(path)
+
+
+def snapshot(directory):
+    out = {}
+    for root, _, files in os.walk(directory):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, directory)] = fh.read()
+    return out
+
+
+def counting(monkeypatch):
+    import coefgen.compiler
+
+    calls = []
+    real = coefgen.compiler.compile_table
+
+    def wrapped(divergence, K, estimator, params=None):
+        calls.append((divergence, K, estimator))
+        return real(divergence, K, estimator, params)
+
+    monkeypatch.setattr(coefgen.compiler, "compile_table", wrapped)
+    return calls
+
+
+def test_build_twice_identical_and_second_is_a_noop(spec_path, tmp_path, monkeypatch):
+    spec = load_spec(spec_path)
+    res = build(spec, jobs=1, quiet=True)
+    assert not res.failures and len(res.solved) == N_TABLES
+    first = snapshot(tmp_path / "out")
+    assert len(first) == 3 * N_TABLES + 2  # + manifest.json + coefgen_tables.h
+    mtimes = {f: os.stat(tmp_path / "out" / f).st_mtime_ns for f in first}
+    calls = counting(monkeypatch)
+    res2 = build(spec, jobs=1, quiet=True)
+    assert calls == [] and res2.solved == [] and len(res2.cached) == N_TABLES
+    assert snapshot(tmp_path / "out") == first
+    assert {f: os.stat(tmp_path / "out" / f).st_mtime_ns for f in first} == mtimes  # nothing rewritten
+    # manifest: every file with the sha256 of its bytes, its table, inputs key and entry
+    manifest = json.loads(first[MANIFEST])
+    assert manifest["generator_version"] == __version__
+    assert first[MANIFEST].decode() == canonical_json(manifest)
+    paths = {rec["path"] for rec in manifest["files"]}
+    assert paths == set(first) - {MANIFEST}
+    for rec in manifest["files"]:
+        assert rec["sha256"] == hashlib.sha256(first[rec["path"]]).hexdigest()
+    rec = next(r for r in manifest["files"] if r["path"] == "kl-digamma-K8.npz")
+    assert rec["table_id"] == "kl-digamma-K8" and rec["entry"]["index"] == 1 and rec["inputs"]["K"] == 8
+
+
+def test_parallel_build_gives_the_same_bytes(spec_path, tmp_path):
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    res = build(spec, str(tmp_path / "par"), jobs=2, quiet=True)
+    assert not res.failures
+    assert snapshot(tmp_path / "par") == snapshot(tmp_path / "out")
+
+
+def test_damaged_or_changed_tables_are_rebuilt_alone(spec_path, tmp_path, monkeypatch):
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    good = snapshot(tmp_path / "out")
+    (tmp_path / "out" / "kl-digamma-K4.npz").write_bytes(b"PK garbage")
+    (tmp_path / "out" / "alpha3-exact-K5.json").unlink()
+    calls = counting(monkeypatch)
+    res = build(spec, jobs=1, quiet=True)
+    assert sorted(calls) == [("alpha:3", 5, "exact"), ("kl", 4, "digamma")]
+    assert len(res.solved) == 2 and snapshot(tmp_path / "out") == good
+    # a different coefgen version in the manifest: everything is re-solved
+    manifest = json.loads(good[MANIFEST])
+    for rec in manifest["files"]:
+        rec["generator_version"] = "0.0.1"
+    (tmp_path / "out" / MANIFEST).write_text(canonical_json(manifest))
+    calls.clear()
+    build(spec, jobs=1, quiet=True)
+    assert len(calls) == N_TABLES and snapshot(tmp_path / "out") == good
+
+
+def test_extra_files_reported_and_pruned(spec_path, tmp_path):
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    res = build(spec, jobs=1, quiet=True)
+    assert res.extras == ["notes.txt"]
+    res = build(spec, jobs=1, quiet=True, prune=True)
+    assert res.pruned == ["notes.txt"] and not (tmp_path / "out" / "notes.txt").exists()
+
+
+def test_check_identical_then_hand_edit_is_named(spec_path, tmp_path):
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    out = str(tmp_path / "out")
+    assert check(spec, jobs=2, quiet=True) == []
+    # edit one value, re-seal the sha256 AND fix the manifest: check must still catch it
+    path = os.path.join(out, "kl-digamma-K8.json")
+    payload = json.load(open(path))
+    payload["values"][3] += 1e-9
+    data = canonical_json(seal(payload)).encode()
+    open(path, "wb").write(data)
+    manifest = json.load(open(os.path.join(out, MANIFEST)))
+    for rec in manifest["files"]:
+        if rec["path"] == "kl-digamma-K8.json":
+            rec["sha256"] = hashlib.sha256(data).hexdigest()
+    open(os.path.join(out, MANIFEST), "w").write(canonical_json(manifest))
+    os.unlink(os.path.join(out, "euclidean-exact-K3.h"))
+    open(os.path.join(out, "stray.json"), "w").write("{}")
+    lines = check(spec, jobs=1, quiet=True)
+    names = {line.split()[-1] for line in lines}
+    assert [line for line in lines if "kl-digamma-K8.json" in line] == [f"changed {path}"]
+    assert f"missing {os.path.join(out, 'euclidean-exact-K3.h')}" in lines
+    assert f"extra {os.path.join(out, 'stray.json')}" in lines
+    assert f"changed {os.path.join(out, MANIFEST)}" in lines
+    assert len(lines) == 4, lines
+    assert "kl-digamma-K4.json" not in " ".join(names)
+
+
+def test_check_reports_stale_version(spec_path, tmp_path):
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    path = tmp_path / "out" / "kl-plugin-K6.json"
+    payload = json.loads(path.read_text())
+    payload["generator_version"] = "0.0.9"
+    path.write_text(canonical_json(seal(payload)))
+    lines = check(spec, jobs=1, quiet=True)
+    assert lines == [f"stale version {path} (generated by coefgen 0.0.9, installed {__version__})"]
+
+
+def test_cli_build_check_exit_codes(spec_path, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["build", "-c", spec_path, "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "kl-digamma-K8" in res.output and "bias/E*_K" in res.output  # summary table
+    assert "[11/11]" in res.output  # plain progress lines (not a terminal)
+    res = runner.invoke(main, ["build", "-c", spec_path, "-j", "1", "-q"])
+    assert res.exit_code == 0 and res.output == ""
+    res = runner.invoke(main, ["check", "-c", spec_path, "-j", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "out" / "alpha3-exact-K4.npz").unlink()
+    res = runner.invoke(main, ["check", "-c", spec_path, "-j", "1", "-q"])
+    assert res.exit_code == 1
+    assert f"missing {tmp_path / 'out' / 'alpha3-exact-K4.npz'}" in res.output
+
+
+def test_verify_failure_exits_1_and_is_not_written(spec_path, tmp_path, monkeypatch):
+    import coefgen.verify
+
+    real = coefgen.verify.verify_payload
+    monkeypatch.setattr(coefgen.verify, "verify_payload",
+                        lambda p, s: [f"{s}: bias_bound is a lie"] if p["K"] == 8 and p["estimator"] == "digamma"
+                        else real(p, s))
+    res = CliRunner().invoke(main, ["build", "-c", spec_path, "-j", "1", "-q"])
+    assert res.exit_code == 1
+    assert "kl-digamma-K8: kl-digamma-K8.json: bias_bound is a lie" in res.output
+    assert not (tmp_path / "out" / "kl-digamma-K8.json").exists()
+    assert (tmp_path / "out" / "kl-digamma-K4.json").exists()
+    assert "kl-digamma-K8.json" not in {r for r in read_manifest(str(tmp_path / "out"))}
+
+
+# --------------------------------------------------------------------------- interruption
+
+DRIVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import tableset_fakes
+tableset_fakes.install()
+import coefgen.compiler as compiler
+real = compiler.compile_table
+def slow(*a, **k):
+    time.sleep({delay})
+    return real(*a, **k)
+compiler.compile_table = slow
+from coefgen.cli import main
+main(sys.argv[1:])
+"""
+
+
+def start_build(tmp_path, spec_path, delay=0.4):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(tests=TESTS, delay=delay))
+    return subprocess.Popen([sys.executable, str(driver), "build", "-c", spec_path, "-j", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_tables(out, n, proc, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(read_manifest(str(out))) >= 3 * n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the build wrote no table in time")
+
+
+def read_manifest_from(data):
+    return {rec["path"]: rec for rec in json.loads(data)["files"]}
+
+
+def assert_manifest_intact(out):
+    manifest = read_manifest(str(out))
+    assert manifest
+    for path, rec in manifest.items():
+        data = (out / path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == rec["sha256"], path
+        if path.endswith((".json", ".npz")):
+            assert load(out / path).payload["table_id"] == rec["table_id"]
+    return manifest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_killed_build_keeps_finished_tables(spec_path, tmp_path, sig):
+    out = tmp_path / "out"
+    proc = start_build(tmp_path, spec_path)
+    wait_for_tables(out, 2, proc)
+    before = snapshot(out)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, err
+        assert b"interrupted" in err
+        assert not [f for f in os.listdir(out) if f.endswith(".tmp")]  # temp files cleaned
+    manifest = assert_manifest_intact(out)
+    assert 6 <= len(manifest) < 3 * N_TABLES
+    for path in before:  # nothing written before the kill was damaged or lost
+        if path != MANIFEST and not path.endswith(".tmp"):
+            assert (out / path).read_bytes() == before[path], path
+    assert set(read_manifest_from(before[MANIFEST])) <= set(manifest)
+    # finishing the build solves only what is missing and ends byte-identical to a clean build
+    res = build(load_spec(spec_path), jobs=1, quiet=True)
+    assert not res.failures and len(res.cached) >= 2
+    clean = build(load_spec(spec_path), str(tmp_path / "clean"), jobs=1, quiet=True)
+    assert not clean.failures
+    assert snapshot(out) == snapshot(tmp_path / "clean")
+
+
+# --------------------------------------------------------------------------- aggregate header
+
+PROGRAM = r"""
+#include <stdio.h>
+#include "coefgen_tables.h"
+#include "kl-digamma-K8.h"   /* including a per-table header too is harmless */
+int main(void) {
+    const double *t = coefgen_table("kl", "digamma", 8);
+    const double *a = coefgen_table("alpha:3", "exact", 5);
+    int i;
+    if (t == NULL || a == NULL) return 2;
+    if (coefgen_table("kl", "digamma", 5) != NULL || coefgen_table("kl", "aqp", 8) != NULL) return 3;
+    if (t != coefgen_kl_digamma_k8) return 4;
+    for (i = 0; i < COEFGEN_KL_DIGAMMA_K8_K; i++) printf("%a\n", t[i]);
+    for (i = 0; i < COEFGEN_ALPHA3_EXACT_K5_K; i++) printf("%a\n", a[i]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("compiler", [["cc", "-std=c99"], ["c++", "-x", "c++"]])
+def test_aggregate_header_compiles_and_looks_up(spec_path, tmp_path, compiler):
+    if shutil.which(compiler[0]) is None:
+        pytest.skip(f"no {compiler[0]}")
+    spec = load_spec(spec_path)
+    build(spec, jobs=1, quiet=True)
+    out = tmp_path / "out"
+    src = tmp_path / "prog.c"
+    src.write_text(PROGRAM)
+    exe = tmp_path / f"prog_{compiler[0].replace('+', 'p')}"
+    subprocess.run(compiler + ["-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{out}", str(src), "-o", str(exe)],
+                   check=True, capture_output=True)
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    expected = load(out / "kl-digamma-K8.json").payload["values"] + load(out / "alpha3-exact-K5.json").payload["values"]
+    assert [float.fromhex(x) for x in lines] == expected
+
+
+def test_aggregate_header_is_deterministic_and_in_the_manifest(spec_path, tmp_path):
+    spec = load_spec(spec_path)
+    build(spec, jobs=2, quiet=True)
+    build(spec, str(tmp_path / "again"), jobs=1, quiet=True, force=True)
+    a = (tmp_path / "out" / "coefgen_tables.h").read_bytes()
+    assert a == (tmp_path / "again" / "coefgen_tables.h").read_bytes()
+    assert a.count(b"case ") == N_TABLES
+    assert read_manifest(str(tmp_path / "out"))["coefgen_tables.h"]["sha256"] == hashlib.sha256(a).hexdigest()

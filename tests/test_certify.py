@@ -1,0 +1,253 @@
+"""Tests of coefgen.certify against independent dense / exact evaluations."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+from scipy.special import digamma
+from scipy.stats import binom
+
+from coefgen.bernstein import bernstein_to_monomial, u_statistic_table
+from coefgen.certify import Bracket, Certificate, certify, check_claims
+from coefgen.rewards import parse_reward
+
+KL = parse_reward("kl")
+
+
+# ----------------------------------------------------------------------------- helpers
+def dense_float(t, reward, p):
+    """|b|, v, m on the points p, float64, via scipy's binomial pmf (independent code)."""
+    t = np.asarray(t, dtype=float)
+    K = len(t)
+    B = binom.pmf(np.arange(K)[None, :], K - 1, p[:, None])
+    T = B @ t
+    r = reward.r(p)
+    b = p * (T - r)
+    # Var = E[D²] − E[D]² with D = t − t_j (j the most likely count): no cancellation
+    # against a large common level of the entries
+    D = t[None, :] - t[np.argmax(B, axis=1)][:, None]
+    ED = np.einsum("ij,ij->i", B, D)
+    v = p * np.maximum(np.einsum("ij,ij->i", B, D * D) - ED * ED, 0.0)
+    m = p * np.einsum("ij,ij->i", B, (t[None, :] - r[:, None]) ** 2)
+    return np.abs(b), v, m
+
+
+def mp_funcs(t, reward, p):
+    """|b|, v, m at p in 40-digit mpmath (independent of the certifier's code)."""
+    with mpmath.workdps(40):
+        p = mpmath.mpf(p)
+        K = len(t)
+        B = [mpmath.binomial(K - 1, j) * p**j * (1 - p) ** (K - 1 - j) for j in range(K)]
+        tm = [mpmath.mpf(float(x)) for x in t]
+        T = sum(x * y for x, y in zip(tm, B))
+        r = reward.r_mp(p)
+        b = abs(p * (T - r))
+        v = p * sum((x - T) ** 2 * y for x, y in zip(tm, B))
+        m = p * sum((x - r) ** 2 * y for x, y in zip(tm, B))
+        return b, v, m
+
+
+def refine_max(fun, lo, hi, iters=60):
+    """Golden-section maximisation of a (locally unimodal) mpmath function on [lo, hi]."""
+    with mpmath.workdps(40):
+        g = (mpmath.sqrt(5) - 1) / 2
+        a, b = mpmath.mpf(lo), mpmath.mpf(hi)
+        c, d = b - g * (b - a), a + g * (b - a)
+        fc, fd = fun(c), fun(d)
+        for _ in range(iters):
+            if fc > fd:
+                b, d, fd = d, c, fc
+                c = b - g * (b - a)
+                fc = fun(c)
+            else:
+                a, c, fc = c, d, fd
+                d = a + g * (b - a)
+                fd = fun(d)
+        return max(fc, fd, fun(lo), fun(hi))
+
+
+def dense_grid(n_log=50_000, n_lin=50_000, lo=1e-14):
+    return np.unique(np.concatenate([np.geomspace(lo, 0.05, n_log), np.linspace(0, 1, n_lin)[1:]]))
+
+
+def assert_brackets_contain_dense_max(t, reward, cert: Certificate):
+    p = dense_grid()
+    vals = dense_float(t, reward, p)
+    for g, br in enumerate((cert.bias, cert.variance, cert.mse)):
+        assert 0 <= br.lower <= br.upper
+        assert br.rel_gap <= 1e-6, (g, br)
+        assert np.max(vals[g]) <= br.upper * (1 + 1e-12), (g, np.max(vals[g]), br)
+        # refine the dense maximum in high precision: it must lie inside the bracket
+        i = int(np.argmax(vals[g]))
+        lo, hi = p[max(i - 1, 0)], p[min(i + 1, len(p) - 1)]
+        true_max = refine_max(lambda x: mp_funcs(t, reward, x)[g], lo, hi)
+        assert true_max <= br.upper, (g, true_max, br)
+        assert true_max >= br.lower * (1 - 1e-12), (g, true_max, br)
+        # the witness really attains lower
+        assert mp_funcs(t, reward, br.witness)[g] >= br.lower
+
+
+# ----------------------------------------------------------------------------- tests
+def test_api_shapes():
+    c = certify(np.log(np.arange(1, 5) / 4), KL)
+    assert isinstance(c, Certificate) and isinstance(c.bias, Bracket)
+    assert isinstance(c.method, str) and "\n" not in c.method
+    assert Bracket(1.0, 2.0, 0.5).rel_gap == 0.5
+
+
+@pytest.mark.parametrize("K", [4, 16, 64])
+def test_kl_plugin_dense(K):
+    t = np.log(np.arange(1, K + 1) / K)
+    assert_brackets_contain_dense_max(t, KL, certify(t, KL))
+
+
+@pytest.mark.parametrize("K", [4, 16, 64])
+def test_kl_digamma_dense(K):
+    t = digamma(np.arange(1, K + 1)) - digamma(K)
+    assert_brackets_contain_dense_max(t, KL, certify(t, KL))
+
+
+def test_alpha_plugin_dense():
+    r = parse_reward("alpha:1/2")
+    t = r.r(np.arange(1, 9) / 8)
+    c = certify(t, r)
+    p = dense_grid()
+    vals = dense_float(t, r, p)
+    for g, br in enumerate((c.bias, c.variance, c.mse)):
+        assert np.max(vals[g]) <= br.upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_large_entries_near_zero(seed):
+    rng = np.random.default_rng(seed)
+    K = 12
+    t = 1e6 * (-1.0) ** np.arange(K) * rng.uniform(0.3, 1.0, K)
+    c = certify(t, KL)
+    p = np.geomspace(1e-30, 1e-3, 100_000)
+    vals = dense_float(t, KL, p)
+    # cross-check the float dense evaluation against mpmath on a subsample
+    for i in range(0, len(p), 5000):
+        ref = mp_funcs(t, KL, p[i])
+        for g in range(3):
+            assert abs(vals[g][i] - float(ref[g])) <= 1e-9 * float(ref[g]) + 1e-300
+    for g, br in enumerate((c.bias, c.variance, c.mse)):
+        assert np.max(vals[g]) <= br.upper, (g, br)
+        assert br.rel_gap <= 1e-6
+    # and globally
+    assert_brackets_contain_dense_max(t, KL, c)
+
+
+def test_minimax_like_alternating_table():
+    # large alternating entries at every p: T(p) is a small difference of huge terms
+    K = 24
+    t = 1e6 * (-1.0) ** np.arange(K) + np.log(np.arange(1, K + 1) / K)
+    c = certify(t, KL)
+    p = dense_grid(20_000, 20_000, lo=1e-30)
+    vals = dense_float(t, KL, p)
+    for g, br in enumerate((c.bias, c.variance, c.mse)):
+        assert np.max(vals[g]) <= br.upper * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("name,K", [("euclidean", 17), ("alpha:3", 3), ("poly:1/4,-3", 9)])
+def test_exactly_representable_exact_table_has_zero_bias(name, K):
+    r = parse_reward(name)
+    exact = u_statistic_table(r.poly_coefficients, K)
+    values = [float(x) for x in exact]
+    assert [Fraction(v) for v in values] == exact  # dyadic: float64 is exact here
+    c = certify(values, r)
+    assert c.bias == Bracket(0.0, 0.0, c.bias.witness) and c.bias.upper == 0.0
+    assert check_claims({"estimator": "exact", "values": values, "bias_bound": "0", "bias_lower": "0"}, r) == []
+
+
+def _exact_variance_max(values):
+    """max over [0, 1] of p·Var_p(t_c) from the exact rational polynomial."""
+    t = [Fraction(v) for v in values]
+    T = bernstein_to_monomial(t)
+    S = bernstein_to_monomial([x * x for x in t])
+    n = len(T)
+    T2 = [Fraction(0)] * (2 * n - 1)
+    for i, a in enumerate(T):
+        for j, b in enumerate(T):
+            T2[i + j] += a * b
+    var = [(S[i] if i < n else 0) - T2[i] for i in range(len(T2))]
+    v = [Fraction(0)] + var  # p·Var
+    dv = [k * v[k] for k in range(1, len(v))]
+    with mpmath.workdps(60):
+        cv = [mpmath.mpf(x.numerator) / x.denominator for x in v]
+        cdv = [mpmath.mpf(x.numerator) / x.denominator for x in dv]
+        def horner(c, x):
+            out = mpmath.mpf(0)
+            for a in reversed(c):
+                out = out * x + a
+            return out
+
+        ev = lambda x: horner(cv, x)  # noqa: E731
+        ed = lambda x: horner(cdv, x)  # noqa: E731
+        grid = [mpmath.mpf(i) / 4000 for i in range(4001)]
+        cands = [mpmath.mpf(0), mpmath.mpf(1)]
+        dvals = [ed(x) for x in grid]
+        for a, b, da, db in zip(grid, grid[1:], dvals, dvals[1:]):
+            if da == 0:
+                cands.append(a)
+            elif da * db < 0:
+                cands.append(mpmath.findroot(ed, (a, b), solver="anderson"))
+        return max(ev(x) for x in cands)
+
+
+@pytest.mark.parametrize("K", [5, 16])
+def test_exact_table_variance_against_exact_polynomial(K):
+    r = parse_reward("alpha:3")
+    values = [float(x) for x in u_statistic_table(r.poly_coefficients, K)]
+    c = certify(values, r)
+    vmax = _exact_variance_max(values)
+    assert c.variance.lower <= vmax <= c.variance.upper
+    assert c.variance.rel_gap <= 1e-6
+    # the bias is 0 or the tiny sup of the float rounding residual, never more
+    assert c.bias.upper <= 1e-15
+
+
+def test_inexact_float_exact_table_zero_claim_is_caught():
+    # alpha:3 at K = 16 has non-dyadic entries: the float64 table is not exactly unbiased
+    r = parse_reward("alpha:3")
+    values = [float(x) for x in u_statistic_table(r.poly_coefficients, 16)]
+    c = certify(values, r)
+    assert 0 < c.bias.lower <= c.bias.upper < 1e-15
+    fails = check_claims({"estimator": "exact", "values": values, "bias_bound": "0"}, r)
+    assert len(fails) == 1 and "bias_bound" in fails[0]
+
+
+def test_check_claims():
+    K = 16
+    t = np.log(np.arange(1, K + 1) / K)
+    c = certify(t, KL)
+    good = {
+        "estimator": "plugin",
+        "values": list(t),
+        "bias_bound": repr(c.bias.upper),
+        "bias_lower": repr(c.bias.lower),
+        "variance_bound": repr(c.variance.upper),
+        "mse_bound": repr(c.mse.upper),
+    }
+    assert check_claims(good, KL) == []
+    small = dict(good, bias_bound=repr(c.bias.lower * 0.5))
+    fails = check_claims(small, KL)
+    assert len(fails) == 1 and fails[0].startswith("bias_bound")
+    loose = dict(good, variance_bound=repr(c.variance.upper * 1.01))
+    fails = check_claims(loose, KL)
+    assert len(fails) == 1 and fails[0].startswith("variance_bound")
+    high_lower = dict(good, bias_lower=repr(c.bias.upper * 2))
+    fails = check_claims(high_lower, KL)
+    assert len(fails) == 1 and fails[0].startswith("bias_lower")
+    both = dict(good, bias_bound="0.001", mse_bound="1e-9")
+    assert len(check_claims(both, KL)) == 2
+
+
+def test_alpha_below_half_has_infinite_mse():
+    r = parse_reward("alpha:0.3")
+    c = certify(r.r(np.arange(1, 9) / 8), r)
+    assert math.isinf(c.mse.upper)
+    assert math.isfinite(c.bias.upper) and c.bias.rel_gap <= 1e-6

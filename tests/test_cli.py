@@ -1,0 +1,88 @@
+"""CLI: bad input gives one line and exit 2, writes nothing; the main paths work end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import pytest
+
+from coefgen import __version__
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "coefgen.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+BAD = [
+    (["solve", "-d", "alpha:0", "--K", "4", "-e", "exact"], "inadmissible"),
+    (["solve", "-d", "alpha:-2", "--K", "4", "-e", "plugin"], "inadmissible"),
+    (["solve", "-d", "wasserstein", "--K", "4", "-e", "plugin"], "unknown divergence"),
+    (["solve", "-d", "poly:1,2,3", "--K", "2", "-e", "exact"], "needs K >= 3"),
+    (["solve", "-d", "kl", "--K", "8", "-e", "exact"], "not a polynomial"),
+    (["solve", "-d", "euclidean", "--K", "1", "-e", "exact"], "too small"),
+    (["solve", "-d", "euclidean", "--K", "0", "-e", "exact"], "too small"),
+    (["solve", "-d", "euclidean", "--K", "1000000", "-e", "exact"], "absurdly large"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "digamma"], "kl only"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz"], "binary"),
+    (["solve", "-d", "euclidean", "--K", "x", "-e", "exact"], "not a valid integer"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "best"], "best"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "out.json"
+    if "-o" not in args:
+        args = args + ["-o", "-" if "binary" in needle else str(out)]
+    r = run(*args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and __version__ in r.stdout
+    for cmd in ("solve", "show", "verify", "level", "frontier", "build", "check", "plot"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout, cmd
+
+
+def test_solve_alpha3_K6_to_stdout():
+    r = run("solve", "--divergence", "alpha:3", "--K", "6", "--estimator", "exact", "-o", "-")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    want = [(Fraction((c - 1) * (c - 2), 20) - 1) / 2 for c in range(1, 7)]
+    assert [Fraction(s) for s in doc["values_exact"]] == want
+    assert doc["values"] == [float(w) for w in want]
+    assert 0 <= float(doc["bias_bound"]) < 1e-15  # exact rationals rounded to float64: tiny, certified
+
+
+def test_solve_show_verify_round_trip(tmp_path):
+    path = tmp_path / "kl.json"
+    r = run("solve", "-d", "kl", "--K", "8", "-e", "plugin", "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    r = run("show", str(path))
+    assert r.returncode == 0 and "estimator   plugin" in r.stdout and "worst at p =" in r.stdout
+    r = run("verify", str(path))
+    assert r.returncode == 0, r.stderr
+    # a file whose bias bound was lowered (and re-sealed) is caught
+    from coefgen.payload import seal
+
+    doc = json.loads(path.read_text())
+    doc["bias_bound"] = repr(float(doc["bias_bound"]) * 0.99)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(seal(doc)))
+    r = run("verify", str(bad))
+    assert r.returncode == 1 and "bias" in r.stderr
+
+
+def test_show_rejects_foreign_file(tmp_path):
+    f = tmp_path / "x.json"
+    f.write_text('{"hello": 1}')
+    r = run("show", str(f))
+    assert r.returncode == 2 and "schema" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,185 @@
+"""Trainer integrations on inputs shaped like TRL's, verl's and OpenRLHF's (no trainer installed)."""
+
+import re
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from coefgen import integrations as I
+from coefgen.runtime import RewardTable
+
+K = 4
+
+
+@pytest.fixture
+def table():
+    # t_c = 10 c: the reward reveals the count directly
+    return RewardTable({"K": K, "divergence": "kl", "estimator": "aqp", "sha256": "0" * 64,
+                        "values": [10.0 * c for c in range(1, K + 1)]})
+
+
+def boxed(text):
+    m = re.search(r"\\boxed\{([^}]*)\}", text)
+    return m.group(1).strip() if m else None
+
+
+def chat(answer):
+    text = f"Let me think. The answer is \\boxed{{{answer}}}." if answer is not None else "I give up."
+    return [{"role": "assistant", "content": text}]
+
+
+def test_module_imports_no_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, coefgen.integrations; "
+            "bad = [m for m in ('torch', 'trl', 'verl', 'openrlhf', 'transformers') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_trl_chat_completions_groups_of_num_generations(table):
+    f = I.trl_reward_func(table, boxed)
+    prompts = [[{"role": "user", "content": "2+2?"}]] * K + [[{"role": "user", "content": "3+3?"}]] * K
+    answers = ["4", "4", "5", "4", "6", "7", "8", None]
+    completions = [chat(a) for a in answers]
+    out = f(prompts=prompts, completions=completions, completion_ids=[[1]] * 8, trainer_state=None)
+    assert out == [30.0, 30.0, 10.0, 30.0, 10.0, 10.0, 10.0, 10.0]
+    assert isinstance(out, list) and all(type(x) is float for x in out)
+    assert f.__name__ == "coefgen_kl_aqp_K4"
+    # plain-text completions, and a fixed reward for samples without an answer
+    g = I.trl_reward_func(table, boxed, num_generations=K, invalid_reward=-1.0)
+    texts = [c[0]["content"] for c in completions]
+    assert g(["p"] * 4 + ["q"] * 4, texts) == [30.0, 30.0, 10.0, 30.0, 10.0, 10.0, 10.0, -1.0]
+
+
+def test_trl_none_answers_do_not_match_each_other(table):
+    f = I.trl_reward_func(table, boxed)
+    assert f(["p"] * 4, [chat(None), chat(None), chat("1"), chat("1")]) == [10.0, 10.0, 20.0, 20.0]
+
+
+def test_trl_refuses_partial_or_misaligned_groups(table):
+    f = I.trl_reward_func(table, boxed)
+    with pytest.raises(ValueError, match="gather"):
+        f(["p"] * 6, [chat("1")] * 6)  # a process slice that splits a group
+    with pytest.raises(ValueError, match="do not share one prompt"):
+        f(["p", "p", "q", "q"] + ["r"] * 4, [chat("1")] * 8)
+    with pytest.raises(ValueError, match="num_generations = 8"):
+        I.trl_reward_func(table, boxed, num_generations=8)
+
+
+def test_trl_gather_across_processes(table):
+    """Two processes with 6 completions each; the middle group straddles them."""
+    answers = ["a", "a", "b", "a", "x", "y", "x", "x", "c", "c", "c", "c"]
+    full = I.group_rewards(table, answers)
+    slices = {0: answers[:6], 1: answers[6:]}
+
+    def make_gather(rank):
+        def gather(local):
+            assert local == slices[rank]
+            return slices[0] + slices[1], 6 * rank
+        return gather
+
+    out = []
+    for rank in (0, 1):
+        f = I.trl_reward_func(table, boxed, gather=make_gather(rank))
+        comps = [chat(a) for a in slices[rank]]
+        out += f(prompts=None, completions=comps)
+    assert out == full.tolist() == [30.0, 30.0, 10.0, 30.0, 30.0, 10.0, 30.0, 30.0, 40.0, 40.0, 40.0, 40.0]
+
+
+def test_verl_uid_keyed_non_contiguous(table):
+    rng = np.random.default_rng(0)
+    uids = [str(uuid.UUID(int=i)) for i in range(3)]
+    groups = {uids[0]: ["1", "1", "2", "3"], uids[1]: ["7"] * 4, uids[2]: ["a", "b", "a", "b"]}
+    samples = [(u, a) for u in uids for a in groups[u]]
+    order = rng.permutation(len(samples))
+    shuffled = [samples[i] for i in order]
+    uid_arr = np.array([u for u, _ in shuffled], dtype=object)  # like non_tensor_batch["uid"]
+    out = I.verl_rewards(table, [a for _, a in shuffled], uid_arr)
+    expected = {(uids[0], "1"): 20, (uids[0], "2"): 10, (uids[0], "3"): 10, (uids[1], "7"): 40,
+                (uids[2], "a"): 20, (uids[2], "b"): 20}
+    assert out.tolist() == [float(expected[s]) for s in shuffled]
+    with pytest.raises(ValueError, match="K = 4"):
+        I.verl_rewards(table, ["1"] * 3, np.array(["u"] * 3, dtype=object))
+
+
+def test_place_token_level():
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    out = I.place_token_level([1.5, -2.0, 3.0], mask)
+    expected = np.zeros((3, 5), dtype=np.float32)
+    expected[0, 2], expected[1, 4], expected[2, 0] = 1.5, -2.0, 3.0
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+    with pytest.raises(ValueError, match="empty response"):
+        I.place_token_level([1.0], np.zeros((1, 3)))
+
+
+class CharTokenizer:
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if not (skip_special_tokens and i == 0))
+
+
+def test_verl_reward_manager_on_a_dataproto_like_batch(table):
+    tok = CharTokenizer()
+    texts = ["ans 5", "ans 5", "ans 9", "ans 5", "ans 1", "ans 2", "ans 1", "ans 10"]
+    uid = np.array(["g1", "g1", "g1", "g1", "g2", "g2", "g2", "g2"], dtype=object)[[0, 4, 1, 5, 2, 6, 3, 7]]
+    texts = [texts[i] for i in [0, 4, 1, 5, 2, 6, 3, 7]]
+    P, R = 3, 8
+    prompts = np.ones((len(texts), P), dtype=np.int64)
+    responses = np.zeros((len(texts), R), dtype=np.int64)
+    attention = np.zeros((len(texts), P + R), dtype=np.int64)
+    attention[:, :P] = 1
+    for i, t in enumerate(texts):
+        responses[i, :len(t)] = [ord(ch) for ch in t]
+        attention[i, P:P + len(t)] = 1
+    data = SimpleNamespace(batch={"prompts": prompts, "responses": responses, "attention_mask": attention},
+                           non_tensor_batch={"uid": uid})
+    manager = I.VerlRewardManager(tok, table, lambda s: s.split()[-1])
+    out = manager(data, return_dict=True)
+    tensor = out["reward_tensor"]
+    assert tensor.shape == (8, R)
+    lengths = [len(t) for t in texts]
+    placed = [tensor[i, lengths[i] - 1] for i in range(8)]
+    assert placed == [30.0, 20.0, 30.0, 10.0, 10.0, 20.0, 30.0, 10.0]
+    assert tensor.sum() == sum(placed)
+    assert out["reward_extra_info"]["answer_count"] == [3, 2, 3, 1, 1, 2, 3, 1]
+
+
+def test_openrlhf_reshaped_batches(table):
+    ids = np.array([[0, 0, 1, 2], [5, 5, 5, 5], [1, 2, 1, 2]])
+    assert I.openrlhf_rewards(table, ids).tolist() == [[20, 20, 10, 10], [40] * 4, [20] * 4]
+    strs = [["x", "x", None, None], ["(1, 2)", "1,2", "(1, 2)", "z"]]
+    assert I.openrlhf_rewards(table, strs).tolist() == [[20, 20, 10, 10], [20, 10, 20, 10]]
+    with pytest.raises(ValueError, match="8 samples per prompt"):
+        I.openrlhf_rewards(table, np.zeros((2, 8), dtype=int))
+    f = I.openrlhf_reward_func(table, lambda s: s.strip().split()[-1])
+    prompts = ["Q1:"] * 4 + ["Q2:"] * 4
+    queries = [p + r for p, r in zip(prompts, [" a", " a", " b", " a", " c", " d", " e", " f"])]
+    out = f(queries, prompts, labels=None)
+    assert np.asarray(out).tolist() == [30, 30, 10, 30, 10, 10, 10, 10]
+
+
+def test_completion_text_forms():
+    assert I.completion_text("plain") == "plain"
+    assert I.completion_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]) == "a"
+    assert I.completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"},
+                                                                {"type": "image"}, {"type": "text", "text": "y"}]}]) == "xy"
+
+
+def test_loads_a_table_file(tmp_path, monkeypatch):
+    import tableset_fakes
+    from coefgen import __version__
+    from coefgen.writers import render
+
+    tableset_fakes.install(monkeypatch)
+    import coefgen.compiler
+
+    payload = coefgen.compiler.compile_table("euclidean", 4, "exact", {})
+    path = tmp_path / "t.json"
+    path.write_bytes(render(payload, "json", __version__))
+    f = I.trl_reward_func(str(path), boxed)
+    # euclidean exact K=4: t_c = (c-1)/3 - 1
+    assert f(["p"] * 4, [chat("1"), chat("1"), chat("1"), chat("2")]) == pytest.approx([-1 / 3] * 3 + [-1.0])
