@@ -37,16 +37,19 @@ def main(argv=None):
         t0 = time.perf_counter()
         level = float(minimax_level(reward, K).upper)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         try:
             sol = solve_aqp(reward, K, tau=a.tau, objective=a.objective, level=level)
         except CoefgenError as e:
-            print(f"{K:>5} {t1 - t0:8.2f} {time.perf_counter() - t1:8.2f}  refused: {e}", flush=True)
+            print(f"{K:>5} {t1 - t0:8.2f} {time.perf_counter() - t1:8.2f} (cpu {time.process_time() - c1:.2f})  refused: {e}",
+                  flush=True)
             continue
         t2 = time.perf_counter()
+        c2 = time.process_time()
         cert = certify(sol.values, reward)
         d = sol.params
         print(f"{K:>5} {t1 - t0:8.2f} {t2 - t1:8.2f} {cert.bias.upper / level:10.6f} {cert.mse.upper:12.6g} "
-              f"{d['objective_lower']:12.6g} {d['gap']:9.2e}  {d['rounds']}", flush=True)
+              f"{d['objective_lower']:12.6g} {d['gap']:9.2e}  {d['rounds']}  (cpu {c2 - c1:.2f}s)", flush=True)
 
 
 if __name__ == "__main__":

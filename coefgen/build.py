@@ -165,6 +165,18 @@ def _worker_init():  # pragma: no cover - runs in worker processes
     # Ctrl-C reaches the whole process group: the parent decides, workers just get terminated.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # if the build is killed (kill -9), do not keep solving for nobody
+    import threading
+
+    parent = os.getppid()
+
+    def watchdog():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, daemon=True).start()
 
 
 def solve_request(req: TableRequest, formats, do_verify: bool) -> dict:

@@ -6,6 +6,9 @@ writers render. A certified bound that misses the solver's own target raises Che
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from . import __version__
 from .errors import CheckError, InputError
 from .payload import SCHEMA, seal
@@ -47,7 +50,7 @@ def normalize_params(estimator: str, params: dict | None) -> dict:
         raise InputError(f"estimator {estimator!r} has no parameter {unknown[0]!r} (parameters: {allowed})")
     full = {**defaults, **{k: v for k, v in params.items() if v is not None}}
     if estimator == "aqp":
-        from .solvers.aqp import normalize_aqp_params
+        from .solvers.aqp_params import normalize_aqp_params
 
         full = normalize_aqp_params(full)
     return full
@@ -191,11 +194,24 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
 
 
 def _up(x: float) -> str:
-    """Decimal string of a float64 upper bound (repr is exact round-trip: no rounding)."""
-    return repr(float(x))
+    """Shortest decimal string whose exact value is >= the float64 x (an upper bound)."""
+    return _directed_repr(float(x), math.inf)
 
 
-_down = _up
+def _down(x: float) -> str:
+    """Shortest decimal string whose exact value is <= the float64 x (a lower bound)."""
+    return _directed_repr(float(x), -math.inf)
+
+
+def _directed_repr(x: float, direction: float) -> str:
+    if not math.isfinite(x):
+        return repr(x)
+    target, y = Fraction(x), x
+    s = repr(y)
+    while (Fraction(s) < target) if direction > 0 else (Fraction(s) > target):
+        y = math.nextafter(y, direction)  # repr rounded the wrong way: step one ulp outward
+        s = repr(y)
+    return s
 
 
 def _mp_bound(x, up: bool, digits: int = 30) -> str:

@@ -48,12 +48,14 @@ def plot_tables(payloads: list, output: str, points: int = 800) -> None:
     p = np.logspace(np.log10(P_MIN), 0.0, points)
     fig, (ax_b, ax_v) = plt.subplots(2, 1, figsize=(8.5, 8.0), sharex=True, constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    peaks = []
     for i, payload in enumerate(payloads):
         color = colors[i % len(colors)]
         b, v = weighted_curves(payload, p)
         label = _label(payload)
         ax_b.plot(p, b, color=color, lw=1.6, label=label)
         ax_v.plot(p, v, color=color, lw=1.6, label=label)
+        peaks.append(float(np.max(v)))
         bias = _num(payload.get("bias_bound"))
         if bias is not None and bias > 0:
             ax_b.axhline(bias, color=color, ls="--", lw=1.0, alpha=0.8)
@@ -69,7 +71,14 @@ def plot_tables(payloads: list, output: str, points: int = 800) -> None:
     ax_v.set_ylabel("weighted variance  v(p) = p Var_p(t_c)")
     ax_v.set_xlabel("p = probability of the sample's answer")
     ax_v.set_title("Weighted variance (dashed: certified variance_bound)")
-    ax_v.set_ylim(bottom=0.0)
+    positive = [x for x in peaks if x > 0]
+    if positive and max(positive) > 20 * min(positive):
+        # curves of very different sizes: a log axis shows every one of them
+        ax_v.set_yscale("log")
+        ax_v.set_ylim(max(positive) * 1e-6, max(positive) * 2)
+        ax_v.set_title("Weighted variance, log scale (dashed: certified variance_bound)")
+    else:
+        ax_v.set_ylim(bottom=0.0)
     for ax in (ax_b, ax_v):
         ax.grid(True, which="major", alpha=0.3)
     ax_b.legend(fontsize=8, loc="best")

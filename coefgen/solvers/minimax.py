@@ -19,16 +19,22 @@ Method
    polish each extremum with safeguarded Newton on e' (Schneider–Werner derivative
    formulas, evaluated on the K midpoints of the reference so that the extrema are far
    from the nodes). p = 1 is kept when it is the largest point of its run.
-2. *High-precision step* (python-flint ``arb``, ball arithmetic). On the float reference
-   (exact binary numbers) compute the barycentric weights, h and q's node values as balls;
-   one Newton step per reference point using the barycentric differentiation matrices at
-   the nodes gives the critical points c_0..c_{K−1} of this P to about twice the float
-   accuracy. If the bracket below proves fewer digits than asked, the c_j become the
-   reference of one more levelled step (quadratic convergence).
+2. *High-precision steps* (python-flint ``arb``, ball arithmetic). On the float reference
+   (exact binary numbers) the levelled q is built as a ball polynomial (``arb_poly``
+   interpolation in C: q = A + h·B with A, B the interpolants of r(x_j) and σ_j/x_j, h
+   fixed by the vanishing x^K coefficient). The monomial basis loses ≈ 2.6 bits per degree,
+   so the working precision is ≈ 2.7K + 3.3(2·digits + log10(1/E) + 20) + 64 bits; ball
+   arithmetic accounts for every lost bit (the precision is raised when a sign is undecided
+   or the balls dominate the bracket). One Newton step on e' per reference point gives the
+   critical points of this P; they become the reference of the next levelled step
+   (quadratic convergence: two steps give 13 digits at K = 1024 and 22–34 for K ≤ 256).
+   Points are rounded to ≈ 3.3(digits + 15) + 96 bits, which keeps the C multipoint
+   evaluations cheap.
 3. *Bracket* for the final P (defined exactly: levelled interpolant on an exact
-   reference). Evaluate e, e', e'' at every c_j in ball arithmetic (Schneider–Werner
-   sums as arb matrix products), and ||P||_[0,1] ≤ Λ·max |P(τ_i)| over the K + 1 first-kind
-   Chebyshev points τ_i (Rivlin: Λ ≤ (2/π) log(K+1) + 1; we use twice that).
+   reference). Evaluate e, e', e'' at every c_j in ball arithmetic (q, q', q'' by multipoint
+   evaluation), and ||P||_[0,1] ≤ Λ·max |P(τ_i)| over the K + 1 first-kind Chebyshev points
+   τ_i (Rivlin: Λ ≤ (2/π) log(K+1) + 1; we use twice that; the float64 rounding of τ_i is
+   absorbed by Markov's inequality, see :func:`_pnorm_bound`).
 
    *lower*: the e(c_j) and e(1) are certified nonzero with alternating signs, so by de la
    Vallée Poussin (Haar system {p, …, p^K} on (0, 1]) E*_K ≥ min_j |e(c_j)|, |e(1)|.
@@ -47,14 +53,18 @@ Method
    (c) sup_[0,1] |e| is attained at 0 (e(0) = 0), at 1, or at some z_j, and by Taylor at
    z_j, |e(z_j)| ≤ |e(c_j)| + M2·δ_j²/2 (M2 = max_J |e''|). So
    upper = max(|e(1)|, max_j |e(c_j)| + M2 δ_j²/2) ≥ sup|e| ≥ E*_K.
-   Every quantity is an arb ball (f''' bounds come from the reward, with margin), so the
-   bracket is proven up to the correctness of arb and of the float64 f''' bounds.
+   Every quantity is an arb ball; the f''' bounds come from the reward's float64 bounds
+   (doubled), so the bracket is proven up to the correctness of arb and of those bounds.
 
    digits = floor(−log10((upper − lower)/upper)).
-4. *Table*: Bernstein coefficients of q (degree K − 1) from q's values at K Chebyshev
-   points (ball barycentric evaluation), by solving the Bernstein–Vandermonde system with
-   ``arb_mat.solve``; the precision doubles until every coefficient's ball is narrow
-   enough for 34 significant digits.
+4. *Table*: the Bernstein coefficients of q (degree K − 1) from its monomial balls by the
+   U-statistic identity β_c = Σ_{k≤c} a_k C(c,k)/C(K−1,k); the precision grows ×1.5 until
+   every coefficient's ball is narrow enough for 34 significant digits. They are the
+   coefficients of the exact P whose level is certified; what float64 rounding does to
+   them is the certifier's business (the entries grow fast with K).
+5. Polynomial rewards of degree ≤ K − 1: level 0, table = exact U-statistic table.
+   Polynomial rewards of higher degree whose f'' has sign changes above degree K − 2: the
+   zero count is unproven and a CheckError is raised (no shipped divergence needs this).
 """
 
 from __future__ import annotations
@@ -69,7 +79,7 @@ from fractions import Fraction
 import flint
 import mpmath
 import numpy as np
-from flint import arb, arb_mat, arb_poly
+from flint import arb, arb_poly
 
 from ..bernstein import u_statistic_table
 from ..errors import CheckError, InputError
@@ -78,7 +88,7 @@ from . import _remez64
 
 _DEBUG = bool(os.environ.get("COEFGEN_DEBUG"))
 
-__all__ = ["Level", "minimax_level", "minimax_table", "default_digits"]
+__all__ = ["Level", "MinimaxSolution", "minimax_level", "minimax_table", "solve_minimax", "default_digits"]
 
 
 @dataclass(frozen=True)
@@ -223,8 +233,11 @@ class _Levelled:
         self.q2 = self.q1.derivative()
         self.e_end = self.q(arb(1)) - fr.f(arb(1))
 
-    def node_newton(self):
-        """One Newton step on e' from every interior reference point: new points (mids)."""
+    def node_newton(self, bits: int = 192):
+        """One Newton step on e' from every interior reference point.
+
+        The new points are rounded to `bits` bits: short mantissas make the multipoint
+        evaluations several times cheaper, and `bits` exceeds the accuracy needed."""
         X, fr = self.X[:-1], self.fr
         q = self.q.evaluate(X, algorithm="iter")
         q1 = self.q1.evaluate(X, algorithm="iter")
@@ -233,8 +246,9 @@ class _Levelled:
         for j, x in enumerate(X):
             e1 = q[j] + x * q1[j] - fr.f1(x)
             e2 = 2 * q1[j] + x * q2[j] - fr.f2(x)
-            out.append(arb((x - e1 / e2).mid()))
-        return out
+            out.append((x - e1 / e2).mid())
+        with _prec(bits):
+            return [(+v).mid() for v in out]
 
     def eval_q(self, pts, deriv: int):
         """q, q', q'' at points as balls (lists)."""
@@ -270,24 +284,34 @@ def _arb_to_mpf(x: arb) -> mpmath.mpf:
 
 
 def _pnorm_bound(lev: _Levelled, K: int) -> arb:
-    """Proven ||P||_[0,1] ≤ Λ·max_i |P(τ_i)|, τ_i the K + 1 first-kind Chebyshev points
-    of [0, 1]; Rivlin: Λ ≤ (2/π) log(K + 1) + 1 (we use twice that)."""
-    tau = [(1 - arb.cos_pi_fmpq(flint.fmpq(2 * i + 1, 2 * (K + 1)))) / 2 for i in range(K + 1)]
+    """Proven bound of ||P||_[0,1].
+
+    τ_i: the K + 1 first-kind Chebyshev points of [0, 1], for which the Lebesgue constant
+    is Λ ≤ (2/π) log(K + 1) + 1 (Rivlin; we use twice that). We evaluate P at the float64
+    roundings τ̃_i (|τ_i − τ̃_i| ≤ ε = 2^-52), which are cheap in the multipoint evaluation:
+    |P(τ_i)| ≤ |P(τ̃_i)| + ε·||P'|| ≤ M̃ + 2εK²||P|| (Markov), so
+    ||P|| ≤ Λ(M̃ + 2εK²||P||), i.e. ||P|| ≤ ΛM̃/(1 − 2ΛεK²)."""
+    i = np.arange(K + 1)
+    tau = [arb(float(v)) for v in (1 - np.cos(np.pi * (2 * i + 1) / (2 * (K + 1)))) / 2]
     qt, _, _ = lev.eval_q(tau, 0)
     pmax = arb(0)
-    for i in range(K + 1):
-        pmax = pmax.max(abs(tau[i] * qt[i]))
+    for j in range(K + 1):
+        pmax = pmax.max(abs(tau[j] * qt[j]))
     lam = 2 * ((2 / arb.pi()) * arb(K + 1).log() + 1)
-    return (lam * pmax).upper()
+    eps = arb(2) ** -52
+    den = 1 - 2 * lam * eps * K * K
+    if not den > 0:  # pragma: no cover - only for absurd K
+        raise CheckError("minimax: K too large for the ||P|| bound")
+    return (lam * pmax / den).upper()
 
 
-def _certify(lev: _Levelled, K: int):
+def _certify(lev: _Levelled, K: int, cbits: int):
     """Critical points, bracket [lower, upper] (arb), reference; see module docstring.
 
     Returns "precision" (a sign is undecided), ("step", c) (the critical points are not
     accurate enough for the localisation argument) or (lower, upper, reference, width)."""
     fr = lev.fr
-    c = lev.node_newton()
+    c = lev.node_newton(cbits)
     q, q1, q2 = lev.eval_q(c, 2)
     E, E1, E2 = [], [], []
     for i, x in enumerate(c):
@@ -375,18 +399,22 @@ def _solve(name: str, K: int, digits: int):
             "(f'' has sign changes above degree K-2, so the critical-point count is unproven)"
         )
     x64, _hist = _remez64.remez64(reward, K)
+    cbits = int(3.33 * (digits + 15)) + 96  # mantissa of reference/critical points
     # working precision: digits asked + cancellation (f ~ 1 vs e ~ E) + guard bits
     E = abs(_hist[-1][0]) if _hist else 1e-3
     logE = max(0.0, -math.log10(max(E, 1e-300)))
     prec = int(3.33 * (2 * digits + logE + 20)) + 64 + int(2.7 * K)
     X = [arb(float(v)) for v in x64]
+    with _prec(prec):
+        # one levelled step in ball arithmetic on the float reference (quadratic gain)
+        X = _Levelled(fr, X).node_newton(cbits) + [arb(1)]
     result = None
     for attempt in range(10):
         old = flint.ctx.prec
         flint.ctx.prec = prec
         try:
             lev = _Levelled(fr, X)
-            cert = _certify(lev, K)
+            cert = _certify(lev, K, cbits)
             if cert == "precision":
                 prec = int(prec * 1.5)
                 continue
@@ -513,3 +541,18 @@ def _arb_str(x: arb, digits: int) -> str:
     m = _arb_to_mpf(x.mid())
     with mpmath.workprec(int(flint.ctx.prec) + 64):
         return mpmath.nstr(m, digits, strip_zeros=False, min_fixed=-mpmath.inf, max_fixed=mpmath.inf)
+
+
+@dataclass(frozen=True)
+class MinimaxSolution:
+    """The minimax table as a solution object (values, values_exact, level)."""
+
+    values: np.ndarray
+    values_exact: list
+    level: Level
+
+
+def solve_minimax(reward, K) -> MinimaxSolution:
+    """Convenience wrapper of :func:`minimax_table`."""
+    values, exact, level = minimax_table(reward, K)
+    return MinimaxSolution(values, exact, level)

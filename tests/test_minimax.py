@@ -1,0 +1,150 @@
+"""Minimax level E*_K and minimax tables (issue 4)."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from coefgen.errors import InputError
+from coefgen.rewards import parse_reward
+from coefgen.solvers.minimax import Level, minimax_level, minimax_table
+
+# DESIGN §5 public checkpoints (kl)
+E2 = "0.077201992466760330918"
+E8 = "0.0050605659819431720875"
+
+
+def _rel(a, b):
+    return abs(mpmath.mpf(a) - mpmath.mpf(b)) / abs(mpmath.mpf(b))
+
+
+@pytest.mark.parametrize("K,ref", [(2, E2), (8, E8)])
+def test_kl_checkpoints_to_20_digits(K, ref):
+    L = minimax_level("kl", K)
+    assert isinstance(L, Level)
+    assert L.divergence == "kl" and L.K == K
+    assert L.digits >= 20
+    with mpmath.workdps(50):
+        # the published values are truncated after 20 significant digits
+        sig = lambda s: s.replace("0.", "", 1).lstrip("0")  # noqa: E731
+        assert sig(L.level)[:20] == sig(ref)[:20]
+        assert _rel(L.level, ref) < 2e-19
+        assert L.lower <= L.upper
+        # truncated reference: ref ≤ E* < ref + one unit in its last digit
+        unit = mpmath.mpf(10) ** (mpmath.floor(mpmath.log10(mpmath.mpf(ref))) - 19)
+        assert mpmath.mpf(ref) <= L.upper
+        assert L.lower <= mpmath.mpf(ref) + unit
+
+
+def test_kl_K2_independent_solve():
+    """K = 2 by Newton on the 5 equioscillation equations (mpmath, independent of coefgen)."""
+    mpmath.mp.dps = 50
+    try:
+        f = lambda p: p * mpmath.log(p)  # noqa: E731
+
+        def eqs(a, b, E, x0, x1):
+            e = lambda p: a * p + b * p * p - f(p)  # noqa: E731
+            de = lambda p: a + 2 * b * p - mpmath.log(p) - 1  # noqa: E731
+            return [e(x0) - E, e(x1) + E, e(1) - E, de(x0), de(x1)]
+
+        sol = mpmath.findroot(eqs, [0.5, -0.5, 0.0772, 0.0925, 0.628])
+        L = minimax_level("kl", 2, digits=30)
+        assert L.digits >= 30
+        assert L.lower <= sol[2] <= L.upper
+    finally:
+        mpmath.mp.dps = 15
+
+
+def test_kl_K2E_increasing_below_033():
+    vals = []
+    for K in (16, 32, 64):
+        L = minimax_level("kl", K)
+        assert L.digits >= 20
+        vals.append(K * K * L.upper)
+    assert vals[0] < vals[1] < vals[2] < 0.33
+
+
+def test_reference_alternates_and_bracket():
+    K = 32
+    reward = parse_reward("kl")
+    L = minimax_level(reward, K)
+    assert len(L.reference) == K + 1
+    assert list(L.reference) == sorted(L.reference)
+    assert L.reference[-1] == 1 and L.reference[0] > 0
+    assert L.lower <= L.upper
+    assert L.digits == math.floor(-mpmath.log10((L.upper - L.lower) / L.upper))
+    values, exact, L2 = minimax_table(reward, K)
+    assert L2 == L
+    assert len(values) == K and len(exact) == K
+    assert all(len(s.replace("-", "").replace(".", "").lstrip("0")) >= 30 for s in exact)
+    with mpmath.workdps(60):
+        t = [mpmath.mpf(s) for s in exact]
+        n = K - 1
+
+        def b(p):
+            T = sum(t[c] * math.comb(n, c) * p**c * (1 - p) ** (n - c) for c in range(K))
+            return p * T - reward.f_mp(p)
+
+        errs = [b(p) for p in L.reference]
+        for i, e in enumerate(errs):
+            assert abs(e) >= L.lower * (1 - mpmath.mpf(10) ** -25)
+            assert abs(e) <= L.upper * (1 + mpmath.mpf(10) ** -25)
+            if i:
+                assert (e > 0) != (errs[i - 1] > 0)
+        # the sup over a dense sample never exceeds the proven upper bound
+        grid = [mpmath.mpf(k) / 4000 for k in range(1, 4001)] + [mpmath.mpf(10) ** -k for k in range(4, 40, 3)]
+        assert max(abs(b(p)) for p in grid) <= L.upper
+    # float64 values are the rounded exact strings
+    assert np.array_equal(values, np.array([float(s) for s in exact]))
+
+
+@pytest.mark.parametrize("a", ["0.5", "1.5"])
+def test_alpha_rate(a):
+    Ks = [16, 32, 64, 128]
+    E = [float(minimax_level(f"alpha:{a}", K, digits=12).upper) for K in Ks]
+    assert all(E[i + 1] < E[i] for i in range(len(E) - 1))
+    slope = np.polyfit(np.log(Ks), np.log(E), 1)[0]
+    target = -2 * float(a)
+    assert abs(slope - target) <= 0.1 * abs(target)
+
+
+def test_alpha_non_integer_and_large_integer_levels():
+    L = minimax_level("alpha:2.5", 64)
+    assert L.digits >= 20 and 0 < L.lower <= L.upper
+    # alpha:5 at K = 3 is a polynomial of degree 4 > K − 1: a genuine minimax problem
+    L = minimax_level("alpha:5", 3)
+    assert L.digits >= 20 and L.lower > 0
+
+
+def test_bad_input():
+    with pytest.raises(InputError):
+        minimax_level("kl", 1)
+    with pytest.raises(InputError):
+        minimax_level("kl", 0)
+    with pytest.raises(InputError):
+        minimax_table("kl", 1)
+    with pytest.raises(InputError):
+        minimax_level("alpha:-1", 8)
+    with pytest.raises(InputError):
+        minimax_level("kl", 8, digits=0)
+
+
+def test_polynomial_reward_level_zero():
+    L = minimax_level("alpha:3", 8)  # r = (p² − 1)/2, degree 2 ≤ K − 1
+    assert L.level == "0" and L.lower == 0 and L.upper == 0
+    values, exact, _ = minimax_table("euclidean", 4)
+    assert exact == ["-1", "-2/3", "-1/3", "0"]
+    assert list(values) == [-1.0, -2 / 3, -1 / 3, 0.0]
+    L = minimax_level("poly:1,2,3", 3)
+    assert L.level == "0"
+
+
+def test_digits_request_is_honoured():
+    L = minimax_level("kl", 16, digits=40)
+    assert L.digits >= 40
+    L20 = minimax_level("kl", 16)
+    with mpmath.workdps(60):
+        assert _rel(L.level, L20.level) < 1e-19
