@@ -29,9 +29,11 @@ def main(argv=None):
     ap.add_argument("--tau", type=float, default=10)
     ap.add_argument("--divergence", default="kl")
     ap.add_argument("--objective", default="worst")
+    ap.add_argument("--max-mse", dest="max_mse", default=None, help="a number or 'plugin' (then tau is unused)")
     a = ap.parse_args(argv)
     reward = parse_reward(a.divergence)
-    print(f"aqp {reward.name} tau={a.tau:g} objective={a.objective}")
+    mode = f"max_mse={a.max_mse}" if a.max_mse else f"tau={a.tau:g}"
+    print(f"aqp {reward.name} {mode} objective={a.objective}")
     print(f"{'K':>5} {'level_s':>8} {'solve_s':>8} {'sup|b|/E*':>10} {'sup m':>12} {'lower':>12} {'gap':>9}  rounds")
     for K in [int(x) for x in a.Ks.split(",")]:
         t0 = time.perf_counter()
@@ -39,7 +41,11 @@ def main(argv=None):
         t1 = time.perf_counter()
         c1 = time.process_time()
         try:
-            sol = solve_aqp(reward, K, tau=a.tau, objective=a.objective, level=level)
+            if a.max_mse:
+                max_mse = a.max_mse if a.max_mse == "plugin" else float(a.max_mse)
+                sol = solve_aqp(reward, K, tau=None, objective=a.objective, max_mse=max_mse, level=level)
+            else:
+                sol = solve_aqp(reward, K, tau=a.tau, objective=a.objective, level=level)
         except CoefgenError as e:
             print(f"{K:>5} {t1 - t0:8.2f} {time.perf_counter() - t1:8.2f} (cpu {time.process_time() - c1:.2f})  refused: {e}",
                   flush=True)

@@ -15,11 +15,8 @@ from scipy.special import gammaln
 
 def log_binomial_coefficients(n: int) -> np.ndarray:
     """log C(n, j) for j = 0..n, float64 (from exact integers, correctly rounded logs)."""
-    return np.array([_log_int(math.comb(n, j)) for j in range(n + 1)])
-
-
-def _log_int(m: int) -> float:
-    return math.log(m)  # math.log of a Python int is accurate for any size
+    # math.log of a Python int is accurate for any size (no float overflow)
+    return np.array([math.log(math.comb(n, j)) for j in range(n + 1)])
 
 
 def bernstein_basis(n: int, p) -> np.ndarray:
@@ -88,8 +85,3 @@ def bernstein_to_monomial(values) -> list[Fraction]:
         for i in range(n - k + 1):
             a[k + i] += tk * ck * math.comb(n - k, i) * (-1) ** i
     return a
-
-
-def forward_difference(values, order: int = 1) -> np.ndarray:
-    """Δ^order t: the Bernstein coefficients of T^(order) are (K−1)…(K−order)·Δ^order t."""
-    return np.diff(np.asarray(values, dtype=float), n=order)

@@ -84,7 +84,7 @@ def solve(reward: Reward, K: int, estimator: str, params: dict):
 
         return solve_digamma(reward, K)
     if estimator == "minimax":
-        return solve_minimax(reward, K)
+        return _solve_minimax(reward, K)
     if estimator == "aqp":
         from .solvers.aqp import solve_aqp
 
@@ -95,7 +95,7 @@ def solve(reward: Reward, K: int, estimator: str, params: dict):
 MINIMAX_SLACK = 1.01  # a minimax table is written only if its certified bias <= 1.01 E*_K
 
 
-def solve_minimax(reward: Reward, K: int):
+def _solve_minimax(reward: Reward, K: int):
     """The minimax table (Bernstein coefficients of the best weighted approximation)."""
     from .solvers import Solution
     from .solvers.minimax import minimax_table
@@ -132,8 +132,10 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None):
         from .solvers.exact import exact_table_degree_check
 
         exact_table_degree_check(reward, K)
-    if estimator == "digamma" and reward.name != "kl":
-        raise InputError(f"estimator 'digamma' is defined for kl only, not {reward.name!r}")
+    if estimator == "digamma":
+        from .solvers.baselines import require_kl
+
+        require_kl(reward)
     return reward, K, full
 
 

@@ -36,7 +36,12 @@ def solve_plugin(reward: Reward, K: int) -> Solution:
     return _solution(plugin_entries(reward, K))
 
 
-def solve_digamma(reward: Reward, K: int) -> Solution:
+def require_kl(reward: Reward) -> None:
+    """The digamma table estimates log p only."""
     if not isinstance(reward, KL):
         raise InputError(f"estimator 'digamma' is defined for kl only, not {reward.name!r}")
+
+
+def solve_digamma(reward: Reward, K: int) -> Solution:
+    require_kl(reward)
     return _solution(digamma_entries(K))

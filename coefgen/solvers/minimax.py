@@ -88,7 +88,7 @@ from . import _remez64
 
 _DEBUG = bool(os.environ.get("COEFGEN_DEBUG"))
 
-__all__ = ["Level", "MinimaxSolution", "minimax_level", "minimax_table", "solve_minimax", "default_digits"]
+__all__ = ["Level", "minimax_level", "minimax_table", "default_digits"]
 
 
 @dataclass(frozen=True)
@@ -541,18 +541,3 @@ def _arb_str(x: arb, digits: int) -> str:
     m = _arb_to_mpf(x.mid())
     with mpmath.workprec(int(flint.ctx.prec) + 64):
         return mpmath.nstr(m, digits, strip_zeros=False, min_fixed=-mpmath.inf, max_fixed=mpmath.inf)
-
-
-@dataclass(frozen=True)
-class MinimaxSolution:
-    """The minimax table as a solution object (values, values_exact, level)."""
-
-    values: np.ndarray
-    values_exact: list
-    level: Level
-
-
-def solve_minimax(reward, K) -> MinimaxSolution:
-    """Convenience wrapper of :func:`minimax_table`."""
-    values, exact, level = minimax_table(reward, K)
-    return MinimaxSolution(values, exact, level)
