@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .errors import CheckError
-from .payload import canonical_json
+from .payload import MANIFEST_SCHEMA, canonical_json
 from .spec import Spec, TableRequest
 from .aggregate import AGGREGATE_HEADER, aggregate_header
 from .writers import SUFFIX, write_atomic
 
 MANIFEST = "manifest.json"
-MANIFEST_SCHEMA = "coefgen.manifest/1"
 TMP_PREFIX = ".coefgen-"
 
 

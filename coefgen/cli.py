@@ -67,7 +67,7 @@ def _parse_max_mse(value):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
-@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 100000.")
+@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 16384 (2048 where no exact table exists).")
 @click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
@@ -140,12 +140,13 @@ def verify(files):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def level(divergence, K, digits, as_json):
     """The minimax level E*_K = min sup |p (T(p) - r(p))| with a proven bracket."""
-    from .compiler import check_K, level_json
+    from .compiler import check_K, check_K_level, level_json
     from .rewards import parse_reward
     from .solvers.minimax import minimax_level
 
     reward = parse_reward(divergence)
     K = check_K(K)
+    check_K_level(reward, K)
     if digits is not None and not 1 <= digits <= 200:
         raise InputError(f"--digits must be between 1 and 200, got {digits}")
     lev = minimax_level(reward, K, digits)
@@ -164,7 +165,7 @@ def level(divergence, K, digits, as_json):
 @click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON.")
 def frontier(divergence, K, output, json_path):
     """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
-    from .compiler import check_K
+    from .compiler import check_K, check_K_level
     from .frontier import frontier_points, plot_frontier
     from .payload import canonical_json
     from .rewards import parse_reward
@@ -172,6 +173,7 @@ def frontier(divergence, K, output, json_path):
 
     reward = parse_reward(divergence)
     K = check_K(K)
+    check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
     points = frontier_points(reward, K)

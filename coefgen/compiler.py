@@ -16,7 +16,8 @@ from .rewards import Reward, parse_reward
 from .writers import table_id
 
 ESTIMATORS = ("exact", "minimax", "aqp", "plugin", "digamma")
-MAX_K = 100_000
+MAX_K = 16_384        # beyond this certification alone takes many minutes: "absurd" for a group size
+MAX_K_LEVEL = 2_048   # the minimax level E*_K (in every non-exact table) takes ~40 s at K = 2048, minutes above
 # user-facing parameters of each estimator and their defaults (omitted from file names)
 ESTIMATOR_DEFAULTS: dict[str, dict] = {
     "exact": {},
@@ -34,8 +35,18 @@ def check_K(K) -> int:
     if K < 2:
         raise InputError(f"K = {K} is too small: a group needs K >= 2 samples")
     if K > MAX_K:
-        raise InputError(f"K = {K} is absurdly large (the limit is {MAX_K})")
+        raise InputError(f"K = {K} is absurdly large for a group size (the limit is {MAX_K})")
     return K
+
+
+def check_K_level(reward: Reward, K: int) -> None:
+    """InputError if the minimax level of ``reward`` at K is beyond the supported range."""
+    exact_exists = reward.is_polynomial and reward.degree <= K - 1
+    if not exact_exists and K > MAX_K_LEVEL:
+        raise InputError(
+            f"K = {K}: the minimax level E*_K of {reward.name} (part of every {reward.name} table) is supported "
+            f"up to K = {MAX_K_LEVEL} (its high-precision Remez takes ~40 s at K = 2048 and grows like K^3)"
+        )
 
 
 def normalize_params(estimator: str, params: dict | None) -> dict:
@@ -109,18 +120,22 @@ def _solve_minimax(reward: Reward, K: int):
 
 
 def level_json(lev) -> dict:
-    """The ``coefgen level --json`` document: numbers as decimal strings."""
+    """The ``coefgen level --json`` document: numbers as decimal strings.
+
+    lower/upper carry a few digits more than the bracket proves (rounded outward)."""
+    d = max(30, lev.digits + 5)
     return {
         "divergence": lev.divergence, "K": lev.K, "level": lev.level,
-        "lower": _down_mp(lev.lower), "upper": _up_mp(lev.upper), "digits": lev.digits,
-        "reference": [_mp_str(x) for x in lev.reference],
+        "lower": _mp_bound(lev.lower, False, d), "upper": _mp_bound(lev.upper, True, d), "digits": lev.digits,
+        "reference": [_mp_str(x, d) for x in lev.reference],
     }
 
 
 def _mp_str(x, digits: int = 30) -> str:
     import mpmath
 
-    return mpmath.nstr(mpmath.mpf(x), digits)
+    with mpmath.workdps(digits + 10):
+        return mpmath.nstr(mpmath.mpf(x), digits)
 
 
 def precheck(divergence: str, K, estimator: str, params: dict | None = None):
@@ -128,6 +143,7 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None):
     reward = parse_reward(divergence)
     K = check_K(K)
     full = normalize_params(estimator, params)
+    check_K_level(reward, K)
     if estimator == "exact":
         from .solvers.exact import exact_table_degree_check
 

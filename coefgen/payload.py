@@ -12,6 +12,7 @@ import json
 import math
 
 SCHEMA = "coefgen.table/1"
+MANIFEST_SCHEMA = "coefgen.manifest/1"  # the manifest.json of a table set
 
 REQUIRED_FIELDS = (
     "schema", "generator_version", "divergence", "reward", "K", "estimator", "estimator_params",

@@ -24,6 +24,8 @@ BAD = [
     (["solve", "-d", "euclidean", "--K", "1", "-e", "exact"], "too small"),
     (["solve", "-d", "euclidean", "--K", "0", "-e", "exact"], "too small"),
     (["solve", "-d", "euclidean", "--K", "1000000", "-e", "exact"], "absurdly large"),
+    (["solve", "-d", "euclidean", "--K", "100001", "-e", "exact"], "absurdly large"),
+    (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "supported up to K = 2048"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "digamma"], "kl only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz"], "binary"),
@@ -86,3 +88,19 @@ def test_show_rejects_foreign_file(tmp_path):
     f.write_text('{"hello": 1}')
     r = run("show", str(f))
     assert r.returncode == 2 and "schema" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_verify_a_manifest_checks_every_file(tmp_path):
+    spec = tmp_path / "coefgen.yaml"
+    spec.write_text("output: t\nformats: [json, npz, c]\ntables:\n  - {divergence: kl, estimator: plugin, K: [4, 5]}\n")
+    r = run("build", "-c", str(spec), "--quiet")
+    assert r.returncode == 0, r.stderr
+    manifest = tmp_path / "t" / "manifest.json"
+    r = run("verify", str(manifest))
+    assert r.returncode == 0 and f"ok {manifest}" in r.stdout
+    header = tmp_path / "t" / "kl-plugin-K5.h"
+    header.write_text(header.read_text().replace("static const", "static  const"))
+    (tmp_path / "t" / "kl-plugin-K4.npz").unlink()
+    r = run("verify", str(manifest))
+    assert r.returncode == 1
+    assert "kl-plugin-K5.h: bytes differ" in r.stderr and "kl-plugin-K4.npz: listed in" in r.stderr
