@@ -28,7 +28,10 @@ def verify_payload(payload: dict, source: str) -> list[str]:
         return [f"{source}: {e}"]
     if payload.get("certified") is False:
         return [f"{source}: table states it is not certified"]
-    return [f"{source}: {line}" for line in check_claims(payload, reward)]
+    tol = payload.get("bound_rel_tol", 1e-6)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        return [f"{source}: bound_rel_tol must be a number in (0, 1), got {tol!r}"]
+    return [f"{source}: {line}" for line in check_claims(payload, reward, rel_tol=float(tol))]
 
 
 def _manifest(path: str):

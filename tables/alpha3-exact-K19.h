@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K19_H
 #define COEFGEN_ALPHA3_EXACT_K19_H
 #define COEFGEN_ALPHA3_EXACT_K19_K 19
-#define COEFGEN_ALPHA3_EXACT_K19_SHA256 "9ce2b8b16dfffe78dccf3d6bc7582103e58a4becad28ac06d98ff570462aca17"
+#define COEFGEN_ALPHA3_EXACT_K19_SHA256 "71bc1616bbf34dc733f2aba88e5aa1444b9d2e6e9fb2b087f16813f6f2f01caf"
 static const double coefgen_alpha3_exact_k19[19] = {
   -0.5,
   -0.5,

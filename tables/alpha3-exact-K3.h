@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K3_H
 #define COEFGEN_ALPHA3_EXACT_K3_H
 #define COEFGEN_ALPHA3_EXACT_K3_K 3
-#define COEFGEN_ALPHA3_EXACT_K3_SHA256 "8fe99def091ed95ec8f9ee6c50d27d1d08280331b7fea363f71aa704a45e86ca"
+#define COEFGEN_ALPHA3_EXACT_K3_SHA256 "8a52326baedabb40f9b9beabd47db2db86d80e409d9784b94753d18a145bb157"
 static const double coefgen_alpha3_exact_k3[3] = {
   -0.5,
   -0.5,

@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K46_H
 #define COEFGEN_ALPHA3_EXACT_K46_H
 #define COEFGEN_ALPHA3_EXACT_K46_K 46
-#define COEFGEN_ALPHA3_EXACT_K46_SHA256 "364e93a054200ebbf278ea3f48de7d0eeeb4f0e4d08fb1683c7c27ff8749ba12"
+#define COEFGEN_ALPHA3_EXACT_K46_SHA256 "d820fcfb36d4ccf471319deae9ffafa72a4a3fe0aa30123434544d3cea89d15c"
 static const double coefgen_alpha3_exact_k46[46] = {
   -0.5,
   -0.5,

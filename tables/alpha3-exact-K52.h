@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K52_H
 #define COEFGEN_ALPHA3_EXACT_K52_H
 #define COEFGEN_ALPHA3_EXACT_K52_K 52
-#define COEFGEN_ALPHA3_EXACT_K52_SHA256 "1766bbcb3621c424c4bbb9fe3acac33e3cbeef4a1003f26c877bb8a8b8df5b76"
+#define COEFGEN_ALPHA3_EXACT_K52_SHA256 "88cf8a896dad40443e4be3d220a58eefc83cf1198ddc609b88a51b1a42ef8c5a"
 static const double coefgen_alpha3_exact_k52[52] = {
   -0.5,
   -0.5,

@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K57_H
 #define COEFGEN_ALPHA3_EXACT_K57_H
 #define COEFGEN_ALPHA3_EXACT_K57_K 57
-#define COEFGEN_ALPHA3_EXACT_K57_SHA256 "38ee2d8e28dcf0131ba32c921363e8e268b44ed5954e0afcb3c8bce922661faa"
+#define COEFGEN_ALPHA3_EXACT_K57_SHA256 "dc1c385a0a14dd4e9780d966ccfacfed0f776cd45c240c9c5fac54aa498af97c"
 static const double coefgen_alpha3_exact_k57[57] = {
   -0.5,
   -0.5,

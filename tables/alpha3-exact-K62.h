@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K62_H
 #define COEFGEN_ALPHA3_EXACT_K62_H
 #define COEFGEN_ALPHA3_EXACT_K62_K 62
-#define COEFGEN_ALPHA3_EXACT_K62_SHA256 "aaa4aed4f615f43470d13eeebd7ac30cb859e5324ebe5098f1bb3a1a48aa2ca5"
+#define COEFGEN_ALPHA3_EXACT_K62_SHA256 "71f1baafb40f7f039ad3a5ea14072708b5ea96fdaa8a925cb98fded136c70117"
 static const double coefgen_alpha3_exact_k62[62] = {
   -0.5,
   -0.5,

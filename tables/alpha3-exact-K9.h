@@ -5,7 +5,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K9_H
 #define COEFGEN_ALPHA3_EXACT_K9_H
 #define COEFGEN_ALPHA3_EXACT_K9_K 9
-#define COEFGEN_ALPHA3_EXACT_K9_SHA256 "da622b354926b8ef0ff43af090f8ffe5c3da02a47d1fe221e1ac877d21b3eade"
+#define COEFGEN_ALPHA3_EXACT_K9_SHA256 "b2cb69df51cdbafd6960137c01a03f77ea49df555af2ea90f3473b14849572b2"
 static const double coefgen_alpha3_exact_k9[9] = {
   -0.5,
   -0.5,

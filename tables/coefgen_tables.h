@@ -14,7 +14,7 @@
 #ifndef COEFGEN_ALPHA3_EXACT_K3_H
 #define COEFGEN_ALPHA3_EXACT_K3_H
 #define COEFGEN_ALPHA3_EXACT_K3_K 3
-#define COEFGEN_ALPHA3_EXACT_K3_SHA256 "8fe99def091ed95ec8f9ee6c50d27d1d08280331b7fea363f71aa704a45e86ca"
+#define COEFGEN_ALPHA3_EXACT_K3_SHA256 "8a52326baedabb40f9b9beabd47db2db86d80e409d9784b94753d18a145bb157"
 static const double coefgen_alpha3_exact_k3[3] = {
   -0.5,
   -0.5,
@@ -28,7 +28,7 @@ static const double coefgen_alpha3_exact_k3[3] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K4_H
 #define COEFGEN_ALPHA3_EXACT_K4_H
 #define COEFGEN_ALPHA3_EXACT_K4_K 4
-#define COEFGEN_ALPHA3_EXACT_K4_SHA256 "328cc713ff3eaa71b3373a5b861c0cb0967d442710d40afaa6dd873ce68140f0"
+#define COEFGEN_ALPHA3_EXACT_K4_SHA256 "2f406cb45ebb15859e2a6fabe48958a9c53f13949a69cfe3786d92846a1c9d9b"
 static const double coefgen_alpha3_exact_k4[4] = {
   -0.5,
   -0.5,
@@ -43,7 +43,7 @@ static const double coefgen_alpha3_exact_k4[4] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K5_H
 #define COEFGEN_ALPHA3_EXACT_K5_H
 #define COEFGEN_ALPHA3_EXACT_K5_K 5
-#define COEFGEN_ALPHA3_EXACT_K5_SHA256 "8515f49919c4fc219a314cc667d57a148b5bc37657546cec3174556984d7184f"
+#define COEFGEN_ALPHA3_EXACT_K5_SHA256 "37aa46691b0549a53f967cfe2ea3b675edd86e31bfe89fbc9f0f82721cb39621"
 static const double coefgen_alpha3_exact_k5[5] = {
   -0.5,
   -0.5,
@@ -59,7 +59,7 @@ static const double coefgen_alpha3_exact_k5[5] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K6_H
 #define COEFGEN_ALPHA3_EXACT_K6_H
 #define COEFGEN_ALPHA3_EXACT_K6_K 6
-#define COEFGEN_ALPHA3_EXACT_K6_SHA256 "22673cb87616b1f7bbdb4286651ba6181bff72c66026c9608fedf17e68a9b27d"
+#define COEFGEN_ALPHA3_EXACT_K6_SHA256 "ce85e2a101274bc011e48db719d78b756bfabf052606d10de6461116837a028b"
 static const double coefgen_alpha3_exact_k6[6] = {
   -0.5,
   -0.5,
@@ -76,7 +76,7 @@ static const double coefgen_alpha3_exact_k6[6] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K7_H
 #define COEFGEN_ALPHA3_EXACT_K7_H
 #define COEFGEN_ALPHA3_EXACT_K7_K 7
-#define COEFGEN_ALPHA3_EXACT_K7_SHA256 "31154e4a47bab4415db7ebf40155393a6b8612d738070bfae262b405b3bda222"
+#define COEFGEN_ALPHA3_EXACT_K7_SHA256 "1211f53ef416d18d12e738e508b1d95fd2d51f84fca6beb4801cf4cb0793e427"
 static const double coefgen_alpha3_exact_k7[7] = {
   -0.5,
   -0.5,
@@ -94,7 +94,7 @@ static const double coefgen_alpha3_exact_k7[7] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K8_H
 #define COEFGEN_ALPHA3_EXACT_K8_H
 #define COEFGEN_ALPHA3_EXACT_K8_K 8
-#define COEFGEN_ALPHA3_EXACT_K8_SHA256 "93e297ba7bbf363ec32b270505dc50e90b012f3fd3b2c7d06ec8a4043b7b9657"
+#define COEFGEN_ALPHA3_EXACT_K8_SHA256 "092ec5f412bc1b7edeb60f03c37ab40ba77b9b9c004b9719c35b31d476915610"
 static const double coefgen_alpha3_exact_k8[8] = {
   -0.5,
   -0.5,
@@ -113,7 +113,7 @@ static const double coefgen_alpha3_exact_k8[8] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K9_H
 #define COEFGEN_ALPHA3_EXACT_K9_H
 #define COEFGEN_ALPHA3_EXACT_K9_K 9
-#define COEFGEN_ALPHA3_EXACT_K9_SHA256 "da622b354926b8ef0ff43af090f8ffe5c3da02a47d1fe221e1ac877d21b3eade"
+#define COEFGEN_ALPHA3_EXACT_K9_SHA256 "b2cb69df51cdbafd6960137c01a03f77ea49df555af2ea90f3473b14849572b2"
 static const double coefgen_alpha3_exact_k9[9] = {
   -0.5,
   -0.5,
@@ -133,7 +133,7 @@ static const double coefgen_alpha3_exact_k9[9] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K10_H
 #define COEFGEN_ALPHA3_EXACT_K10_H
 #define COEFGEN_ALPHA3_EXACT_K10_K 10
-#define COEFGEN_ALPHA3_EXACT_K10_SHA256 "e44ca4704c50b7c923dfaf35ebc5827e0e08081ce93f11964e984e2472847105"
+#define COEFGEN_ALPHA3_EXACT_K10_SHA256 "70ef7473c5dfef0eab5b83b76803c0699a44e7f977c3f1ae3f1ae799aa1f8d6a"
 static const double coefgen_alpha3_exact_k10[10] = {
   -0.5,
   -0.5,
@@ -154,7 +154,7 @@ static const double coefgen_alpha3_exact_k10[10] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K11_H
 #define COEFGEN_ALPHA3_EXACT_K11_H
 #define COEFGEN_ALPHA3_EXACT_K11_K 11
-#define COEFGEN_ALPHA3_EXACT_K11_SHA256 "98b118104f93fa92b73d77fbd0f17039522afc38ae8e69e3c061d534bfa6dc8e"
+#define COEFGEN_ALPHA3_EXACT_K11_SHA256 "fb124d26db244628f50d2da1eb1f30e33fb7a10cbc116e3240dc33a7570b673c"
 static const double coefgen_alpha3_exact_k11[11] = {
   -0.5,
   -0.5,
@@ -176,7 +176,7 @@ static const double coefgen_alpha3_exact_k11[11] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K12_H
 #define COEFGEN_ALPHA3_EXACT_K12_H
 #define COEFGEN_ALPHA3_EXACT_K12_K 12
-#define COEFGEN_ALPHA3_EXACT_K12_SHA256 "4ea5ce2331d2efed18f2a1a252f11a751cef78a965dfd4c4bb21f26f7ed42090"
+#define COEFGEN_ALPHA3_EXACT_K12_SHA256 "605893c5d508b4cb01bb809668e74491311c7d6ecba9c4f9d9575a61aeaacefd"
 static const double coefgen_alpha3_exact_k12[12] = {
   -0.5,
   -0.5,
@@ -199,7 +199,7 @@ static const double coefgen_alpha3_exact_k12[12] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K13_H
 #define COEFGEN_ALPHA3_EXACT_K13_H
 #define COEFGEN_ALPHA3_EXACT_K13_K 13
-#define COEFGEN_ALPHA3_EXACT_K13_SHA256 "7e0a25b7ce9a2629cc83b56d91a435b42b3246bcf61abe04e3a4af0481415043"
+#define COEFGEN_ALPHA3_EXACT_K13_SHA256 "75d91bac4eecf617b9192bcc18e93fa05a267c8cc30d76d1b628f79cd1ca7644"
 static const double coefgen_alpha3_exact_k13[13] = {
   -0.5,
   -0.5,
@@ -223,7 +223,7 @@ static const double coefgen_alpha3_exact_k13[13] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K14_H
 #define COEFGEN_ALPHA3_EXACT_K14_H
 #define COEFGEN_ALPHA3_EXACT_K14_K 14
-#define COEFGEN_ALPHA3_EXACT_K14_SHA256 "305d1f8aa0e180af55c3b144fe4935e217c5aebb0b2775c982412b7e714967b4"
+#define COEFGEN_ALPHA3_EXACT_K14_SHA256 "6713ba68704c10dc468e84a3b95d1a5bc896cfb8b8cbccdb0625ee3a890d0e00"
 static const double coefgen_alpha3_exact_k14[14] = {
   -0.5,
   -0.5,
@@ -248,7 +248,7 @@ static const double coefgen_alpha3_exact_k14[14] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K15_H
 #define COEFGEN_ALPHA3_EXACT_K15_H
 #define COEFGEN_ALPHA3_EXACT_K15_K 15
-#define COEFGEN_ALPHA3_EXACT_K15_SHA256 "7636f70e05b6f4264f6a53ec416a32a1910467a54ad281483d2afb795ef2c872"
+#define COEFGEN_ALPHA3_EXACT_K15_SHA256 "291812af3a51ee4df17e289fbc1f6a1ae65c3de46c8fa45e612ecce37cae37ed"
 static const double coefgen_alpha3_exact_k15[15] = {
   -0.5,
   -0.5,
@@ -274,7 +274,7 @@ static const double coefgen_alpha3_exact_k15[15] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K16_H
 #define COEFGEN_ALPHA3_EXACT_K16_H
 #define COEFGEN_ALPHA3_EXACT_K16_K 16
-#define COEFGEN_ALPHA3_EXACT_K16_SHA256 "1f4b39648801ad550b9ba68e804f33583d6b814daf2a9711be56d93173882b0c"
+#define COEFGEN_ALPHA3_EXACT_K16_SHA256 "6b945637e8e5c15032daccc1c263dd85069ec4d7a84b03c417697562ad27aec8"
 static const double coefgen_alpha3_exact_k16[16] = {
   -0.5,
   -0.5,
@@ -301,7 +301,7 @@ static const double coefgen_alpha3_exact_k16[16] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K17_H
 #define COEFGEN_ALPHA3_EXACT_K17_H
 #define COEFGEN_ALPHA3_EXACT_K17_K 17
-#define COEFGEN_ALPHA3_EXACT_K17_SHA256 "59823c48d2a9831567cfcb2584d3735062f05901cdd5d5c6cbd174d4acbe1ac7"
+#define COEFGEN_ALPHA3_EXACT_K17_SHA256 "ab9f58f3d88a2c924f7ec705a405b0f5f88c13fc77b5eb8170da7f15dac142af"
 static const double coefgen_alpha3_exact_k17[17] = {
   -0.5,
   -0.5,
@@ -329,7 +329,7 @@ static const double coefgen_alpha3_exact_k17[17] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K18_H
 #define COEFGEN_ALPHA3_EXACT_K18_H
 #define COEFGEN_ALPHA3_EXACT_K18_K 18
-#define COEFGEN_ALPHA3_EXACT_K18_SHA256 "b7c39c5c63fedbf12ed3a81522c24d576d016bf083020beef21314b52f2d7da5"
+#define COEFGEN_ALPHA3_EXACT_K18_SHA256 "347610533b587494684f442abfbba22e759f9b7d8e1f76b472158e564bca9582"
 static const double coefgen_alpha3_exact_k18[18] = {
   -0.5,
   -0.5,
@@ -358,7 +358,7 @@ static const double coefgen_alpha3_exact_k18[18] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K19_H
 #define COEFGEN_ALPHA3_EXACT_K19_H
 #define COEFGEN_ALPHA3_EXACT_K19_K 19
-#define COEFGEN_ALPHA3_EXACT_K19_SHA256 "9ce2b8b16dfffe78dccf3d6bc7582103e58a4becad28ac06d98ff570462aca17"
+#define COEFGEN_ALPHA3_EXACT_K19_SHA256 "71bc1616bbf34dc733f2aba88e5aa1444b9d2e6e9fb2b087f16813f6f2f01caf"
 static const double coefgen_alpha3_exact_k19[19] = {
   -0.5,
   -0.5,
@@ -388,7 +388,7 @@ static const double coefgen_alpha3_exact_k19[19] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K20_H
 #define COEFGEN_ALPHA3_EXACT_K20_H
 #define COEFGEN_ALPHA3_EXACT_K20_K 20
-#define COEFGEN_ALPHA3_EXACT_K20_SHA256 "c4dc426743da4289d62b37c25333005c1cacf75eea4b7dba9e391e2823f202d3"
+#define COEFGEN_ALPHA3_EXACT_K20_SHA256 "4b8d598aa79e0e548e4300f198587b0050ac3d7dbe51c699da4164be1e6b9c5d"
 static const double coefgen_alpha3_exact_k20[20] = {
   -0.5,
   -0.5,
@@ -419,7 +419,7 @@ static const double coefgen_alpha3_exact_k20[20] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K21_H
 #define COEFGEN_ALPHA3_EXACT_K21_H
 #define COEFGEN_ALPHA3_EXACT_K21_K 21
-#define COEFGEN_ALPHA3_EXACT_K21_SHA256 "6921ec27c31d1907ecda81430862938acdfe3be9272abbca7f62a1de8a0aa84d"
+#define COEFGEN_ALPHA3_EXACT_K21_SHA256 "8a57cfcb61db7fe2dd683f40631618fc126ee98139ec4a09d19ffd4176d07938"
 static const double coefgen_alpha3_exact_k21[21] = {
   -0.5,
   -0.5,
@@ -451,7 +451,7 @@ static const double coefgen_alpha3_exact_k21[21] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K22_H
 #define COEFGEN_ALPHA3_EXACT_K22_H
 #define COEFGEN_ALPHA3_EXACT_K22_K 22
-#define COEFGEN_ALPHA3_EXACT_K22_SHA256 "1aa0af77ff5803f8c0c6f5d20caf36b4d6a64d676f5450ea516605713e019e90"
+#define COEFGEN_ALPHA3_EXACT_K22_SHA256 "fe2fce0bf58a00d887d98496b757bc0f08b10c617beb26ad315295702b8767dd"
 static const double coefgen_alpha3_exact_k22[22] = {
   -0.5,
   -0.5,
@@ -484,7 +484,7 @@ static const double coefgen_alpha3_exact_k22[22] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K23_H
 #define COEFGEN_ALPHA3_EXACT_K23_H
 #define COEFGEN_ALPHA3_EXACT_K23_K 23
-#define COEFGEN_ALPHA3_EXACT_K23_SHA256 "aa0b30dc21cc02b43da98bca4350badf2010622626c92cf507d0747d91592495"
+#define COEFGEN_ALPHA3_EXACT_K23_SHA256 "80dc797c240f754d1fbef636e012e3ab2968cd78c0ef43ff0c0c01a9b92db60a"
 static const double coefgen_alpha3_exact_k23[23] = {
   -0.5,
   -0.5,
@@ -518,7 +518,7 @@ static const double coefgen_alpha3_exact_k23[23] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K24_H
 #define COEFGEN_ALPHA3_EXACT_K24_H
 #define COEFGEN_ALPHA3_EXACT_K24_K 24
-#define COEFGEN_ALPHA3_EXACT_K24_SHA256 "263e96537716a6b0b6325c4ab952dd5158d0beb1c4edd6f87bafb60ec5ce0c8a"
+#define COEFGEN_ALPHA3_EXACT_K24_SHA256 "383ba81b1b65c869d90e4877859ed7cafdc807d74515f44f8f68901d50ebf136"
 static const double coefgen_alpha3_exact_k24[24] = {
   -0.5,
   -0.5,
@@ -553,7 +553,7 @@ static const double coefgen_alpha3_exact_k24[24] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K25_H
 #define COEFGEN_ALPHA3_EXACT_K25_H
 #define COEFGEN_ALPHA3_EXACT_K25_K 25
-#define COEFGEN_ALPHA3_EXACT_K25_SHA256 "412f7492e4a402987312d6b0878bef05977612a18f01ec7ba53846c3b9c7e407"
+#define COEFGEN_ALPHA3_EXACT_K25_SHA256 "64ae15ec328887d50338c3209183078c38bd705ea22092a4b592f515c381761b"
 static const double coefgen_alpha3_exact_k25[25] = {
   -0.5,
   -0.5,
@@ -589,7 +589,7 @@ static const double coefgen_alpha3_exact_k25[25] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K26_H
 #define COEFGEN_ALPHA3_EXACT_K26_H
 #define COEFGEN_ALPHA3_EXACT_K26_K 26
-#define COEFGEN_ALPHA3_EXACT_K26_SHA256 "05b310c6ce593b395029ed143c8409cd9f1fdc7ef953d4450f72ce59c9800ebc"
+#define COEFGEN_ALPHA3_EXACT_K26_SHA256 "7d8347e844caac68edea4bf19f97cbfb1e211908c8876801a07cd822270662f3"
 static const double coefgen_alpha3_exact_k26[26] = {
   -0.5,
   -0.5,
@@ -626,7 +626,7 @@ static const double coefgen_alpha3_exact_k26[26] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K27_H
 #define COEFGEN_ALPHA3_EXACT_K27_H
 #define COEFGEN_ALPHA3_EXACT_K27_K 27
-#define COEFGEN_ALPHA3_EXACT_K27_SHA256 "b1c5f6a2d99ab482f31f5185b653392ff88ad8b0b184618c1b6afe1eb6b243ab"
+#define COEFGEN_ALPHA3_EXACT_K27_SHA256 "8f020de088d88361a20f4e00a4798c610a0d7843c79b2c3675764b6bfa0ef2c8"
 static const double coefgen_alpha3_exact_k27[27] = {
   -0.5,
   -0.5,
@@ -664,7 +664,7 @@ static const double coefgen_alpha3_exact_k27[27] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K28_H
 #define COEFGEN_ALPHA3_EXACT_K28_H
 #define COEFGEN_ALPHA3_EXACT_K28_K 28
-#define COEFGEN_ALPHA3_EXACT_K28_SHA256 "b284d8494b5ed874ab585719df1bfdcd7ec697b85dcc19ebad0d813cd7d9a6d6"
+#define COEFGEN_ALPHA3_EXACT_K28_SHA256 "e0ff356f652e4a9e862940025f1036480fb6234afb747c095e16cc89ecba74f7"
 static const double coefgen_alpha3_exact_k28[28] = {
   -0.5,
   -0.5,
@@ -703,7 +703,7 @@ static const double coefgen_alpha3_exact_k28[28] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K29_H
 #define COEFGEN_ALPHA3_EXACT_K29_H
 #define COEFGEN_ALPHA3_EXACT_K29_K 29
-#define COEFGEN_ALPHA3_EXACT_K29_SHA256 "ab6aab942121cfa8b85acd026526ddcb83384fc757efe20dfc5f7f024dfd5f59"
+#define COEFGEN_ALPHA3_EXACT_K29_SHA256 "46e23f1d88d7603986916cab6024c870953950247c192efe05fe3fec798acf68"
 static const double coefgen_alpha3_exact_k29[29] = {
   -0.5,
   -0.5,
@@ -743,7 +743,7 @@ static const double coefgen_alpha3_exact_k29[29] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K30_H
 #define COEFGEN_ALPHA3_EXACT_K30_H
 #define COEFGEN_ALPHA3_EXACT_K30_K 30
-#define COEFGEN_ALPHA3_EXACT_K30_SHA256 "4884b2197f5c2baa1ace4bd481860ede09dd6c7b7cb21e738d230bd9532f1b3d"
+#define COEFGEN_ALPHA3_EXACT_K30_SHA256 "4382c9471d03e7cfd4d6c1e4cd06c15cf0ff25e87d5f9d3709065dcf17d339bb"
 static const double coefgen_alpha3_exact_k30[30] = {
   -0.5,
   -0.5,
@@ -784,7 +784,7 @@ static const double coefgen_alpha3_exact_k30[30] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K31_H
 #define COEFGEN_ALPHA3_EXACT_K31_H
 #define COEFGEN_ALPHA3_EXACT_K31_K 31
-#define COEFGEN_ALPHA3_EXACT_K31_SHA256 "42b9b93e87ae47b6291a586c86a6879d0e1853c1d94f3a7ecf55f0f0b218aa76"
+#define COEFGEN_ALPHA3_EXACT_K31_SHA256 "a0b4820a32cf7809f170aa82ce8d22aad963a40d0670c27d051527e8c12de869"
 static const double coefgen_alpha3_exact_k31[31] = {
   -0.5,
   -0.5,
@@ -826,7 +826,7 @@ static const double coefgen_alpha3_exact_k31[31] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K32_H
 #define COEFGEN_ALPHA3_EXACT_K32_H
 #define COEFGEN_ALPHA3_EXACT_K32_K 32
-#define COEFGEN_ALPHA3_EXACT_K32_SHA256 "2a90a59f2971d7f18f5e35af8650c9f3b323bb9588d88053e113f2ed91fdc59b"
+#define COEFGEN_ALPHA3_EXACT_K32_SHA256 "a60112e053c912f145b648019734660b314369a321dc30a73c8d0488447ced51"
 static const double coefgen_alpha3_exact_k32[32] = {
   -0.5,
   -0.5,
@@ -869,7 +869,7 @@ static const double coefgen_alpha3_exact_k32[32] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K33_H
 #define COEFGEN_ALPHA3_EXACT_K33_H
 #define COEFGEN_ALPHA3_EXACT_K33_K 33
-#define COEFGEN_ALPHA3_EXACT_K33_SHA256 "e313687179cfaaf9cf8b464820fb54fa542ba9098573fe56cf08f01e23f7015f"
+#define COEFGEN_ALPHA3_EXACT_K33_SHA256 "94c01d283e8fb022a90a1c3ad40d549c36c13778dc2b740cb28e16d2e30c16bd"
 static const double coefgen_alpha3_exact_k33[33] = {
   -0.5,
   -0.5,
@@ -913,7 +913,7 @@ static const double coefgen_alpha3_exact_k33[33] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K34_H
 #define COEFGEN_ALPHA3_EXACT_K34_H
 #define COEFGEN_ALPHA3_EXACT_K34_K 34
-#define COEFGEN_ALPHA3_EXACT_K34_SHA256 "1b75ceac13442729dbb11076220ff475e5a8ef3ddfe8a3b9a016510adfabef2a"
+#define COEFGEN_ALPHA3_EXACT_K34_SHA256 "4cec5b73e9d8981861be7f007dcd9c20424bf62a15ba591f6374d31104bf6778"
 static const double coefgen_alpha3_exact_k34[34] = {
   -0.5,
   -0.5,
@@ -958,7 +958,7 @@ static const double coefgen_alpha3_exact_k34[34] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K35_H
 #define COEFGEN_ALPHA3_EXACT_K35_H
 #define COEFGEN_ALPHA3_EXACT_K35_K 35
-#define COEFGEN_ALPHA3_EXACT_K35_SHA256 "d779458a317f3e3b2ea4618b034127ef626cda6db241d355ac8a97e1f6e824be"
+#define COEFGEN_ALPHA3_EXACT_K35_SHA256 "700bf7e255879bb185ea1ded575e10c0bd19332ef262ddb31294cff0c93e8543"
 static const double coefgen_alpha3_exact_k35[35] = {
   -0.5,
   -0.5,
@@ -1004,7 +1004,7 @@ static const double coefgen_alpha3_exact_k35[35] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K36_H
 #define COEFGEN_ALPHA3_EXACT_K36_H
 #define COEFGEN_ALPHA3_EXACT_K36_K 36
-#define COEFGEN_ALPHA3_EXACT_K36_SHA256 "970ac9d49c379136970d08e6e02631d62fbe67b3c334df603fa90153c23f5705"
+#define COEFGEN_ALPHA3_EXACT_K36_SHA256 "017f1cb33ace91d2c13688df5e238763cbcab188f5c7498c0ea5981c3e0157be"
 static const double coefgen_alpha3_exact_k36[36] = {
   -0.5,
   -0.5,
@@ -1051,7 +1051,7 @@ static const double coefgen_alpha3_exact_k36[36] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K37_H
 #define COEFGEN_ALPHA3_EXACT_K37_H
 #define COEFGEN_ALPHA3_EXACT_K37_K 37
-#define COEFGEN_ALPHA3_EXACT_K37_SHA256 "bd8ecbbf6c5093adf119031138029a3c160358bf74190031da817cbaed7db91b"
+#define COEFGEN_ALPHA3_EXACT_K37_SHA256 "fc68ab6bc6fdb9128ce33d09b94a8e3d670ba3e2d1793b950f5d1acd45410881"
 static const double coefgen_alpha3_exact_k37[37] = {
   -0.5,
   -0.5,
@@ -1099,7 +1099,7 @@ static const double coefgen_alpha3_exact_k37[37] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K38_H
 #define COEFGEN_ALPHA3_EXACT_K38_H
 #define COEFGEN_ALPHA3_EXACT_K38_K 38
-#define COEFGEN_ALPHA3_EXACT_K38_SHA256 "ba7bdc29aeb68fe16ba033ebcbfcf7a36988feda2fe095952ac1027eb17c3579"
+#define COEFGEN_ALPHA3_EXACT_K38_SHA256 "6b8cde6314e363852d7396170a5a26c71858673bc2a3b380a473c7494257788a"
 static const double coefgen_alpha3_exact_k38[38] = {
   -0.5,
   -0.5,
@@ -1148,7 +1148,7 @@ static const double coefgen_alpha3_exact_k38[38] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K39_H
 #define COEFGEN_ALPHA3_EXACT_K39_H
 #define COEFGEN_ALPHA3_EXACT_K39_K 39
-#define COEFGEN_ALPHA3_EXACT_K39_SHA256 "0379a6db7533166eb41de240859811411868abd8928ab471e1600b09bf2f2a11"
+#define COEFGEN_ALPHA3_EXACT_K39_SHA256 "49405b6fd8d2b7275c56f14c9b92217c4c713bfa00ce106e6157a5430b00f49d"
 static const double coefgen_alpha3_exact_k39[39] = {
   -0.5,
   -0.5,
@@ -1198,7 +1198,7 @@ static const double coefgen_alpha3_exact_k39[39] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K40_H
 #define COEFGEN_ALPHA3_EXACT_K40_H
 #define COEFGEN_ALPHA3_EXACT_K40_K 40
-#define COEFGEN_ALPHA3_EXACT_K40_SHA256 "e4b5eb822785df2dbb964eef1a290d97b857b63d1c420c89d2de8ddf3d553b41"
+#define COEFGEN_ALPHA3_EXACT_K40_SHA256 "21394c89da8dd783b4a5797ef10b75fbd6eaae8696e6212bb4695cc37d6519c3"
 static const double coefgen_alpha3_exact_k40[40] = {
   -0.5,
   -0.5,
@@ -1249,7 +1249,7 @@ static const double coefgen_alpha3_exact_k40[40] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K41_H
 #define COEFGEN_ALPHA3_EXACT_K41_H
 #define COEFGEN_ALPHA3_EXACT_K41_K 41
-#define COEFGEN_ALPHA3_EXACT_K41_SHA256 "c6df5f8682ae00cfc524256a53e8c836a9e623f1f0d359971a4f3bd1aff7281a"
+#define COEFGEN_ALPHA3_EXACT_K41_SHA256 "423443d0421be47dea2c63484791fa0f2cd17b7ccb307dd26879b41559b255c6"
 static const double coefgen_alpha3_exact_k41[41] = {
   -0.5,
   -0.5,
@@ -1301,7 +1301,7 @@ static const double coefgen_alpha3_exact_k41[41] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K42_H
 #define COEFGEN_ALPHA3_EXACT_K42_H
 #define COEFGEN_ALPHA3_EXACT_K42_K 42
-#define COEFGEN_ALPHA3_EXACT_K42_SHA256 "479404b4577cdba80c4d30c16f33cf0a96106fa0acdb10a20a3665859f85492f"
+#define COEFGEN_ALPHA3_EXACT_K42_SHA256 "c32ddb91b42ee3d1980a236ebaaab48f74c35672f42decde4738253d9d3964c6"
 static const double coefgen_alpha3_exact_k42[42] = {
   -0.5,
   -0.5,
@@ -1354,7 +1354,7 @@ static const double coefgen_alpha3_exact_k42[42] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K43_H
 #define COEFGEN_ALPHA3_EXACT_K43_H
 #define COEFGEN_ALPHA3_EXACT_K43_K 43
-#define COEFGEN_ALPHA3_EXACT_K43_SHA256 "ca4fae919749dae96169361182047c651be7bd2f9580398e7af43939145d2155"
+#define COEFGEN_ALPHA3_EXACT_K43_SHA256 "62d1065999c8369c08e24b933b4122edbceae0835298f47d389031a9ca1480cb"
 static const double coefgen_alpha3_exact_k43[43] = {
   -0.5,
   -0.5,
@@ -1408,7 +1408,7 @@ static const double coefgen_alpha3_exact_k43[43] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K44_H
 #define COEFGEN_ALPHA3_EXACT_K44_H
 #define COEFGEN_ALPHA3_EXACT_K44_K 44
-#define COEFGEN_ALPHA3_EXACT_K44_SHA256 "50092f0f217dc04333dab9ad19e057bd1950545b0d8b2fd2de5f4397b0c54520"
+#define COEFGEN_ALPHA3_EXACT_K44_SHA256 "67e9570cc4563ff9ef46b8a3e7eb194268c6310460d23753c352e2f9dcbec506"
 static const double coefgen_alpha3_exact_k44[44] = {
   -0.5,
   -0.5,
@@ -1463,7 +1463,7 @@ static const double coefgen_alpha3_exact_k44[44] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K45_H
 #define COEFGEN_ALPHA3_EXACT_K45_H
 #define COEFGEN_ALPHA3_EXACT_K45_K 45
-#define COEFGEN_ALPHA3_EXACT_K45_SHA256 "dc097b49d603e32ae765137100632f9d9b8dc1893f25f8a560c0f269d3c740ca"
+#define COEFGEN_ALPHA3_EXACT_K45_SHA256 "03a5a63ffced73710c8770af629ca21483f6af6c9e09001e3b7d34803cc0e4f3"
 static const double coefgen_alpha3_exact_k45[45] = {
   -0.5,
   -0.5,
@@ -1519,7 +1519,7 @@ static const double coefgen_alpha3_exact_k45[45] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K46_H
 #define COEFGEN_ALPHA3_EXACT_K46_H
 #define COEFGEN_ALPHA3_EXACT_K46_K 46
-#define COEFGEN_ALPHA3_EXACT_K46_SHA256 "364e93a054200ebbf278ea3f48de7d0eeeb4f0e4d08fb1683c7c27ff8749ba12"
+#define COEFGEN_ALPHA3_EXACT_K46_SHA256 "d820fcfb36d4ccf471319deae9ffafa72a4a3fe0aa30123434544d3cea89d15c"
 static const double coefgen_alpha3_exact_k46[46] = {
   -0.5,
   -0.5,
@@ -1576,7 +1576,7 @@ static const double coefgen_alpha3_exact_k46[46] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K47_H
 #define COEFGEN_ALPHA3_EXACT_K47_H
 #define COEFGEN_ALPHA3_EXACT_K47_K 47
-#define COEFGEN_ALPHA3_EXACT_K47_SHA256 "81fa603e60fbed13bc5e05203c8a4c083fc01d3836f98ac800add37455452a9e"
+#define COEFGEN_ALPHA3_EXACT_K47_SHA256 "b93265ee5da586dce2c965f1707b00a2b7d47ab7e5f4383c6727985250a8587a"
 static const double coefgen_alpha3_exact_k47[47] = {
   -0.5,
   -0.5,
@@ -1634,7 +1634,7 @@ static const double coefgen_alpha3_exact_k47[47] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K48_H
 #define COEFGEN_ALPHA3_EXACT_K48_H
 #define COEFGEN_ALPHA3_EXACT_K48_K 48
-#define COEFGEN_ALPHA3_EXACT_K48_SHA256 "f03e0909968325c93da5f138400ff65c633720bc1a8f845480735107e2cf8f7b"
+#define COEFGEN_ALPHA3_EXACT_K48_SHA256 "250953630bb225b0c0817fafac0957012ded6d80829c7fb23bd287d22c77173c"
 static const double coefgen_alpha3_exact_k48[48] = {
   -0.5,
   -0.5,
@@ -1693,7 +1693,7 @@ static const double coefgen_alpha3_exact_k48[48] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K49_H
 #define COEFGEN_ALPHA3_EXACT_K49_H
 #define COEFGEN_ALPHA3_EXACT_K49_K 49
-#define COEFGEN_ALPHA3_EXACT_K49_SHA256 "fa340aa4652ae50543f5c0e5548474c7100489f91ad864601c5d9f5e159dfe56"
+#define COEFGEN_ALPHA3_EXACT_K49_SHA256 "3c1e657b69928bf1149680083c8fd086a02a20b175d6083771f1284334039e10"
 static const double coefgen_alpha3_exact_k49[49] = {
   -0.5,
   -0.5,
@@ -1753,7 +1753,7 @@ static const double coefgen_alpha3_exact_k49[49] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K50_H
 #define COEFGEN_ALPHA3_EXACT_K50_H
 #define COEFGEN_ALPHA3_EXACT_K50_K 50
-#define COEFGEN_ALPHA3_EXACT_K50_SHA256 "f44a596c5593bd083e0ffda6c1d99dc2168eaee7a7096ceeeedb8c573a724850"
+#define COEFGEN_ALPHA3_EXACT_K50_SHA256 "0c0c991f5a32c8305bc4925f0d9a696835f583062eac1c063a5297d4ba6fa35c"
 static const double coefgen_alpha3_exact_k50[50] = {
   -0.5,
   -0.5,
@@ -1814,7 +1814,7 @@ static const double coefgen_alpha3_exact_k50[50] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K51_H
 #define COEFGEN_ALPHA3_EXACT_K51_H
 #define COEFGEN_ALPHA3_EXACT_K51_K 51
-#define COEFGEN_ALPHA3_EXACT_K51_SHA256 "34222e2a27a0039f80efa26e6d94879d3e19cf6bedb23b315b0c7a8218139e56"
+#define COEFGEN_ALPHA3_EXACT_K51_SHA256 "5a2031f8dceb13220bd4749e605cefc2c62f354322645c4aa9f9c4bd370c480c"
 static const double coefgen_alpha3_exact_k51[51] = {
   -0.5,
   -0.5,
@@ -1876,7 +1876,7 @@ static const double coefgen_alpha3_exact_k51[51] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K52_H
 #define COEFGEN_ALPHA3_EXACT_K52_H
 #define COEFGEN_ALPHA3_EXACT_K52_K 52
-#define COEFGEN_ALPHA3_EXACT_K52_SHA256 "1766bbcb3621c424c4bbb9fe3acac33e3cbeef4a1003f26c877bb8a8b8df5b76"
+#define COEFGEN_ALPHA3_EXACT_K52_SHA256 "88cf8a896dad40443e4be3d220a58eefc83cf1198ddc609b88a51b1a42ef8c5a"
 static const double coefgen_alpha3_exact_k52[52] = {
   -0.5,
   -0.5,
@@ -1939,7 +1939,7 @@ static const double coefgen_alpha3_exact_k52[52] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K53_H
 #define COEFGEN_ALPHA3_EXACT_K53_H
 #define COEFGEN_ALPHA3_EXACT_K53_K 53
-#define COEFGEN_ALPHA3_EXACT_K53_SHA256 "706e07199c100aac41bf6f562a43d87d051ab7d074b5441697b8381cb989852d"
+#define COEFGEN_ALPHA3_EXACT_K53_SHA256 "aa560d4d9ea83511c4a59416bf3e9efd3c661286394c8fb4e890b7d68dea5327"
 static const double coefgen_alpha3_exact_k53[53] = {
   -0.5,
   -0.5,
@@ -2003,7 +2003,7 @@ static const double coefgen_alpha3_exact_k53[53] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K54_H
 #define COEFGEN_ALPHA3_EXACT_K54_H
 #define COEFGEN_ALPHA3_EXACT_K54_K 54
-#define COEFGEN_ALPHA3_EXACT_K54_SHA256 "cde73c5fd014701d833da87135f623d2128b15a95df78f3d5d0c192737ea539c"
+#define COEFGEN_ALPHA3_EXACT_K54_SHA256 "a2bb7c007dc1bbab8f14471b9745897cabcd42ed1be83fd93a613e1fffcdb3fb"
 static const double coefgen_alpha3_exact_k54[54] = {
   -0.5,
   -0.5,
@@ -2068,7 +2068,7 @@ static const double coefgen_alpha3_exact_k54[54] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K55_H
 #define COEFGEN_ALPHA3_EXACT_K55_H
 #define COEFGEN_ALPHA3_EXACT_K55_K 55
-#define COEFGEN_ALPHA3_EXACT_K55_SHA256 "b78f00831a3acff11de305603849664d4f807fcab69766a66e225ef14ccb5fe4"
+#define COEFGEN_ALPHA3_EXACT_K55_SHA256 "f0889898ed54a2348554ae36d451ed45c47997165479b7712036cf9c91c6d12f"
 static const double coefgen_alpha3_exact_k55[55] = {
   -0.5,
   -0.5,
@@ -2134,7 +2134,7 @@ static const double coefgen_alpha3_exact_k55[55] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K56_H
 #define COEFGEN_ALPHA3_EXACT_K56_H
 #define COEFGEN_ALPHA3_EXACT_K56_K 56
-#define COEFGEN_ALPHA3_EXACT_K56_SHA256 "e741e9168a6e85dac896a80265393933775dc3bda7f3f553fc9af3460a7482c1"
+#define COEFGEN_ALPHA3_EXACT_K56_SHA256 "aff481bee263ec1df2b6eba105148bc10950789f62119347f8bec0d33fcf32a3"
 static const double coefgen_alpha3_exact_k56[56] = {
   -0.5,
   -0.5,
@@ -2201,7 +2201,7 @@ static const double coefgen_alpha3_exact_k56[56] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K57_H
 #define COEFGEN_ALPHA3_EXACT_K57_H
 #define COEFGEN_ALPHA3_EXACT_K57_K 57
-#define COEFGEN_ALPHA3_EXACT_K57_SHA256 "38ee2d8e28dcf0131ba32c921363e8e268b44ed5954e0afcb3c8bce922661faa"
+#define COEFGEN_ALPHA3_EXACT_K57_SHA256 "dc1c385a0a14dd4e9780d966ccfacfed0f776cd45c240c9c5fac54aa498af97c"
 static const double coefgen_alpha3_exact_k57[57] = {
   -0.5,
   -0.5,
@@ -2269,7 +2269,7 @@ static const double coefgen_alpha3_exact_k57[57] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K58_H
 #define COEFGEN_ALPHA3_EXACT_K58_H
 #define COEFGEN_ALPHA3_EXACT_K58_K 58
-#define COEFGEN_ALPHA3_EXACT_K58_SHA256 "69d1c2cf56b624b9423ff17d8159d65531826a53aa0dd1f825f5196b17a2c7bb"
+#define COEFGEN_ALPHA3_EXACT_K58_SHA256 "d6bb0fcdb1b1fcf5cce351da9462b3d2a1cbf759585d6c28f7b349eb0b635b26"
 static const double coefgen_alpha3_exact_k58[58] = {
   -0.5,
   -0.5,
@@ -2338,7 +2338,7 @@ static const double coefgen_alpha3_exact_k58[58] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K59_H
 #define COEFGEN_ALPHA3_EXACT_K59_H
 #define COEFGEN_ALPHA3_EXACT_K59_K 59
-#define COEFGEN_ALPHA3_EXACT_K59_SHA256 "0522031ad4a6305352724ca95d20f69d72c090f48b1d5dc37749cd34d73e3839"
+#define COEFGEN_ALPHA3_EXACT_K59_SHA256 "0f32b09033611062636730926a6012a58beedd5fa84090bf5691ad0a73de75a0"
 static const double coefgen_alpha3_exact_k59[59] = {
   -0.5,
   -0.5,
@@ -2408,7 +2408,7 @@ static const double coefgen_alpha3_exact_k59[59] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K60_H
 #define COEFGEN_ALPHA3_EXACT_K60_H
 #define COEFGEN_ALPHA3_EXACT_K60_K 60
-#define COEFGEN_ALPHA3_EXACT_K60_SHA256 "ccfe4012715f702ff07c22265f76d694ee39b1ee807e8e0d2e63276aaf4c069a"
+#define COEFGEN_ALPHA3_EXACT_K60_SHA256 "78782cd59a3e5b0ff20693d016fb3c900aad8e4e788e2c8a0502587df2e0e250"
 static const double coefgen_alpha3_exact_k60[60] = {
   -0.5,
   -0.5,
@@ -2479,7 +2479,7 @@ static const double coefgen_alpha3_exact_k60[60] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K61_H
 #define COEFGEN_ALPHA3_EXACT_K61_H
 #define COEFGEN_ALPHA3_EXACT_K61_K 61
-#define COEFGEN_ALPHA3_EXACT_K61_SHA256 "04cff9f2abbb01268596085aef117ee576377d379a59e2342d859dbbe70b4014"
+#define COEFGEN_ALPHA3_EXACT_K61_SHA256 "ff62037d565582f8db129d952997e3ed7f806f343f240fa3e73120b599ed121d"
 static const double coefgen_alpha3_exact_k61[61] = {
   -0.5,
   -0.5,
@@ -2551,7 +2551,7 @@ static const double coefgen_alpha3_exact_k61[61] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K62_H
 #define COEFGEN_ALPHA3_EXACT_K62_H
 #define COEFGEN_ALPHA3_EXACT_K62_K 62
-#define COEFGEN_ALPHA3_EXACT_K62_SHA256 "aaa4aed4f615f43470d13eeebd7ac30cb859e5324ebe5098f1bb3a1a48aa2ca5"
+#define COEFGEN_ALPHA3_EXACT_K62_SHA256 "71f1baafb40f7f039ad3a5ea14072708b5ea96fdaa8a925cb98fded136c70117"
 static const double coefgen_alpha3_exact_k62[62] = {
   -0.5,
   -0.5,
@@ -2624,7 +2624,7 @@ static const double coefgen_alpha3_exact_k62[62] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K63_H
 #define COEFGEN_ALPHA3_EXACT_K63_H
 #define COEFGEN_ALPHA3_EXACT_K63_K 63
-#define COEFGEN_ALPHA3_EXACT_K63_SHA256 "583ff1c2d74cf2780873c925477bafe20fcbafd7595cd3a706b0ce9ae3d63e08"
+#define COEFGEN_ALPHA3_EXACT_K63_SHA256 "c675e5727bc9e452da216feac8686af7490c34e40151f5e440d14422354ad744"
 static const double coefgen_alpha3_exact_k63[63] = {
   -0.5,
   -0.5,
@@ -2698,7 +2698,7 @@ static const double coefgen_alpha3_exact_k63[63] = {
 #ifndef COEFGEN_ALPHA3_EXACT_K64_H
 #define COEFGEN_ALPHA3_EXACT_K64_H
 #define COEFGEN_ALPHA3_EXACT_K64_K 64
-#define COEFGEN_ALPHA3_EXACT_K64_SHA256 "96c729e346d445eba3704b63c1d9ed1db4c8d90b0fdfed21737a62c864a284af"
+#define COEFGEN_ALPHA3_EXACT_K64_SHA256 "a4a6ac647391edecb037f43349d66049298f109303f0152f0e4608a3aca62989"
 static const double coefgen_alpha3_exact_k64[64] = {
   -0.5,
   -0.5,
@@ -2773,7 +2773,7 @@ static const double coefgen_alpha3_exact_k64[64] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K2_H
 #define COEFGEN_EUCLIDEAN_EXACT_K2_H
 #define COEFGEN_EUCLIDEAN_EXACT_K2_K 2
-#define COEFGEN_EUCLIDEAN_EXACT_K2_SHA256 "84d65bf4e02b8e54ffd98f8d43b194cf0d454f2f84e57e262f8765edabccf011"
+#define COEFGEN_EUCLIDEAN_EXACT_K2_SHA256 "708e237ee7ffd183d2397b4223d289a98552555a1401ba386b4425beff828f4f"
 static const double coefgen_euclidean_exact_k2[2] = {
   -1.0,
   0.0,
@@ -2786,7 +2786,7 @@ static const double coefgen_euclidean_exact_k2[2] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K3_H
 #define COEFGEN_EUCLIDEAN_EXACT_K3_H
 #define COEFGEN_EUCLIDEAN_EXACT_K3_K 3
-#define COEFGEN_EUCLIDEAN_EXACT_K3_SHA256 "fa801fc9d2df80a37cc946b3f5166fa56c3c0e39d27d1d25286341ea2803e747"
+#define COEFGEN_EUCLIDEAN_EXACT_K3_SHA256 "0b0fd88518accafd6b5ad69f1208bc8cf53953e2a10a6cb03d4abc41e28ae0b7"
 static const double coefgen_euclidean_exact_k3[3] = {
   -1.0,
   -0.5,
@@ -2800,7 +2800,7 @@ static const double coefgen_euclidean_exact_k3[3] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K4_H
 #define COEFGEN_EUCLIDEAN_EXACT_K4_H
 #define COEFGEN_EUCLIDEAN_EXACT_K4_K 4
-#define COEFGEN_EUCLIDEAN_EXACT_K4_SHA256 "d925c96e4c2cb241138459b376a114b0caf3e95b038098b22ccf92915636243f"
+#define COEFGEN_EUCLIDEAN_EXACT_K4_SHA256 "e9c8977706330b8d6bc4e65d9f1db3ef0865445b551cbfc3f66163c9f1805078"
 static const double coefgen_euclidean_exact_k4[4] = {
   -1.0,
   -0.6666666666666666,
@@ -2815,7 +2815,7 @@ static const double coefgen_euclidean_exact_k4[4] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K5_H
 #define COEFGEN_EUCLIDEAN_EXACT_K5_H
 #define COEFGEN_EUCLIDEAN_EXACT_K5_K 5
-#define COEFGEN_EUCLIDEAN_EXACT_K5_SHA256 "48356f41b3def9f01803d977f5709538dfddd5e76bb164836d08538ea7ee00b3"
+#define COEFGEN_EUCLIDEAN_EXACT_K5_SHA256 "2062745b730f65fabb97177874b3a36a8b3cb54a54058ea1cea9f9859b500f53"
 static const double coefgen_euclidean_exact_k5[5] = {
   -1.0,
   -0.75,
@@ -2831,7 +2831,7 @@ static const double coefgen_euclidean_exact_k5[5] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_K6_K 6
-#define COEFGEN_EUCLIDEAN_EXACT_K6_SHA256 "9bc9defbec7955da51f11afbf6634ac0ffa1c10219df0b649a65318f0eac8a94"
+#define COEFGEN_EUCLIDEAN_EXACT_K6_SHA256 "4f5118c4cd394b8caf17afd31f5b7565b027b6c9aa3836418009afa3902e0677"
 static const double coefgen_euclidean_exact_k6[6] = {
   -1.0,
   -0.8,
@@ -2848,7 +2848,7 @@ static const double coefgen_euclidean_exact_k6[6] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K7_H
 #define COEFGEN_EUCLIDEAN_EXACT_K7_H
 #define COEFGEN_EUCLIDEAN_EXACT_K7_K 7
-#define COEFGEN_EUCLIDEAN_EXACT_K7_SHA256 "2839e9808bc0e1303ae3c05f6a9297f35922369c82072272b52979c6ba347522"
+#define COEFGEN_EUCLIDEAN_EXACT_K7_SHA256 "e9aa74be74998ff099f9f1c4baa5f0a5cf0a9f219624754351753c53ffc29d34"
 static const double coefgen_euclidean_exact_k7[7] = {
   -1.0,
   -0.8333333333333334,
@@ -2866,7 +2866,7 @@ static const double coefgen_euclidean_exact_k7[7] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K8_H
 #define COEFGEN_EUCLIDEAN_EXACT_K8_H
 #define COEFGEN_EUCLIDEAN_EXACT_K8_K 8
-#define COEFGEN_EUCLIDEAN_EXACT_K8_SHA256 "04193fd0698b75ceadaed7d9287386909576f67dd3c5283e6b2d29baf5e21d05"
+#define COEFGEN_EUCLIDEAN_EXACT_K8_SHA256 "b876b68f7b912f3dda5a39e5673438b96a11a053c43df95b302653b6df01a313"
 static const double coefgen_euclidean_exact_k8[8] = {
   -1.0,
   -0.8571428571428571,
@@ -2885,7 +2885,7 @@ static const double coefgen_euclidean_exact_k8[8] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K9_H
 #define COEFGEN_EUCLIDEAN_EXACT_K9_H
 #define COEFGEN_EUCLIDEAN_EXACT_K9_K 9
-#define COEFGEN_EUCLIDEAN_EXACT_K9_SHA256 "2ed06d7643983612bd773634de49b4c87924146cdd8fd4770e2a647aab634f89"
+#define COEFGEN_EUCLIDEAN_EXACT_K9_SHA256 "642caa0e4973b4e1cee9cdc664f6466b4ed240ff80938e39559e2f56e07ddf00"
 static const double coefgen_euclidean_exact_k9[9] = {
   -1.0,
   -0.875,
@@ -2905,7 +2905,7 @@ static const double coefgen_euclidean_exact_k9[9] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K10_H
 #define COEFGEN_EUCLIDEAN_EXACT_K10_H
 #define COEFGEN_EUCLIDEAN_EXACT_K10_K 10
-#define COEFGEN_EUCLIDEAN_EXACT_K10_SHA256 "cd9376091da837f8e3d5a06b9cd4367931ce5a421af59a8939e0d9b522469dce"
+#define COEFGEN_EUCLIDEAN_EXACT_K10_SHA256 "687de13530b71e87276dc8c0138a628a06d2173da03a3e12d9ebf64c93f7d72d"
 static const double coefgen_euclidean_exact_k10[10] = {
   -1.0,
   -0.8888888888888888,
@@ -2926,7 +2926,7 @@ static const double coefgen_euclidean_exact_k10[10] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K11_H
 #define COEFGEN_EUCLIDEAN_EXACT_K11_H
 #define COEFGEN_EUCLIDEAN_EXACT_K11_K 11
-#define COEFGEN_EUCLIDEAN_EXACT_K11_SHA256 "0b6973d8ddd5d2b77591bae28a72d943ecf96189e4092eb02b4a762e13a6fa92"
+#define COEFGEN_EUCLIDEAN_EXACT_K11_SHA256 "128e5e3a0133e35576b4522d118928969db085e7d5c299fe1b0a59f40bb0d9e0"
 static const double coefgen_euclidean_exact_k11[11] = {
   -1.0,
   -0.9,
@@ -2948,7 +2948,7 @@ static const double coefgen_euclidean_exact_k11[11] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_K12_K 12
-#define COEFGEN_EUCLIDEAN_EXACT_K12_SHA256 "bcb32b5a61728a6dc12e47916e46b9f1ddc411ec5f84513b18dee796b7d872de"
+#define COEFGEN_EUCLIDEAN_EXACT_K12_SHA256 "d97ca56f3fadddb233ce380bdc046d3a90fbb65a1dacad16151057685c51500f"
 static const double coefgen_euclidean_exact_k12[12] = {
   -1.0,
   -0.9090909090909091,
@@ -2971,7 +2971,7 @@ static const double coefgen_euclidean_exact_k12[12] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K13_H
 #define COEFGEN_EUCLIDEAN_EXACT_K13_H
 #define COEFGEN_EUCLIDEAN_EXACT_K13_K 13
-#define COEFGEN_EUCLIDEAN_EXACT_K13_SHA256 "bec17f33cc201b3917f86c898a5dccedfd3efbfbb1431ed35104f621331a344a"
+#define COEFGEN_EUCLIDEAN_EXACT_K13_SHA256 "d0ed95778d7c11bfcf89472a628c33628dbce4d4d598e1de7bd7b6ef2afcbe6f"
 static const double coefgen_euclidean_exact_k13[13] = {
   -1.0,
   -0.9166666666666666,
@@ -2995,7 +2995,7 @@ static const double coefgen_euclidean_exact_k13[13] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K14_H
 #define COEFGEN_EUCLIDEAN_EXACT_K14_H
 #define COEFGEN_EUCLIDEAN_EXACT_K14_K 14
-#define COEFGEN_EUCLIDEAN_EXACT_K14_SHA256 "ff699e80117aa895a17ac73d0123e6e937cafeb843c526d90bd68420df6e9f13"
+#define COEFGEN_EUCLIDEAN_EXACT_K14_SHA256 "9ac436dbbc8f44e3184d54e32deb9935a4ae5f0cadca3bedb244f79b1bf3e680"
 static const double coefgen_euclidean_exact_k14[14] = {
   -1.0,
   -0.9230769230769231,
@@ -3020,7 +3020,7 @@ static const double coefgen_euclidean_exact_k14[14] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K15_H
 #define COEFGEN_EUCLIDEAN_EXACT_K15_H
 #define COEFGEN_EUCLIDEAN_EXACT_K15_K 15
-#define COEFGEN_EUCLIDEAN_EXACT_K15_SHA256 "b07696cd9a644f679057ab47b4c1f98477988a118b85d541c3790ee3ea95158d"
+#define COEFGEN_EUCLIDEAN_EXACT_K15_SHA256 "eee63e0bc6d4685d818cde9fa77b12c68bf96c49dcff366353ef04f54c09402b"
 static const double coefgen_euclidean_exact_k15[15] = {
   -1.0,
   -0.9285714285714286,
@@ -3046,7 +3046,7 @@ static const double coefgen_euclidean_exact_k15[15] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K16_H
 #define COEFGEN_EUCLIDEAN_EXACT_K16_H
 #define COEFGEN_EUCLIDEAN_EXACT_K16_K 16
-#define COEFGEN_EUCLIDEAN_EXACT_K16_SHA256 "ba777ca60a14af4c61bddeb9a4a69f567c7b8329392e4861e0038b8c58fbf504"
+#define COEFGEN_EUCLIDEAN_EXACT_K16_SHA256 "742b72c93ccbcdbc7bd6222559f033611124383c2b800c08d03723bbe779af1e"
 static const double coefgen_euclidean_exact_k16[16] = {
   -1.0,
   -0.9333333333333333,
@@ -3073,7 +3073,7 @@ static const double coefgen_euclidean_exact_k16[16] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K17_H
 #define COEFGEN_EUCLIDEAN_EXACT_K17_H
 #define COEFGEN_EUCLIDEAN_EXACT_K17_K 17
-#define COEFGEN_EUCLIDEAN_EXACT_K17_SHA256 "15338fadb4bf9c563435e9f3951ab5735914c651962c91beab905c2609dc1317"
+#define COEFGEN_EUCLIDEAN_EXACT_K17_SHA256 "db57e6a8c1f201a8a736b0c64cedd34a47d4a9b8613a3b7e930117eb6ae77567"
 static const double coefgen_euclidean_exact_k17[17] = {
   -1.0,
   -0.9375,
@@ -3101,7 +3101,7 @@ static const double coefgen_euclidean_exact_k17[17] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K18_H
 #define COEFGEN_EUCLIDEAN_EXACT_K18_H
 #define COEFGEN_EUCLIDEAN_EXACT_K18_K 18
-#define COEFGEN_EUCLIDEAN_EXACT_K18_SHA256 "ff09e06c2fe3630656415308f5aac8775bd5e99c2fe87f66ed8f9d6f821937ec"
+#define COEFGEN_EUCLIDEAN_EXACT_K18_SHA256 "9bcfeb0864a1a602a6ae34d86a7d02baef10ad2a5e8bac4694fe81ef0bf0f985"
 static const double coefgen_euclidean_exact_k18[18] = {
   -1.0,
   -0.9411764705882353,
@@ -3130,7 +3130,7 @@ static const double coefgen_euclidean_exact_k18[18] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K19_H
 #define COEFGEN_EUCLIDEAN_EXACT_K19_H
 #define COEFGEN_EUCLIDEAN_EXACT_K19_K 19
-#define COEFGEN_EUCLIDEAN_EXACT_K19_SHA256 "22c0ca2e8a1a01120cdaf8239b91210c9cbd2271e164b1501dd6c20ba2197b94"
+#define COEFGEN_EUCLIDEAN_EXACT_K19_SHA256 "a15dda913b24d7dcedbb68087495881e654ab1d606e57478be7f08450f202236"
 static const double coefgen_euclidean_exact_k19[19] = {
   -1.0,
   -0.9444444444444444,
@@ -3160,7 +3160,7 @@ static const double coefgen_euclidean_exact_k19[19] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K20_H
 #define COEFGEN_EUCLIDEAN_EXACT_K20_H
 #define COEFGEN_EUCLIDEAN_EXACT_K20_K 20
-#define COEFGEN_EUCLIDEAN_EXACT_K20_SHA256 "34bfd89cd966e5284d70a76a7388b667833f09a907162fa7c4b104281c2830aa"
+#define COEFGEN_EUCLIDEAN_EXACT_K20_SHA256 "a96a85e15b3b55e1bce7e806e88fa33419ced01aa5d91fd7de7d3fca2b6498c0"
 static const double coefgen_euclidean_exact_k20[20] = {
   -1.0,
   -0.9473684210526315,
@@ -3191,7 +3191,7 @@ static const double coefgen_euclidean_exact_k20[20] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K21_H
 #define COEFGEN_EUCLIDEAN_EXACT_K21_H
 #define COEFGEN_EUCLIDEAN_EXACT_K21_K 21
-#define COEFGEN_EUCLIDEAN_EXACT_K21_SHA256 "1001a25eebfe1090a90d139c2463ebdda088c7add8200c5d2427ace36fc300e9"
+#define COEFGEN_EUCLIDEAN_EXACT_K21_SHA256 "051b20c721138580dfee7e4aa2f90aad7b5916abc6f108f6465dd64c5b5b8610"
 static const double coefgen_euclidean_exact_k21[21] = {
   -1.0,
   -0.95,
@@ -3223,7 +3223,7 @@ static const double coefgen_euclidean_exact_k21[21] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K22_H
 #define COEFGEN_EUCLIDEAN_EXACT_K22_H
 #define COEFGEN_EUCLIDEAN_EXACT_K22_K 22
-#define COEFGEN_EUCLIDEAN_EXACT_K22_SHA256 "3027c4025275b1856a8573f6d2968ce8de86c8e929e218f914a5b94f8ac51f1e"
+#define COEFGEN_EUCLIDEAN_EXACT_K22_SHA256 "827bbe349f4b96297b6aead3da3657ca05aff676a1b6a9c6e161ad4c1fc6ec3a"
 static const double coefgen_euclidean_exact_k22[22] = {
   -1.0,
   -0.9523809523809523,
@@ -3256,7 +3256,7 @@ static const double coefgen_euclidean_exact_k22[22] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_K23_K 23
-#define COEFGEN_EUCLIDEAN_EXACT_K23_SHA256 "5b2d07b48053277f22d2d4946b7892f2ed8dcc90577183e005d020c3c181ac4f"
+#define COEFGEN_EUCLIDEAN_EXACT_K23_SHA256 "b1cd8ac1c2015ddb08cfefd031928ca4196c2579327bf25462b23f14b5a2434d"
 static const double coefgen_euclidean_exact_k23[23] = {
   -1.0,
   -0.9545454545454546,
@@ -3290,7 +3290,7 @@ static const double coefgen_euclidean_exact_k23[23] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K24_H
 #define COEFGEN_EUCLIDEAN_EXACT_K24_H
 #define COEFGEN_EUCLIDEAN_EXACT_K24_K 24
-#define COEFGEN_EUCLIDEAN_EXACT_K24_SHA256 "43dd31668676a4cfe91555d267f9908ffc4b3fa4588b8b1cf469dfa18b887e53"
+#define COEFGEN_EUCLIDEAN_EXACT_K24_SHA256 "26f4efad46e4d436a22581a82606382d5f9b9380c6061ef0138c5be8bc5d5b62"
 static const double coefgen_euclidean_exact_k24[24] = {
   -1.0,
   -0.9565217391304348,
@@ -3325,7 +3325,7 @@ static const double coefgen_euclidean_exact_k24[24] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K25_H
 #define COEFGEN_EUCLIDEAN_EXACT_K25_H
 #define COEFGEN_EUCLIDEAN_EXACT_K25_K 25
-#define COEFGEN_EUCLIDEAN_EXACT_K25_SHA256 "a20cc0c86c23d10f42682f624e79885d087098d120698871aae4dc3838db3f50"
+#define COEFGEN_EUCLIDEAN_EXACT_K25_SHA256 "1c56dbbde17cbfd9288b1cf417924f2ce4a2ff769cb5fd9afeec6b6a0563108b"
 static const double coefgen_euclidean_exact_k25[25] = {
   -1.0,
   -0.9583333333333334,
@@ -3361,7 +3361,7 @@ static const double coefgen_euclidean_exact_k25[25] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_K26_K 26
-#define COEFGEN_EUCLIDEAN_EXACT_K26_SHA256 "1dfc6a9955bd4a28880f8d08d12091de7e7bf0a8312ad3b907b85965c4be4355"
+#define COEFGEN_EUCLIDEAN_EXACT_K26_SHA256 "66c5a380a6a74e9dc22a1ae485dbebb403012b207e78f87b2e8157fcbe32e9c4"
 static const double coefgen_euclidean_exact_k26[26] = {
   -1.0,
   -0.96,
@@ -3398,7 +3398,7 @@ static const double coefgen_euclidean_exact_k26[26] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K27_H
 #define COEFGEN_EUCLIDEAN_EXACT_K27_H
 #define COEFGEN_EUCLIDEAN_EXACT_K27_K 27
-#define COEFGEN_EUCLIDEAN_EXACT_K27_SHA256 "89ad4c85d32cf723d453be382248fe5f652334cd38b96adadd861e19e9e9d9d4"
+#define COEFGEN_EUCLIDEAN_EXACT_K27_SHA256 "9c249ad8b92a53918634f377cfedd0f5aed17233a4279dae663f9fe2e633d32d"
 static const double coefgen_euclidean_exact_k27[27] = {
   -1.0,
   -0.9615384615384616,
@@ -3436,7 +3436,7 @@ static const double coefgen_euclidean_exact_k27[27] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K28_H
 #define COEFGEN_EUCLIDEAN_EXACT_K28_H
 #define COEFGEN_EUCLIDEAN_EXACT_K28_K 28
-#define COEFGEN_EUCLIDEAN_EXACT_K28_SHA256 "01421762eece70a4de39773a71e603ce6fc450c2192ec8c2b1993cee8f4e3e6b"
+#define COEFGEN_EUCLIDEAN_EXACT_K28_SHA256 "f9fcc9eb7336a49b4724fc06004dce6e915cf5cedfab9390051559f0ad2f80fe"
 static const double coefgen_euclidean_exact_k28[28] = {
   -1.0,
   -0.9629629629629629,
@@ -3475,7 +3475,7 @@ static const double coefgen_euclidean_exact_k28[28] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_K29_K 29
-#define COEFGEN_EUCLIDEAN_EXACT_K29_SHA256 "c9a4476e686f99f11c62a12f788d0bd1e1f5dd6a992ce45544f06dee7d9e73c7"
+#define COEFGEN_EUCLIDEAN_EXACT_K29_SHA256 "3980b442d5f9f73682754a87f7a3b3e8b00a177ab3afe4624cc0869ec02605ee"
 static const double coefgen_euclidean_exact_k29[29] = {
   -1.0,
   -0.9642857142857143,
@@ -3515,7 +3515,7 @@ static const double coefgen_euclidean_exact_k29[29] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K30_H
 #define COEFGEN_EUCLIDEAN_EXACT_K30_H
 #define COEFGEN_EUCLIDEAN_EXACT_K30_K 30
-#define COEFGEN_EUCLIDEAN_EXACT_K30_SHA256 "6a844955b6951e89586555b2c6aefaa13b595d9b039799af755acf1a5ca749e3"
+#define COEFGEN_EUCLIDEAN_EXACT_K30_SHA256 "a5b84974a8bdff21b011ecfae1c237e6b906b947644fbbbb8a44d9ae0245d003"
 static const double coefgen_euclidean_exact_k30[30] = {
   -1.0,
   -0.9655172413793104,
@@ -3556,7 +3556,7 @@ static const double coefgen_euclidean_exact_k30[30] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K31_H
 #define COEFGEN_EUCLIDEAN_EXACT_K31_H
 #define COEFGEN_EUCLIDEAN_EXACT_K31_K 31
-#define COEFGEN_EUCLIDEAN_EXACT_K31_SHA256 "96c30ac5299d5bc8a8f4a9944703ef07b5d467a23d8413c5b9c277395f680316"
+#define COEFGEN_EUCLIDEAN_EXACT_K31_SHA256 "abc39dec6bf67909857612e9d144a23e59be01838aad8370cb9eba8c39581cce"
 static const double coefgen_euclidean_exact_k31[31] = {
   -1.0,
   -0.9666666666666667,
@@ -3598,7 +3598,7 @@ static const double coefgen_euclidean_exact_k31[31] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K32_H
 #define COEFGEN_EUCLIDEAN_EXACT_K32_H
 #define COEFGEN_EUCLIDEAN_EXACT_K32_K 32
-#define COEFGEN_EUCLIDEAN_EXACT_K32_SHA256 "d188fd8f1c6b8e5ad3acde2720d446a3947c4562e27a05979cfc7892e90b1e3a"
+#define COEFGEN_EUCLIDEAN_EXACT_K32_SHA256 "e6cc026f2fccff24d992b6e8b0fa02abec5a1b5f6e8db69dc1978487b756df4a"
 static const double coefgen_euclidean_exact_k32[32] = {
   -1.0,
   -0.967741935483871,
@@ -3641,7 +3641,7 @@ static const double coefgen_euclidean_exact_k32[32] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K33_H
 #define COEFGEN_EUCLIDEAN_EXACT_K33_H
 #define COEFGEN_EUCLIDEAN_EXACT_K33_K 33
-#define COEFGEN_EUCLIDEAN_EXACT_K33_SHA256 "75208982d3e4bffca2e80b37ff9febe55faccef4510ae469aa5cd004a03d99c1"
+#define COEFGEN_EUCLIDEAN_EXACT_K33_SHA256 "268a91fcbc7344cd8652e20042a58d5a8a6ebfdb595955f7c5b7f47734b475aa"
 static const double coefgen_euclidean_exact_k33[33] = {
   -1.0,
   -0.96875,
@@ -3685,7 +3685,7 @@ static const double coefgen_euclidean_exact_k33[33] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K34_H
 #define COEFGEN_EUCLIDEAN_EXACT_K34_H
 #define COEFGEN_EUCLIDEAN_EXACT_K34_K 34
-#define COEFGEN_EUCLIDEAN_EXACT_K34_SHA256 "2a88fc1e6eabddc00a56d842265454c7633ecb54b77a09287d32a6e7fe35c0c6"
+#define COEFGEN_EUCLIDEAN_EXACT_K34_SHA256 "f134707767c6c23f700f87f72a8602471ba6fdcb1dec9434d979338b23434067"
 static const double coefgen_euclidean_exact_k34[34] = {
   -1.0,
   -0.9696969696969697,
@@ -3730,7 +3730,7 @@ static const double coefgen_euclidean_exact_k34[34] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K35_H
 #define COEFGEN_EUCLIDEAN_EXACT_K35_H
 #define COEFGEN_EUCLIDEAN_EXACT_K35_K 35
-#define COEFGEN_EUCLIDEAN_EXACT_K35_SHA256 "ef54c55415a5a29de59f09aac1975c931ddfb68fa24bd5626806308c93743afe"
+#define COEFGEN_EUCLIDEAN_EXACT_K35_SHA256 "757216b10335667a0ac4cac3aac1e275f3c86eacf004b165cdd6d16ce7a7d1c5"
 static const double coefgen_euclidean_exact_k35[35] = {
   -1.0,
   -0.9705882352941176,
@@ -3776,7 +3776,7 @@ static const double coefgen_euclidean_exact_k35[35] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K36_H
 #define COEFGEN_EUCLIDEAN_EXACT_K36_H
 #define COEFGEN_EUCLIDEAN_EXACT_K36_K 36
-#define COEFGEN_EUCLIDEAN_EXACT_K36_SHA256 "93fa00e05491320243fdd44801318a4d1121fdfa59c74c99fc48a30f793f729f"
+#define COEFGEN_EUCLIDEAN_EXACT_K36_SHA256 "d5eef51baea3af704a16134e2ce2f631d8b29004df12b0e603fb750d3b52b23e"
 static const double coefgen_euclidean_exact_k36[36] = {
   -1.0,
   -0.9714285714285714,
@@ -3823,7 +3823,7 @@ static const double coefgen_euclidean_exact_k36[36] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K37_H
 #define COEFGEN_EUCLIDEAN_EXACT_K37_H
 #define COEFGEN_EUCLIDEAN_EXACT_K37_K 37
-#define COEFGEN_EUCLIDEAN_EXACT_K37_SHA256 "01b663c20dda049e1afe80e7fafac4b15a147dc7170c48f0a2bfc1b78dcee565"
+#define COEFGEN_EUCLIDEAN_EXACT_K37_SHA256 "388e7bab06431351f18792fb366d5ef226ba11be0373e0e33d3a9daa0603cce7"
 static const double coefgen_euclidean_exact_k37[37] = {
   -1.0,
   -0.9722222222222222,
@@ -3871,7 +3871,7 @@ static const double coefgen_euclidean_exact_k37[37] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K38_H
 #define COEFGEN_EUCLIDEAN_EXACT_K38_H
 #define COEFGEN_EUCLIDEAN_EXACT_K38_K 38
-#define COEFGEN_EUCLIDEAN_EXACT_K38_SHA256 "5c1954e6e2ae6ba8a662121ec4974429ae2ec76cd5f9f9b8e19178dc52b9824e"
+#define COEFGEN_EUCLIDEAN_EXACT_K38_SHA256 "27ef665e685c31d8e025a8255cbf2ec6d4c1a9640bbc6de23282e6597cd2b08b"
 static const double coefgen_euclidean_exact_k38[38] = {
   -1.0,
   -0.972972972972973,
@@ -3920,7 +3920,7 @@ static const double coefgen_euclidean_exact_k38[38] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K39_H
 #define COEFGEN_EUCLIDEAN_EXACT_K39_H
 #define COEFGEN_EUCLIDEAN_EXACT_K39_K 39
-#define COEFGEN_EUCLIDEAN_EXACT_K39_SHA256 "ff936ec687b26a7277f1714086ca617d9d0324d5f9edaa00b316d0ebde0d5e8c"
+#define COEFGEN_EUCLIDEAN_EXACT_K39_SHA256 "a72fbddbd9c2d5acfc9fb82d224e778fd2fa473cc300eb012a546aa5bb759752"
 static const double coefgen_euclidean_exact_k39[39] = {
   -1.0,
   -0.9736842105263158,
@@ -3970,7 +3970,7 @@ static const double coefgen_euclidean_exact_k39[39] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K40_H
 #define COEFGEN_EUCLIDEAN_EXACT_K40_H
 #define COEFGEN_EUCLIDEAN_EXACT_K40_K 40
-#define COEFGEN_EUCLIDEAN_EXACT_K40_SHA256 "5d085362652593a7efa326278457aef11f9892b4081cb8c3c9942dab1a7d4161"
+#define COEFGEN_EUCLIDEAN_EXACT_K40_SHA256 "8a905c7fc1471c550265555a20f35cd107f0c062bd945304c9968fe2079459da"
 static const double coefgen_euclidean_exact_k40[40] = {
   -1.0,
   -0.9743589743589743,
@@ -4021,7 +4021,7 @@ static const double coefgen_euclidean_exact_k40[40] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K41_H
 #define COEFGEN_EUCLIDEAN_EXACT_K41_H
 #define COEFGEN_EUCLIDEAN_EXACT_K41_K 41
-#define COEFGEN_EUCLIDEAN_EXACT_K41_SHA256 "c46278cb55868a530be0fa58a0a7b18ffe3253ecc8c4e529d611ec481e050693"
+#define COEFGEN_EUCLIDEAN_EXACT_K41_SHA256 "ba83f669f135f927d18c9d5f76dd1f83e2b4bb8f656bdffcea61c8a0840fd995"
 static const double coefgen_euclidean_exact_k41[41] = {
   -1.0,
   -0.975,
@@ -4073,7 +4073,7 @@ static const double coefgen_euclidean_exact_k41[41] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_K42_K 42
-#define COEFGEN_EUCLIDEAN_EXACT_K42_SHA256 "b8ca7c2c87ddf9e3a31457acbbf9c2d3b0769c5b5cc59f247441f151c3b01e89"
+#define COEFGEN_EUCLIDEAN_EXACT_K42_SHA256 "e9583e8822c84c32475a2e8c750aa2f582de28b5cd8dc663b4a8ad44d015a9c5"
 static const double coefgen_euclidean_exact_k42[42] = {
   -1.0,
   -0.975609756097561,
@@ -4126,7 +4126,7 @@ static const double coefgen_euclidean_exact_k42[42] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K43_H
 #define COEFGEN_EUCLIDEAN_EXACT_K43_H
 #define COEFGEN_EUCLIDEAN_EXACT_K43_K 43
-#define COEFGEN_EUCLIDEAN_EXACT_K43_SHA256 "df373fa9df9aa6ba4217468561a206cf05aaf5bd66931b7e9b78f8c6d9d3ce6d"
+#define COEFGEN_EUCLIDEAN_EXACT_K43_SHA256 "a0f31f9be75ad6c987a33cbbc0a8f943e8de25250c5a8cca727cdb7fa90aedc8"
 static const double coefgen_euclidean_exact_k43[43] = {
   -1.0,
   -0.9761904761904762,
@@ -4180,7 +4180,7 @@ static const double coefgen_euclidean_exact_k43[43] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K44_H
 #define COEFGEN_EUCLIDEAN_EXACT_K44_H
 #define COEFGEN_EUCLIDEAN_EXACT_K44_K 44
-#define COEFGEN_EUCLIDEAN_EXACT_K44_SHA256 "d4906642664e3591eb09830c197a208066b7caae6178d75f29ae7b7e26d48ef6"
+#define COEFGEN_EUCLIDEAN_EXACT_K44_SHA256 "2e8f12930fae439ce89ec7196371cece6599b588d435e119a995e6376a521f76"
 static const double coefgen_euclidean_exact_k44[44] = {
   -1.0,
   -0.9767441860465116,
@@ -4235,7 +4235,7 @@ static const double coefgen_euclidean_exact_k44[44] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K45_H
 #define COEFGEN_EUCLIDEAN_EXACT_K45_H
 #define COEFGEN_EUCLIDEAN_EXACT_K45_K 45
-#define COEFGEN_EUCLIDEAN_EXACT_K45_SHA256 "ab11406cecc510edad77a41633ca583fefa866b439c736c8688a00a7db9e6ac1"
+#define COEFGEN_EUCLIDEAN_EXACT_K45_SHA256 "95fc5a4dbb6a04963af6755278a77a866b6b43b03ebedb7eeb3b44d98c550de3"
 static const double coefgen_euclidean_exact_k45[45] = {
   -1.0,
   -0.9772727272727273,
@@ -4291,7 +4291,7 @@ static const double coefgen_euclidean_exact_k45[45] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K46_H
 #define COEFGEN_EUCLIDEAN_EXACT_K46_H
 #define COEFGEN_EUCLIDEAN_EXACT_K46_K 46
-#define COEFGEN_EUCLIDEAN_EXACT_K46_SHA256 "16ff511b8a459c0ba283584b4f8801680f420a84cde6a48f710deda4098d584b"
+#define COEFGEN_EUCLIDEAN_EXACT_K46_SHA256 "218274ee04336a66bb05a06b75c72208c729d8b7241c569c41a00c6469ef8e06"
 static const double coefgen_euclidean_exact_k46[46] = {
   -1.0,
   -0.9777777777777777,
@@ -4348,7 +4348,7 @@ static const double coefgen_euclidean_exact_k46[46] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K47_H
 #define COEFGEN_EUCLIDEAN_EXACT_K47_H
 #define COEFGEN_EUCLIDEAN_EXACT_K47_K 47
-#define COEFGEN_EUCLIDEAN_EXACT_K47_SHA256 "42ddfe6c4f0ee0cff9298f75bd697069dc9299a8fa6922b4eecb7d90e6681163"
+#define COEFGEN_EUCLIDEAN_EXACT_K47_SHA256 "0c3314c9da42c95151cf0518bc12cc43a0dad143db75f42c35e367f77f17a3d7"
 static const double coefgen_euclidean_exact_k47[47] = {
   -1.0,
   -0.9782608695652174,
@@ -4406,7 +4406,7 @@ static const double coefgen_euclidean_exact_k47[47] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K48_H
 #define COEFGEN_EUCLIDEAN_EXACT_K48_H
 #define COEFGEN_EUCLIDEAN_EXACT_K48_K 48
-#define COEFGEN_EUCLIDEAN_EXACT_K48_SHA256 "d7c42f8b443fcb2f7e18db274a807b87ca12c71b78405dd76ae58d7577150173"
+#define COEFGEN_EUCLIDEAN_EXACT_K48_SHA256 "04dd7ba0538c83c49b6175b6ca0330a1dc0061fae6bca9eece9a9b79902543f7"
 static const double coefgen_euclidean_exact_k48[48] = {
   -1.0,
   -0.9787234042553191,
@@ -4465,7 +4465,7 @@ static const double coefgen_euclidean_exact_k48[48] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K49_H
 #define COEFGEN_EUCLIDEAN_EXACT_K49_H
 #define COEFGEN_EUCLIDEAN_EXACT_K49_K 49
-#define COEFGEN_EUCLIDEAN_EXACT_K49_SHA256 "71f0f014fc38e6c5e80da742a1615c9af805d11299dbc50ffc622607d470e6b5"
+#define COEFGEN_EUCLIDEAN_EXACT_K49_SHA256 "f46aee806761ab2da4f976514fff226eb68e009d03b1b7bc6b5a6a0e6b47bc97"
 static const double coefgen_euclidean_exact_k49[49] = {
   -1.0,
   -0.9791666666666666,
@@ -4525,7 +4525,7 @@ static const double coefgen_euclidean_exact_k49[49] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K50_H
 #define COEFGEN_EUCLIDEAN_EXACT_K50_H
 #define COEFGEN_EUCLIDEAN_EXACT_K50_K 50
-#define COEFGEN_EUCLIDEAN_EXACT_K50_SHA256 "7ffdabd9ea696a5bc306cdec3d711ee30830c05074455f354f7594cc32cb2195"
+#define COEFGEN_EUCLIDEAN_EXACT_K50_SHA256 "8d3f6976d4cbca3790b4c5f45942f8061e020d893483bac301811404f877c9f6"
 static const double coefgen_euclidean_exact_k50[50] = {
   -1.0,
   -0.9795918367346939,
@@ -4586,7 +4586,7 @@ static const double coefgen_euclidean_exact_k50[50] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K51_H
 #define COEFGEN_EUCLIDEAN_EXACT_K51_H
 #define COEFGEN_EUCLIDEAN_EXACT_K51_K 51
-#define COEFGEN_EUCLIDEAN_EXACT_K51_SHA256 "55fb1c90f3745a3a7a4f3e24dc1c6910aec428fe9a814774c9b56e638cc7016a"
+#define COEFGEN_EUCLIDEAN_EXACT_K51_SHA256 "46743aaf31597d79e89d9e52dd67a8505fc2881d6038448c3c6233d3844fcc88"
 static const double coefgen_euclidean_exact_k51[51] = {
   -1.0,
   -0.98,
@@ -4648,7 +4648,7 @@ static const double coefgen_euclidean_exact_k51[51] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K52_H
 #define COEFGEN_EUCLIDEAN_EXACT_K52_H
 #define COEFGEN_EUCLIDEAN_EXACT_K52_K 52
-#define COEFGEN_EUCLIDEAN_EXACT_K52_SHA256 "90f995664fd92d9a06963de02cbb1fecfc18465e97e508a1b08174e4618d2ef0"
+#define COEFGEN_EUCLIDEAN_EXACT_K52_SHA256 "fbfa4617e52b2fd9f09433ab3cb57d39a1acdab6d8be5d8f7c690d1c222aec20"
 static const double coefgen_euclidean_exact_k52[52] = {
   -1.0,
   -0.9803921568627451,
@@ -4711,7 +4711,7 @@ static const double coefgen_euclidean_exact_k52[52] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K53_H
 #define COEFGEN_EUCLIDEAN_EXACT_K53_H
 #define COEFGEN_EUCLIDEAN_EXACT_K53_K 53
-#define COEFGEN_EUCLIDEAN_EXACT_K53_SHA256 "5c76bd2f8f9ced0469c4f77e82f5d8468282b3e43c230e2b1292bde090dcd36b"
+#define COEFGEN_EUCLIDEAN_EXACT_K53_SHA256 "92cca0c69d98027cc6acd8e397d8feec6ce70ea150f7cd033a697bdac5813ef0"
 static const double coefgen_euclidean_exact_k53[53] = {
   -1.0,
   -0.9807692307692307,
@@ -4775,7 +4775,7 @@ static const double coefgen_euclidean_exact_k53[53] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K54_H
 #define COEFGEN_EUCLIDEAN_EXACT_K54_H
 #define COEFGEN_EUCLIDEAN_EXACT_K54_K 54
-#define COEFGEN_EUCLIDEAN_EXACT_K54_SHA256 "caacf217e34f1298d7c49928d411e300a059d36a48127879717a2b266f7afefb"
+#define COEFGEN_EUCLIDEAN_EXACT_K54_SHA256 "900427d17abf6b825b339d4c71bdb72c738e123a8519ebdecc2595142c5af3d6"
 static const double coefgen_euclidean_exact_k54[54] = {
   -1.0,
   -0.9811320754716981,
@@ -4840,7 +4840,7 @@ static const double coefgen_euclidean_exact_k54[54] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K55_H
 #define COEFGEN_EUCLIDEAN_EXACT_K55_H
 #define COEFGEN_EUCLIDEAN_EXACT_K55_K 55
-#define COEFGEN_EUCLIDEAN_EXACT_K55_SHA256 "f7ffd651a50a36491eb98413a71fab97dfe90836449c403d632cfadcfaaeec4a"
+#define COEFGEN_EUCLIDEAN_EXACT_K55_SHA256 "c04fa9105f8deb8363287aa5bba02b77e0d604c2161a4a54598d22c6173d061e"
 static const double coefgen_euclidean_exact_k55[55] = {
   -1.0,
   -0.9814814814814815,
@@ -4906,7 +4906,7 @@ static const double coefgen_euclidean_exact_k55[55] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K56_H
 #define COEFGEN_EUCLIDEAN_EXACT_K56_H
 #define COEFGEN_EUCLIDEAN_EXACT_K56_K 56
-#define COEFGEN_EUCLIDEAN_EXACT_K56_SHA256 "db51d83416a769a32a43354677f78f46bfa67f9771c5491ee292a59842673dbd"
+#define COEFGEN_EUCLIDEAN_EXACT_K56_SHA256 "0b59f3fb80b3d44cd36402f27bf5a867f69dce6a06d18304fe8c006113ff71be"
 static const double coefgen_euclidean_exact_k56[56] = {
   -1.0,
   -0.9818181818181818,
@@ -4973,7 +4973,7 @@ static const double coefgen_euclidean_exact_k56[56] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K57_H
 #define COEFGEN_EUCLIDEAN_EXACT_K57_H
 #define COEFGEN_EUCLIDEAN_EXACT_K57_K 57
-#define COEFGEN_EUCLIDEAN_EXACT_K57_SHA256 "41e1eff3df6d1614c8fc7f40b86ff4dc899ea8e1a544236c6d2000a5d3b07d5b"
+#define COEFGEN_EUCLIDEAN_EXACT_K57_SHA256 "c00b525f76f1e8c0b2936de36aa5e547cf1b0183fa7fb443c5fd496c8b9a3579"
 static const double coefgen_euclidean_exact_k57[57] = {
   -1.0,
   -0.9821428571428571,
@@ -5041,7 +5041,7 @@ static const double coefgen_euclidean_exact_k57[57] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K58_H
 #define COEFGEN_EUCLIDEAN_EXACT_K58_H
 #define COEFGEN_EUCLIDEAN_EXACT_K58_K 58
-#define COEFGEN_EUCLIDEAN_EXACT_K58_SHA256 "68d501d7de2059e5243e8c64c268e5b0a68b71f5ca8b17062981be9be6c001ba"
+#define COEFGEN_EUCLIDEAN_EXACT_K58_SHA256 "f96786afb5630c57aaa6cbdf0be72973feb7823864a5ee2283b5a80889999a42"
 static const double coefgen_euclidean_exact_k58[58] = {
   -1.0,
   -0.9824561403508771,
@@ -5110,7 +5110,7 @@ static const double coefgen_euclidean_exact_k58[58] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K59_H
 #define COEFGEN_EUCLIDEAN_EXACT_K59_H
 #define COEFGEN_EUCLIDEAN_EXACT_K59_K 59
-#define COEFGEN_EUCLIDEAN_EXACT_K59_SHA256 "8e27e76b051cdf3b8db43c8391b31e57af3fdfd1eed5e95c0a1994718bc89489"
+#define COEFGEN_EUCLIDEAN_EXACT_K59_SHA256 "32e83357213132235bd49b83ad1251062d72590c219f40f111bc2ba6dceb2bd0"
 static const double coefgen_euclidean_exact_k59[59] = {
   -1.0,
   -0.9827586206896551,
@@ -5180,7 +5180,7 @@ static const double coefgen_euclidean_exact_k59[59] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K60_H
 #define COEFGEN_EUCLIDEAN_EXACT_K60_H
 #define COEFGEN_EUCLIDEAN_EXACT_K60_K 60
-#define COEFGEN_EUCLIDEAN_EXACT_K60_SHA256 "10661c4a6729dd6823487fa6d94b9538d6c0f541aacf73d272153a05f4481c79"
+#define COEFGEN_EUCLIDEAN_EXACT_K60_SHA256 "4f9ddecd597b8b013dc2bc32356a84a97ce65a6baf4920e1688307a8cc2607e2"
 static const double coefgen_euclidean_exact_k60[60] = {
   -1.0,
   -0.9830508474576272,
@@ -5251,7 +5251,7 @@ static const double coefgen_euclidean_exact_k60[60] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K61_H
 #define COEFGEN_EUCLIDEAN_EXACT_K61_H
 #define COEFGEN_EUCLIDEAN_EXACT_K61_K 61
-#define COEFGEN_EUCLIDEAN_EXACT_K61_SHA256 "c97e579dd7d73a8e33032ad5453196dd6eac61fefb26b6329104e05ee8bcefc3"
+#define COEFGEN_EUCLIDEAN_EXACT_K61_SHA256 "fc6cec75d24613170d93dfa105d8260e0918777b0115a7901caebd1d5db25301"
 static const double coefgen_euclidean_exact_k61[61] = {
   -1.0,
   -0.9833333333333333,
@@ -5323,7 +5323,7 @@ static const double coefgen_euclidean_exact_k61[61] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K62_H
 #define COEFGEN_EUCLIDEAN_EXACT_K62_H
 #define COEFGEN_EUCLIDEAN_EXACT_K62_K 62
-#define COEFGEN_EUCLIDEAN_EXACT_K62_SHA256 "ec613e95e777be453abe1db0ce076682ec5838994de3ec4a5dd0de0672736ab2"
+#define COEFGEN_EUCLIDEAN_EXACT_K62_SHA256 "710587838613593bb4f3f92f03fce8fa25971b608a260163eb6fd74fbec5bce6"
 static const double coefgen_euclidean_exact_k62[62] = {
   -1.0,
   -0.9836065573770492,
@@ -5396,7 +5396,7 @@ static const double coefgen_euclidean_exact_k62[62] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K63_H
 #define COEFGEN_EUCLIDEAN_EXACT_K63_H
 #define COEFGEN_EUCLIDEAN_EXACT_K63_K 63
-#define COEFGEN_EUCLIDEAN_EXACT_K63_SHA256 "2952faaadb63d1203124ede9a86175f7255e6ca52b5c7a8a7c3279c4a8b0f867"
+#define COEFGEN_EUCLIDEAN_EXACT_K63_SHA256 "d879cc90a8d959db43559959ce8797e9ac45c0eaff91590c0ee1921ede9317d4"
 static const double coefgen_euclidean_exact_k63[63] = {
   -1.0,
   -0.9838709677419355,
@@ -5470,7 +5470,7 @@ static const double coefgen_euclidean_exact_k63[63] = {
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K64_H
 #define COEFGEN_EUCLIDEAN_EXACT_K64_H
 #define COEFGEN_EUCLIDEAN_EXACT_K64_K 64
-#define COEFGEN_EUCLIDEAN_EXACT_K64_SHA256 "e02f4c2cd7bcd96901ab5f5aef1902f3cc8cd86920d3e2d23289354f72aeda54"
+#define COEFGEN_EUCLIDEAN_EXACT_K64_SHA256 "28e1ae70925ad7577a068ad298823b9e0337879e7541b6b847569846901e50b8"
 static const double coefgen_euclidean_exact_k64[64] = {
   -1.0,
   -0.9841269841269841,
@@ -5545,7 +5545,7 @@ static const double coefgen_euclidean_exact_k64[64] = {
 #ifndef COEFGEN_KL_AQP_K2_H
 #define COEFGEN_KL_AQP_K2_H
 #define COEFGEN_KL_AQP_K2_K 2
-#define COEFGEN_KL_AQP_K2_SHA256 "a110ff247b29ea8168a7dd6f1965da36c9ce6d47904905026f10358aec00a76f"
+#define COEFGEN_KL_AQP_K2_SHA256 "b73dfb736b9e394949f6948be5ba6ffe0954ba4564f18da6c26c70cd340e0e16"
 static const double coefgen_kl_aqp_k2[2] = {
   -1.2295830063521862,
   -0.29105619713664055,
@@ -5558,7 +5558,7 @@ static const double coefgen_kl_aqp_k2[2] = {
 #ifndef COEFGEN_KL_AQP_K3_H
 #define COEFGEN_KL_AQP_K3_H
 #define COEFGEN_KL_AQP_K3_K 3
-#define COEFGEN_KL_AQP_K3_SHA256 "737e6eb4bf9899184a79ad84296f912179026b6fa6a9a51678fb794e9f06c21b"
+#define COEFGEN_KL_AQP_K3_SHA256 "30d30a887300c67341a2623e9c421cfe10c2f5136f0340e8e0d4c8bbaa6f65ee"
 static const double coefgen_kl_aqp_k3[3] = {
   -1.587298278696835,
   -0.6025347895920277,
@@ -5572,7 +5572,7 @@ static const double coefgen_kl_aqp_k3[3] = {
 #ifndef COEFGEN_KL_AQP_K4_H
 #define COEFGEN_KL_AQP_K4_H
 #define COEFGEN_KL_AQP_K4_K 4
-#define COEFGEN_KL_AQP_K4_SHA256 "612fde840fac6a028ed4ca66a058b1ec69ae3d9b9cdaada427a9095d284cf006"
+#define COEFGEN_KL_AQP_K4_SHA256 "3121f60e06cca61f6ef90018a08af03b8ea63e7efe08ede3b4fca5b03612e7e4"
 static const double coefgen_kl_aqp_k4[4] = {
   -1.824169340543449,
   -0.7782852994278073,
@@ -5587,7 +5587,7 @@ static const double coefgen_kl_aqp_k4[4] = {
 #ifndef COEFGEN_KL_AQP_K5_H
 #define COEFGEN_KL_AQP_K5_H
 #define COEFGEN_KL_AQP_K5_K 5
-#define COEFGEN_KL_AQP_K5_SHA256 "ce0150163fbbc9c62557cfc77715a24af1e34dfc4fd39d23f5247589cdca5b72"
+#define COEFGEN_KL_AQP_K5_SHA256 "256ef8c561ffb461913f8cd23c197c69f93803aa4c010a86df767db14f20953c"
 static const double coefgen_kl_aqp_k5[5] = {
   -1.9949394981376827,
   -0.9841743260622025,
@@ -5603,7 +5603,7 @@ static const double coefgen_kl_aqp_k5[5] = {
 #ifndef COEFGEN_KL_AQP_K6_H
 #define COEFGEN_KL_AQP_K6_H
 #define COEFGEN_KL_AQP_K6_K 6
-#define COEFGEN_KL_AQP_K6_SHA256 "b9b430d928f3cae7efa56cd089fc71413520e846a0e27efa597aef915b68ebee"
+#define COEFGEN_KL_AQP_K6_SHA256 "c7800d51ba4eefeb2aad38f7003d09c7d966abc67e1e35887a04b55e21ff6196"
 static const double coefgen_kl_aqp_k6[6] = {
   -2.130175642669201,
   -1.140253176447004,
@@ -5620,7 +5620,7 @@ static const double coefgen_kl_aqp_k6[6] = {
 #ifndef COEFGEN_KL_AQP_K7_H
 #define COEFGEN_KL_AQP_K7_H
 #define COEFGEN_KL_AQP_K7_K 7
-#define COEFGEN_KL_AQP_K7_SHA256 "c8ba57025d40d4b6e947103dfc81b4b1cdfc9ffb5ae5eafbb41064c9a3894f3a"
+#define COEFGEN_KL_AQP_K7_SHA256 "0410e45d73f2907b118372d716776f625df0bdeea847354ecb3d2c365e8001ad"
 static const double coefgen_kl_aqp_k7[7] = {
   -2.2444551524240524,
   -1.271982547128573,
@@ -5638,7 +5638,7 @@ static const double coefgen_kl_aqp_k7[7] = {
 #ifndef COEFGEN_KL_AQP_K8_H
 #define COEFGEN_KL_AQP_K8_H
 #define COEFGEN_KL_AQP_K8_K 8
-#define COEFGEN_KL_AQP_K8_SHA256 "608c499007d09a9321bd902d61fad9282b1fea97933972e0cbcc68a945e9bedb"
+#define COEFGEN_KL_AQP_K8_SHA256 "d032aa660278aae2ac0da5e76a9467b60705d1477849295898aa3907771c9e43"
 static const double coefgen_kl_aqp_k8[8] = {
   -2.33685773704201,
   -1.4111422481946647,
@@ -5657,7 +5657,7 @@ static const double coefgen_kl_aqp_k8[8] = {
 #ifndef COEFGEN_KL_AQP_K9_H
 #define COEFGEN_KL_AQP_K9_H
 #define COEFGEN_KL_AQP_K9_K 9
-#define COEFGEN_KL_AQP_K9_SHA256 "fb07ca0767b288037323f8945514e689ff70fdc384886950e8105ef67851df75"
+#define COEFGEN_KL_AQP_K9_SHA256 "3414da4955cf432464657a178b65c254093973a3615159a79ed59d03d20bbda2"
 static const double coefgen_kl_aqp_k9[9] = {
   -2.57919977651909,
   -1.5453724229009822,
@@ -5677,7 +5677,7 @@ static const double coefgen_kl_aqp_k9[9] = {
 #ifndef COEFGEN_KL_AQP_K10_H
 #define COEFGEN_KL_AQP_K10_H
 #define COEFGEN_KL_AQP_K10_K 10
-#define COEFGEN_KL_AQP_K10_SHA256 "5ff6edb7da7cb2e58848ee1f31cddaeee487ed3fb79b56173c4dd9752fc9b05b"
+#define COEFGEN_KL_AQP_K10_SHA256 "c55a281a6d9a0e22f7b5a9b7751272a9d82434f12e43b09d49f26e1f75415fb3"
 static const double coefgen_kl_aqp_k10[10] = {
   -2.791846882435493,
   -1.6586171669187024,
@@ -5698,7 +5698,7 @@ static const double coefgen_kl_aqp_k10[10] = {
 #ifndef COEFGEN_KL_AQP_K11_H
 #define COEFGEN_KL_AQP_K11_H
 #define COEFGEN_KL_AQP_K11_K 11
-#define COEFGEN_KL_AQP_K11_SHA256 "0d874f0341345c4c78b744c4801075eac55defc5b4465fb379b286076c278cf3"
+#define COEFGEN_KL_AQP_K11_SHA256 "c0aa66570b913a0acb970bb9719330864762907ed3f8aac8707e6bcfbffa6e3f"
 static const double coefgen_kl_aqp_k11[11] = {
   -2.9795199019135907,
   -1.7603190725203604,
@@ -5720,7 +5720,7 @@ static const double coefgen_kl_aqp_k11[11] = {
 #ifndef COEFGEN_KL_AQP_K12_H
 #define COEFGEN_KL_AQP_K12_H
 #define COEFGEN_KL_AQP_K12_K 12
-#define COEFGEN_KL_AQP_K12_SHA256 "f4f69eee11f86d1879a3dadc11378e44196747e53282499accf54f251be4d60b"
+#define COEFGEN_KL_AQP_K12_SHA256 "6d59cc95b66a575d922286cc2d37d3cd66b0e539af2f04e7e0cd07131a2722a2"
 static const double coefgen_kl_aqp_k12[12] = {
   -3.1482501321588643,
   -1.8514815957751125,
@@ -5743,7 +5743,7 @@ static const double coefgen_kl_aqp_k12[12] = {
 #ifndef COEFGEN_KL_AQP_K13_H
 #define COEFGEN_KL_AQP_K13_H
 #define COEFGEN_KL_AQP_K13_K 13
-#define COEFGEN_KL_AQP_K13_SHA256 "d8461246318f3016b59abb9b1c832e9f4c61fc2da574b04b5425079cc8f67f66"
+#define COEFGEN_KL_AQP_K13_SHA256 "35e94232ee23a8cbeb290d0516f9f96881aaf7accedfd913020aa6ee3b2e5ed4"
 static const double coefgen_kl_aqp_k13[13] = {
   -3.301532975048758,
   -1.9344477117992938,
@@ -5767,7 +5767,7 @@ static const double coefgen_kl_aqp_k13[13] = {
 #ifndef COEFGEN_KL_AQP_K14_H
 #define COEFGEN_KL_AQP_K14_H
 #define COEFGEN_KL_AQP_K14_K 14
-#define COEFGEN_KL_AQP_K14_SHA256 "ac58e26df8f1a0f19d851a97116493c21a1889848ddaf94d43a4feec0d2cf76e"
+#define COEFGEN_KL_AQP_K14_SHA256 "78755e995089893c17e575a155f0aa4817cd0de59df12f53c0ca2d216349a7f9"
 static const double coefgen_kl_aqp_k14[14] = {
   -3.442221255041659,
   -2.010319749242626,
@@ -5792,7 +5792,7 @@ static const double coefgen_kl_aqp_k14[14] = {
 #ifndef COEFGEN_KL_AQP_K15_H
 #define COEFGEN_KL_AQP_K15_H
 #define COEFGEN_KL_AQP_K15_K 15
-#define COEFGEN_KL_AQP_K15_SHA256 "acf6d27b724a75b58b5f141415764429ee22b9d2fcf3bf7bef2b328a65c7e3e5"
+#define COEFGEN_KL_AQP_K15_SHA256 "7f964a2188d336d8e1a2b01e4ecfa21947e9867dfa8f26b4447865b260606038"
 static const double coefgen_kl_aqp_k15[15] = {
   -3.5723991648410447,
   -2.0801665323087946,
@@ -5818,7 +5818,7 @@ static const double coefgen_kl_aqp_k15[15] = {
 #ifndef COEFGEN_KL_AQP_K16_H
 #define COEFGEN_KL_AQP_K16_H
 #define COEFGEN_KL_AQP_K16_K 16
-#define COEFGEN_KL_AQP_K16_SHA256 "edae52f39444f86d23654e84732de0948c0888465fa2fa7a7bbaa0913451f57f"
+#define COEFGEN_KL_AQP_K16_SHA256 "2ac4cffabce9f83aab34a1405114f85bf78e6f309680996cee26b4ee3cd94fa5"
 static const double coefgen_kl_aqp_k16[16] = {
   -3.693607176246587,
   -2.1449657916091383,
@@ -5845,7 +5845,7 @@ static const double coefgen_kl_aqp_k16[16] = {
 #ifndef COEFGEN_KL_AQP_K17_H
 #define COEFGEN_KL_AQP_K17_H
 #define COEFGEN_KL_AQP_K17_K 17
-#define COEFGEN_KL_AQP_K17_SHA256 "4e9e3b2a986c3bbee65fe4f991e95f63ade608570845a0982ea872b22327455e"
+#define COEFGEN_KL_AQP_K17_SHA256 "790702502657e90c95227d7a913b03e69db93104a440a9e5e3236a6f4fbda6e7"
 static const double coefgen_kl_aqp_k17[17] = {
   -3.807096524280496,
   -2.2053174618049525,
@@ -5873,7 +5873,7 @@ static const double coefgen_kl_aqp_k17[17] = {
 #ifndef COEFGEN_KL_AQP_K18_H
 #define COEFGEN_KL_AQP_K18_H
 #define COEFGEN_KL_AQP_K18_K 18
-#define COEFGEN_KL_AQP_K18_SHA256 "3abaf2c6188eeb5e385c700e9b3d0d1d31d84f51661f69cdc5af16c85c3d792f"
+#define COEFGEN_KL_AQP_K18_SHA256 "f00af6217c406ff2cb49609f24f21c3e3b7cf806ddc203c473a9ce04b1d795d9"
 static const double coefgen_kl_aqp_k18[18] = {
   -3.9138080706179608,
   -2.261950315674767,
@@ -5902,7 +5902,7 @@ static const double coefgen_kl_aqp_k18[18] = {
 #ifndef COEFGEN_KL_AQP_K19_H
 #define COEFGEN_KL_AQP_K19_H
 #define COEFGEN_KL_AQP_K19_K 19
-#define COEFGEN_KL_AQP_K19_SHA256 "fbb12bcdd1a03b15e1122ca0148f48db6ccaa9765fb49fb075ec253647da04e8"
+#define COEFGEN_KL_AQP_K19_SHA256 "f312adc2f5521d12b4713634b143917de042265ff6681fb251abcbee0e13c633"
 static const double coefgen_kl_aqp_k19[19] = {
   -4.014634139224654,
   -2.314968885417329,
@@ -5932,7 +5932,7 @@ static const double coefgen_kl_aqp_k19[19] = {
 #ifndef COEFGEN_KL_AQP_K20_H
 #define COEFGEN_KL_AQP_K20_H
 #define COEFGEN_KL_AQP_K20_K 20
-#define COEFGEN_KL_AQP_K20_SHA256 "75a6e642f67d0540248397691240139352549f10799e3b51007f78eb94576a0e"
+#define COEFGEN_KL_AQP_K20_SHA256 "f65bf7a3b92f478b675b4c65f8e6bce6fe8961786f7ea416dbd1aa56354498f2"
 static const double coefgen_kl_aqp_k20[20] = {
   -4.110272188816452,
   -2.3645903401484247,
@@ -5963,7 +5963,7 @@ static const double coefgen_kl_aqp_k20[20] = {
 #ifndef COEFGEN_KL_AQP_K21_H
 #define COEFGEN_KL_AQP_K21_H
 #define COEFGEN_KL_AQP_K21_K 21
-#define COEFGEN_KL_AQP_K21_SHA256 "4b0f6401a34823c15b5740bd38efa09673c6890d60c24550f708c15ababdddfe"
+#define COEFGEN_KL_AQP_K21_SHA256 "7b72967ccdb1f06412d8749ad210125305fb7024639b7f0331e4d344bd8f5870"
 static const double coefgen_kl_aqp_k21[21] = {
   -4.2011596224911045,
   -2.411523873975966,
@@ -5995,7 +5995,7 @@ static const double coefgen_kl_aqp_k21[21] = {
 #ifndef COEFGEN_KL_AQP_K22_H
 #define COEFGEN_KL_AQP_K22_H
 #define COEFGEN_KL_AQP_K22_K 22
-#define COEFGEN_KL_AQP_K22_SHA256 "0ebfbb85392746b49d5b19a467f1472dc81f0b27968ec75d03dbac7a446b497b"
+#define COEFGEN_KL_AQP_K22_SHA256 "b573108781d2a8a89538d97fc77e4202d1c30373979a6d4f34c3ffcbf0a8b18d"
 static const double coefgen_kl_aqp_k22[22] = {
   -4.287837180367205,
   -2.455735143215861,
@@ -6028,7 +6028,7 @@ static const double coefgen_kl_aqp_k22[22] = {
 #ifndef COEFGEN_KL_AQP_K23_H
 #define COEFGEN_KL_AQP_K23_H
 #define COEFGEN_KL_AQP_K23_K 23
-#define COEFGEN_KL_AQP_K23_SHA256 "e2bb318ac22c801d3cf4a72ec9966ffd6b8f718aa448cb6e332c72994c5d5a95"
+#define COEFGEN_KL_AQP_K23_SHA256 "c7bd71c60e5e596c7b2ac667e61d3ddc91eaa742880caeb618e3a367c9409315"
 static const double coefgen_kl_aqp_k23[23] = {
   -4.37077897504787,
   -2.4970508411934134,
@@ -6062,7 +6062,7 @@ static const double coefgen_kl_aqp_k23[23] = {
 #ifndef COEFGEN_KL_AQP_K24_H
 #define COEFGEN_KL_AQP_K24_H
 #define COEFGEN_KL_AQP_K24_K 24
-#define COEFGEN_KL_AQP_K24_SHA256 "0c05eb7af98378ed19b2d5b4038ccc5c0c41e7c3319c413d04c22cfce1861a84"
+#define COEFGEN_KL_AQP_K24_SHA256 "da3149ee3c0f831b8be3a80d4a7c0b6324278151410f68eca3c6ac2ce6ae35c7"
 static const double coefgen_kl_aqp_k24[24] = {
   -4.450303729492589,
   -2.535717860184377,
@@ -6097,7 +6097,7 @@ static const double coefgen_kl_aqp_k24[24] = {
 #ifndef COEFGEN_KL_AQP_K25_H
 #define COEFGEN_KL_AQP_K25_H
 #define COEFGEN_KL_AQP_K25_K 25
-#define COEFGEN_KL_AQP_K25_SHA256 "465456a5a362ac54b02b43c15fdebd7f997ec05e5833f350332ed2d82ec3ec6e"
+#define COEFGEN_KL_AQP_K25_SHA256 "01d4eeea5a0cd958e8fac1f69fcc592f9fc70cd684a7f7a883ed139dab684025"
 static const double coefgen_kl_aqp_k25[25] = {
   -4.526533871219726,
   -2.5727615977230016,
@@ -6133,7 +6133,7 @@ static const double coefgen_kl_aqp_k25[25] = {
 #ifndef COEFGEN_KL_AQP_K26_H
 #define COEFGEN_KL_AQP_K26_H
 #define COEFGEN_KL_AQP_K26_K 26
-#define COEFGEN_KL_AQP_K26_SHA256 "a35d2d373a6a66dd4c62677f06131259422621d3eb836359be1be68b0789f892"
+#define COEFGEN_KL_AQP_K26_SHA256 "749eadd6c4028c699e417bed80976db4c901bfdec5d287f686bee3c28c3de238"
 static const double coefgen_kl_aqp_k26[26] = {
   -4.599697104844381,
   -2.60856727596547,
@@ -6170,7 +6170,7 @@ static const double coefgen_kl_aqp_k26[26] = {
 #ifndef COEFGEN_KL_AQP_K27_H
 #define COEFGEN_KL_AQP_K27_H
 #define COEFGEN_KL_AQP_K27_K 27
-#define COEFGEN_KL_AQP_K27_SHA256 "ab412322ad2a9d379f8c2200ad8ab3b7f1c693d0d14581263c8a215517efafef"
+#define COEFGEN_KL_AQP_K27_SHA256 "24946117ac1365a538b5159bb7a7163191ad2eae5522ef60cc82f16a3deaff1c"
 static const double coefgen_kl_aqp_k27[27] = {
   -4.669922465225682,
   -2.643930140475277,
@@ -6208,7 +6208,7 @@ static const double coefgen_kl_aqp_k27[27] = {
 #ifndef COEFGEN_KL_AQP_K28_H
 #define COEFGEN_KL_AQP_K28_H
 #define COEFGEN_KL_AQP_K28_K 28
-#define COEFGEN_KL_AQP_K28_SHA256 "67cf6c92bcdb3f8b968e4f0a6dbcb0e710369aad6a25b9fc5d40ee18fd56ddf9"
+#define COEFGEN_KL_AQP_K28_SHA256 "db4af83dd6e5c99f3bfc9ed67a8946d980ffe3722cbdf2dc15468aa9021b19a6"
 static const double coefgen_kl_aqp_k28[28] = {
   -4.737694120747619,
   -2.6774342825083295,
@@ -6247,7 +6247,7 @@ static const double coefgen_kl_aqp_k28[28] = {
 #ifndef COEFGEN_KL_AQP_K29_H
 #define COEFGEN_KL_AQP_K29_H
 #define COEFGEN_KL_AQP_K29_K 29
-#define COEFGEN_KL_AQP_K29_SHA256 "addf23280807f220b82490c8f39c88ca00ec01682ec9f56a49d87d33a7e00db9"
+#define COEFGEN_KL_AQP_K29_SHA256 "e979c7256bacb7632b8ac2519c3ae9a8e07c210b73e5e7034166318152cb8728"
 static const double coefgen_kl_aqp_k29[29] = {
   -4.803169154649368,
   -2.7092716600891436,
@@ -6287,7 +6287,7 @@ static const double coefgen_kl_aqp_k29[29] = {
 #ifndef COEFGEN_KL_AQP_K30_H
 #define COEFGEN_KL_AQP_K30_H
 #define COEFGEN_KL_AQP_K30_K 30
-#define COEFGEN_KL_AQP_K30_SHA256 "9c045339e7c1c011571c4a4b2267c221da28ab1e0896e117655e8ef12f1d386e"
+#define COEFGEN_KL_AQP_K30_SHA256 "66e2be7fb17585f1738b27a614e0b9b6ad1e12ee0ee198256fa71b8120e73f26"
 static const double coefgen_kl_aqp_k30[30] = {
   -4.86654441668361,
   -2.739298632077407,
@@ -6328,7 +6328,7 @@ static const double coefgen_kl_aqp_k30[30] = {
 #ifndef COEFGEN_KL_AQP_K31_H
 #define COEFGEN_KL_AQP_K31_H
 #define COEFGEN_KL_AQP_K31_K 31
-#define COEFGEN_KL_AQP_K31_SHA256 "70d562ba21053e092d0e26b0cee8a848253e6b11f2b2487b7083cf13fdd03465"
+#define COEFGEN_KL_AQP_K31_SHA256 "c4fb207ad3fd52c3f7e1b768257c58f5587fe3b65f4d96c14d8a4f473c2581d5"
 static const double coefgen_kl_aqp_k31[31] = {
   -4.92792844264477,
   -2.7677681114146253,
@@ -6370,7 +6370,7 @@ static const double coefgen_kl_aqp_k31[31] = {
 #ifndef COEFGEN_KL_AQP_K32_H
 #define COEFGEN_KL_AQP_K32_H
 #define COEFGEN_KL_AQP_K32_K 32
-#define COEFGEN_KL_AQP_K32_SHA256 "2c3a787d68ee15b168d01eb4aad7c05e282488b67a1a547ca095296af76bc4e8"
+#define COEFGEN_KL_AQP_K32_SHA256 "2a35bcdfd3b3ce927b58325019630c62d8398d046fe48d08bc7816a87de0d7ee"
 static const double coefgen_kl_aqp_k32[32] = {
   -4.987456895847572,
   -2.7946677069412544,
@@ -6413,7 +6413,7 @@ static const double coefgen_kl_aqp_k32[32] = {
 #ifndef COEFGEN_KL_AQP_K33_H
 #define COEFGEN_KL_AQP_K33_H
 #define COEFGEN_KL_AQP_K33_K 33
-#define COEFGEN_KL_AQP_K33_SHA256 "baffbd5224090e287d885566550e2bc46ceb0741bfe1bdd7ebe213ec82a29ad3"
+#define COEFGEN_KL_AQP_K33_SHA256 "fb9c812c1c59f8f5eaec11b413e5802f1e80f64a00e3890b3897e3fb7135fa61"
 static const double coefgen_kl_aqp_k33[33] = {
   -5.045247294881847,
   -2.820057569668279,
@@ -6457,7 +6457,7 @@ static const double coefgen_kl_aqp_k33[33] = {
 #ifndef COEFGEN_KL_AQP_K34_H
 #define COEFGEN_KL_AQP_K34_H
 #define COEFGEN_KL_AQP_K34_K 34
-#define COEFGEN_KL_AQP_K34_SHA256 "372c048ffb8e6d6a00f0d0544b95fae8ae645415cdf496347dcc4d32ffc852b9"
+#define COEFGEN_KL_AQP_K34_SHA256 "bee51b677feadc5794abc0226ca65dd82d712618d2754ffeceb52b852ba71a51"
 static const double coefgen_kl_aqp_k34[34] = {
   -5.101451447058935,
   -2.84360439235752,
@@ -6502,7 +6502,7 @@ static const double coefgen_kl_aqp_k34[34] = {
 #ifndef COEFGEN_KL_AQP_K35_H
 #define COEFGEN_KL_AQP_K35_H
 #define COEFGEN_KL_AQP_K35_K 35
-#define COEFGEN_KL_AQP_K35_SHA256 "8a488444d932d4873273a94222322b58200fb9e6c0c786126d3d331944b27bfa"
+#define COEFGEN_KL_AQP_K35_SHA256 "8d68b1012a7be90fddef02575e7c59bd5d37167aea8bbcc5f6ee3a64e448317a"
 static const double coefgen_kl_aqp_k35[35] = {
   -5.156706498004496,
   -2.8607431814380107,
@@ -6548,7 +6548,7 @@ static const double coefgen_kl_aqp_k35[35] = {
 #ifndef COEFGEN_KL_AQP_K36_H
 #define COEFGEN_KL_AQP_K36_H
 #define COEFGEN_KL_AQP_K36_K 36
-#define COEFGEN_KL_AQP_K36_SHA256 "b70a221ee81054e32c1ea4e84347dca58f63ebf18297f139a1ad06f2ba44452c"
+#define COEFGEN_KL_AQP_K36_SHA256 "af568d9c125ff1705c0d31ed46c55ab885636aaf7a75debf49275d77c81025fc"
 static const double coefgen_kl_aqp_k36[36] = {
   -5.211683645931771,
   -2.8659547234565252,
@@ -6595,7 +6595,7 @@ static const double coefgen_kl_aqp_k36[36] = {
 #ifndef COEFGEN_KL_AQP_K37_H
 #define COEFGEN_KL_AQP_K37_H
 #define COEFGEN_KL_AQP_K37_K 37
-#define COEFGEN_KL_AQP_K37_SHA256 "f823e50ba38df31926b32b5f87bc0409bbe06019bd06852070cfb99cbffc2f71"
+#define COEFGEN_KL_AQP_K37_SHA256 "68b81d1626717d280b08dd07ed15192e9b672b0d3035645f7dc76d58525c5a58"
 static const double coefgen_kl_aqp_k37[37] = {
   -5.265181766983005,
   -2.8697555304170237,
@@ -6643,7 +6643,7 @@ static const double coefgen_kl_aqp_k37[37] = {
 #ifndef COEFGEN_KL_AQP_K38_H
 #define COEFGEN_KL_AQP_K38_H
 #define COEFGEN_KL_AQP_K38_K 38
-#define COEFGEN_KL_AQP_K38_SHA256 "a3cdb1dd5de466719e43a1a9482d1d480527c87fbcb144c7850a2f881813a5bb"
+#define COEFGEN_KL_AQP_K38_SHA256 "3a2fde2808ba7fde1972ab526d3300e5b7cba3160455a4b7fa13511f890de114"
 static const double coefgen_kl_aqp_k38[38] = {
   -5.317279120026797,
   -2.872218227115809,
@@ -6692,7 +6692,7 @@ static const double coefgen_kl_aqp_k38[38] = {
 #ifndef COEFGEN_KL_AQP_K39_H
 #define COEFGEN_KL_AQP_K39_H
 #define COEFGEN_KL_AQP_K39_K 39
-#define COEFGEN_KL_AQP_K39_SHA256 "adb972517660f14c69bf0bf1cbdbc3d30108afdf7dd4f97e1958f5394fa49c26"
+#define COEFGEN_KL_AQP_K39_SHA256 "f2e7ad07652f270450eefb7578da8bff8ba8d83be370d60fcc7e83836559e615"
 static const double coefgen_kl_aqp_k39[39] = {
   -5.368030981851916,
   -2.8735747483806335,
@@ -6742,7 +6742,7 @@ static const double coefgen_kl_aqp_k39[39] = {
 #ifndef COEFGEN_KL_AQP_K40_H
 #define COEFGEN_KL_AQP_K40_H
 #define COEFGEN_KL_AQP_K40_K 40
-#define COEFGEN_KL_AQP_K40_SHA256 "88c84db76f28664b08762435f2e920f730a94ba5690c9a043dd8da90995b26b2"
+#define COEFGEN_KL_AQP_K40_SHA256 "07068cd0f2098d1ba09568ba4e3f94fd23c74cf4d1f0ffdd076d19976a0129b7"
 static const double coefgen_kl_aqp_k40[40] = {
   -5.417515681598161,
   -2.873783156457648,
@@ -6793,7 +6793,7 @@ static const double coefgen_kl_aqp_k40[40] = {
 #ifndef COEFGEN_KL_AQP_K41_H
 #define COEFGEN_KL_AQP_K41_H
 #define COEFGEN_KL_AQP_K41_K 41
-#define COEFGEN_KL_AQP_K41_SHA256 "75016ee64c9daf2c9d8bf7984124cdb15204e92a1cb5416c9952a0a05df141a9"
+#define COEFGEN_KL_AQP_K41_SHA256 "dd34df5cad9fd9fe9766d2ca6616c33ec3b0e6ef9cb69d66c40e52cb5e217775"
 static const double coefgen_kl_aqp_k41[41] = {
   -5.465790911461227,
   -2.8729461670081946,
@@ -6845,7 +6845,7 @@ static const double coefgen_kl_aqp_k41[41] = {
 #ifndef COEFGEN_KL_AQP_K42_H
 #define COEFGEN_KL_AQP_K42_H
 #define COEFGEN_KL_AQP_K42_K 42
-#define COEFGEN_KL_AQP_K42_SHA256 "fb88a3f47a10b25ab72a1761aeea9b279b69cd5e64a07ff7643fab90f9562a76"
+#define COEFGEN_KL_AQP_K42_SHA256 "a23db63cc71a7674abf678f7bb278db0bc6a51edd833afd040068d951440c544"
 static const double coefgen_kl_aqp_k42[42] = {
   -5.512903138165711,
   -2.871239108782902,
@@ -6898,7 +6898,7 @@ static const double coefgen_kl_aqp_k42[42] = {
 #ifndef COEFGEN_KL_AQP_K43_H
 #define COEFGEN_KL_AQP_K43_H
 #define COEFGEN_KL_AQP_K43_K 43
-#define COEFGEN_KL_AQP_K43_SHA256 "7d6f2471e10b65d46186597321af0f9b227fa3ed1a28b06dbd631ec1f1a43557"
+#define COEFGEN_KL_AQP_K43_SHA256 "1d679424ff96f393c0e4c35ebc9e9f5913e9db01a0386073f56f2f5f0f766352"
 static const double coefgen_kl_aqp_k43[43] = {
   -5.558922201948008,
   -2.868545832716336,
@@ -6952,7 +6952,7 @@ static const double coefgen_kl_aqp_k43[43] = {
 #ifndef COEFGEN_KL_AQP_K44_H
 #define COEFGEN_KL_AQP_K44_H
 #define COEFGEN_KL_AQP_K44_K 44
-#define COEFGEN_KL_AQP_K44_SHA256 "39c94d5e26f0068cec90606c5e927967eb28a80c76a81c8f7808130f959bd45d"
+#define COEFGEN_KL_AQP_K44_SHA256 "bca3ecb691f6a15a7b1b87bdcb0210a770e0000d70ccd95d409d67db7d01efd7"
 static const double coefgen_kl_aqp_k44[44] = {
   -5.603886785713257,
   -2.8650366361325723,
@@ -7007,7 +7007,7 @@ static const double coefgen_kl_aqp_k44[44] = {
 #ifndef COEFGEN_KL_AQP_K45_H
 #define COEFGEN_KL_AQP_K45_H
 #define COEFGEN_KL_AQP_K45_K 45
-#define COEFGEN_KL_AQP_K45_SHA256 "7c9707b149ce84ae1da11f090e12dc0dd97494cc9b0e793ba76aa4316661fe68"
+#define COEFGEN_KL_AQP_K45_SHA256 "02abc11c595bb6f947ecc02f986f8d09955643f725922ec3e3957b6e6969dde8"
 static const double coefgen_kl_aqp_k45[45] = {
   -5.647854636830743,
   -2.8606340860933415,
@@ -7063,7 +7063,7 @@ static const double coefgen_kl_aqp_k45[45] = {
 #ifndef COEFGEN_KL_AQP_K46_H
 #define COEFGEN_KL_AQP_K46_H
 #define COEFGEN_KL_AQP_K46_K 46
-#define COEFGEN_KL_AQP_K46_SHA256 "ed7308b8857b72569a5e123a501f7f1bfeb7d018d12c48e651681b4190522470"
+#define COEFGEN_KL_AQP_K46_SHA256 "b17e8b269958a032b1cdc59cfe101c44c7786145a278f8ba402c74d03fb41fae"
 static const double coefgen_kl_aqp_k46[46] = {
   -5.690850498809596,
   -2.855597764500999,
@@ -7120,7 +7120,7 @@ static const double coefgen_kl_aqp_k46[46] = {
 #ifndef COEFGEN_KL_AQP_K47_H
 #define COEFGEN_KL_AQP_K47_H
 #define COEFGEN_KL_AQP_K47_K 47
-#define COEFGEN_KL_AQP_K47_SHA256 "b250822a1416b5f7fad9c4d5352f2317210d21b4d4944bf8894dc7c2d183593b"
+#define COEFGEN_KL_AQP_K47_SHA256 "92a8e8f74ce3dc5985e1e1597cb54f8ecc75417ca4fb58f77073345f5d6257b4"
 static const double coefgen_kl_aqp_k47[47] = {
   -5.732944661449437,
   -2.849621355675481,
@@ -7178,7 +7178,7 @@ static const double coefgen_kl_aqp_k47[47] = {
 #ifndef COEFGEN_KL_AQP_K48_H
 #define COEFGEN_KL_AQP_K48_H
 #define COEFGEN_KL_AQP_K48_K 48
-#define COEFGEN_KL_AQP_K48_SHA256 "454b9f41376b35468894fb92d8d4e459e747c3faf5063fed25078297bdfdec31"
+#define COEFGEN_KL_AQP_K48_SHA256 "0b25d9be4ffbcf9407c6dbb5436b48500b6edd429a139100643a0d991e140b50"
 static const double coefgen_kl_aqp_k48[48] = {
   -5.774151194756996,
   -2.8430277065199334,
@@ -7237,7 +7237,7 @@ static const double coefgen_kl_aqp_k48[48] = {
 #ifndef COEFGEN_KL_AQP_K49_H
 #define COEFGEN_KL_AQP_K49_H
 #define COEFGEN_KL_AQP_K49_K 49
-#define COEFGEN_KL_AQP_K49_SHA256 "63f7fc7825b7ec771e77428929251a5b682877d877e2e0ecbc1c1e23461df79f"
+#define COEFGEN_KL_AQP_K49_SHA256 "57ee34343c7b7390947c171f7eee3c25b1a900e46ffbf0ae24309cb3bab21775"
 static const double coefgen_kl_aqp_k49[49] = {
   -5.814518683102506,
   -2.835697234972031,
@@ -7297,7 +7297,7 @@ static const double coefgen_kl_aqp_k49[49] = {
 #ifndef COEFGEN_KL_AQP_K50_H
 #define COEFGEN_KL_AQP_K50_H
 #define COEFGEN_KL_AQP_K50_K 50
-#define COEFGEN_KL_AQP_K50_SHA256 "b6b346acc026e9cdb3e84e4860fe2a17a7aab72f14f637dd79a58bb9b879b258"
+#define COEFGEN_KL_AQP_K50_SHA256 "1db7374edce6e5da1251673b4d241e59bd2800d345d562a5699053c0e77f9bb5"
 static const double coefgen_kl_aqp_k50[50] = {
   -5.854065697811166,
   -2.8278555993310874,
@@ -7358,7 +7358,7 @@ static const double coefgen_kl_aqp_k50[50] = {
 #ifndef COEFGEN_KL_AQP_K51_H
 #define COEFGEN_KL_AQP_K51_H
 #define COEFGEN_KL_AQP_K51_K 51
-#define COEFGEN_KL_AQP_K51_SHA256 "9ae1d4e11165643f372405dd085b6bda8082d687241036ef0936e9b43bdc3a3b"
+#define COEFGEN_KL_AQP_K51_SHA256 "ac8d4b82cb07e13cf63eaac1054e9ca6a720e7888e2d835366864855b8bf670c"
 static const double coefgen_kl_aqp_k51[51] = {
   -5.892845315356681,
   -2.819259317857359,
@@ -7420,7 +7420,7 @@ static const double coefgen_kl_aqp_k51[51] = {
 #ifndef COEFGEN_KL_AQP_K52_H
 #define COEFGEN_KL_AQP_K52_H
 #define COEFGEN_KL_AQP_K52_K 52
-#define COEFGEN_KL_AQP_K52_SHA256 "a05f57dbfb00da6c18e43558644785e0d9a7ff1a745c587fec83b8e4826422c9"
+#define COEFGEN_KL_AQP_K52_SHA256 "610211fbee53d999235bbea7d550ea31d7b578004c52f701b15b13fc1e3f2ad4"
 static const double coefgen_kl_aqp_k52[52] = {
   -5.930874805198982,
   -2.81009928991989,
@@ -7483,7 +7483,7 @@ static const double coefgen_kl_aqp_k52[52] = {
 #ifndef COEFGEN_KL_AQP_K53_H
 #define COEFGEN_KL_AQP_K53_H
 #define COEFGEN_KL_AQP_K53_K 53
-#define COEFGEN_KL_AQP_K53_SHA256 "e9565e04e53941fba6a0c10655847afd8e9ee37e1c7b986f94a3431d8448d70b"
+#define COEFGEN_KL_AQP_K53_SHA256 "7419985eb7a5642c7c2c90be5ab9bf08896cfb6b28e4c633b9b3fa51fb14fc2e"
 static const double coefgen_kl_aqp_k53[53] = {
   -5.968184176097566,
   -2.800379518997943,
@@ -7547,7 +7547,7 @@ static const double coefgen_kl_aqp_k53[53] = {
 #ifndef COEFGEN_KL_AQP_K54_H
 #define COEFGEN_KL_AQP_K54_H
 #define COEFGEN_KL_AQP_K54_K 54
-#define COEFGEN_KL_AQP_K54_SHA256 "6162de06f4813b32233b61055e669b19e47c8647ca2b40e9106451edca5bfedd"
+#define COEFGEN_KL_AQP_K54_SHA256 "7ed9f673f0b04b4b75eb3588036fc94cced47219e43b3630cf027fd8ab167e92"
 static const double coefgen_kl_aqp_k54[54] = {
   -6.004804439537111,
   -2.7900641403866757,
@@ -7612,7 +7612,7 @@ static const double coefgen_kl_aqp_k54[54] = {
 #ifndef COEFGEN_KL_AQP_K55_H
 #define COEFGEN_KL_AQP_K55_H
 #define COEFGEN_KL_AQP_K55_K 55
-#define COEFGEN_KL_AQP_K55_SHA256 "216672663dd6468946dfe8e1ea720c6655c1b2dcd6bd277abe93d815d2a78b75"
+#define COEFGEN_KL_AQP_K55_SHA256 "655900ca3a10477309bc779d2086d3a5f10a74cdf6803485ccd096ce4001bbf9"
 static const double coefgen_kl_aqp_k55[55] = {
   -6.040756871061603,
   -2.7792301831759687,
@@ -7678,7 +7678,7 @@ static const double coefgen_kl_aqp_k55[55] = {
 #ifndef COEFGEN_KL_AQP_K56_H
 #define COEFGEN_KL_AQP_K56_H
 #define COEFGEN_KL_AQP_K56_K 56
-#define COEFGEN_KL_AQP_K56_SHA256 "fe15cad39514c443c5d9749ba90d84e69473e70c0bbc14bc94edc39d63d7afcb"
+#define COEFGEN_KL_AQP_K56_SHA256 "32256d53b7ec4ad328703ec2bd6851e89c95231e4f2586ecc6986e9f77cbc8bb"
 static const double coefgen_kl_aqp_k56[56] = {
   -6.07606717397357,
   -2.767872949159937,
@@ -7745,7 +7745,7 @@ static const double coefgen_kl_aqp_k56[56] = {
 #ifndef COEFGEN_KL_AQP_K57_H
 #define COEFGEN_KL_AQP_K57_H
 #define COEFGEN_KL_AQP_K57_K 57
-#define COEFGEN_KL_AQP_K57_SHA256 "7a24fec0369f38f4a638bbe76bc80e52c68e402b901224a8948e2a742ac32abc"
+#define COEFGEN_KL_AQP_K57_SHA256 "6079cc715c26fb133eea0565ee1d135627a9f951d489f995aae20128129f6daa"
 static const double coefgen_kl_aqp_k57[57] = {
   -6.110757886872307,
   -2.7560129984158266,
@@ -7813,7 +7813,7 @@ static const double coefgen_kl_aqp_k57[57] = {
 #ifndef COEFGEN_KL_AQP_K58_H
 #define COEFGEN_KL_AQP_K58_H
 #define COEFGEN_KL_AQP_K58_K 58
-#define COEFGEN_KL_AQP_K58_SHA256 "70961d628b247a721354d03c355dd62cb8af0bcd90e73b8f4726ef40726a74f4"
+#define COEFGEN_KL_AQP_K58_SHA256 "186756e016d49c8ec7cebb9ad8a5cb2eed1d472860e86089fdf284e75d0b743c"
 static const double coefgen_kl_aqp_k58[58] = {
   -6.1448483648346155,
   -2.743700554528914,
@@ -7882,7 +7882,7 @@ static const double coefgen_kl_aqp_k58[58] = {
 #ifndef COEFGEN_KL_AQP_K59_H
 #define COEFGEN_KL_AQP_K59_H
 #define COEFGEN_KL_AQP_K59_K 59
-#define COEFGEN_KL_AQP_K59_SHA256 "b2c4fa6c82ba01691c22742b141008ccbb3badf01e1f232dbea3bf59e1f44e5a"
+#define COEFGEN_KL_AQP_K59_SHA256 "d2849dc14d8b79943d1e51a965d72f7b82b2a491b61cdf94e95244ef9e257730"
 static const double coefgen_kl_aqp_k59[59] = {
   -6.178364242066891,
   -2.73087257514635,
@@ -7952,7 +7952,7 @@ static const double coefgen_kl_aqp_k59[59] = {
 #ifndef COEFGEN_KL_AQP_K60_H
 #define COEFGEN_KL_AQP_K60_H
 #define COEFGEN_KL_AQP_K60_K 60
-#define COEFGEN_KL_AQP_K60_SHA256 "4af03e6d7bddc9c1d5d31d3029807d6279eacf87a1f2d58af948c5c836dd2ab1"
+#define COEFGEN_KL_AQP_K60_SHA256 "84019087347822ce6cbcbf0d74f09620c1e4869886c24f4c1259791a17af0baa"
 static const double coefgen_kl_aqp_k60[60] = {
   -6.211561229229119,
   -2.713772096332832,
@@ -8023,7 +8023,7 @@ static const double coefgen_kl_aqp_k60[60] = {
 #ifndef COEFGEN_KL_AQP_K61_H
 #define COEFGEN_KL_AQP_K61_H
 #define COEFGEN_KL_AQP_K61_K 61
-#define COEFGEN_KL_AQP_K61_SHA256 "54598fdf3f949d2510eca1f172f6692f4ae7c6a052f56a0606c895b432040cde"
+#define COEFGEN_KL_AQP_K61_SHA256 "7dab43152526415fad89a866255489594791e63a6e86fe4fc67acd2e699cdf78"
 static const double coefgen_kl_aqp_k61[61] = {
   -6.244558669051912,
   -2.690562787680392,
@@ -8095,7 +8095,7 @@ static const double coefgen_kl_aqp_k61[61] = {
 #ifndef COEFGEN_KL_AQP_K62_H
 #define COEFGEN_KL_AQP_K62_H
 #define COEFGEN_KL_AQP_K62_K 62
-#define COEFGEN_KL_AQP_K62_SHA256 "a65b8606175e7e435dca0324e1f23619c16ca77f6340b6869fcdf9ebc8fb26e0"
+#define COEFGEN_KL_AQP_K62_SHA256 "365ab5d5afef87b57a9291a73f01900c3d7fd3915e8fcfb2983cd19c2297b6b6"
 static const double coefgen_kl_aqp_k62[62] = {
   -6.277038260606787,
   -2.6665122694757883,
@@ -8168,7 +8168,7 @@ static const double coefgen_kl_aqp_k62[62] = {
 #ifndef COEFGEN_KL_AQP_K63_H
 #define COEFGEN_KL_AQP_K63_H
 #define COEFGEN_KL_AQP_K63_K 63
-#define COEFGEN_KL_AQP_K63_SHA256 "98b284ae7fd97ce4490f708559f3fade649416f0fbc838f5ed2029d7a07a99bc"
+#define COEFGEN_KL_AQP_K63_SHA256 "debefbb284bb8e61a798f84757c6bd626e530ded4af192091ad5f46936471ecb"
 static const double coefgen_kl_aqp_k63[63] = {
   -6.30901396903937,
   -2.641676387440384,
@@ -8242,7 +8242,7 @@ static const double coefgen_kl_aqp_k63[63] = {
 #ifndef COEFGEN_KL_AQP_K64_H
 #define COEFGEN_KL_AQP_K64_H
 #define COEFGEN_KL_AQP_K64_K 64
-#define COEFGEN_KL_AQP_K64_SHA256 "5a77aef7125b9c2c4c8d6ead4b098d58f4157b27c8595655611d4bf18477795f"
+#define COEFGEN_KL_AQP_K64_SHA256 "a65aaccb8bf0e48f10f304e9cf31d3b32e9f1538a71ce08c4770e627704ae5ab"
 static const double coefgen_kl_aqp_k64[64] = {
   -6.340499419398839,
   -2.6161056668424862,
@@ -8317,7 +8317,7 @@ static const double coefgen_kl_aqp_k64[64] = {
 #ifndef COEFGEN_KL_AQP_MAX_MSEPLUGIN_K128_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K128_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K128_K 128
-#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K128_SHA256 "77559dea0aa2f2a969043253f1e093895ee7accbb6e041331bbc393e8f7c6375"
+#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K128_SHA256 "604655c543934a06330f9bd2fb1a523ea1ed2bf44a7802fd38f2bfc5fbe00712"
 static const double coefgen_kl_aqp_max_mseplugin_k128[128] = {
   -5.388785971225843,
   -4.198661166460624,
@@ -8456,7 +8456,7 @@ static const double coefgen_kl_aqp_max_mseplugin_k128[128] = {
 #ifndef COEFGEN_KL_AQP_MAX_MSEPLUGIN_K256_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K256_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K256_K 256
-#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K256_SHA256 "9b3e6cf17b3169b75894235e19ed9ef8ffd7a1d06a9ebe1a9b8c1da3672463df"
+#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K256_SHA256 "8e84095d224739bcad0ea4cac1f3045170c458f2973587c60d386334caf8709b"
 static const double coefgen_kl_aqp_max_mseplugin_k256[256] = {
   -6.083568808282735,
   -4.902300325311899,
@@ -8723,7 +8723,7 @@ static const double coefgen_kl_aqp_max_mseplugin_k256[256] = {
 #ifndef COEFGEN_KL_AQP_MAX_MSEPLUGIN_K512_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K512_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K512_K 512
-#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K512_SHA256 "14da562c9a1875da214606301fbb7009904ed68dc7b8ed62ea50a04f611e1cf2"
+#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K512_SHA256 "059551873d963fb8271be131d6446af5c5a97b0b0c324233549c5ae89c29683b"
 static const double coefgen_kl_aqp_max_mseplugin_k512[512] = {
   -6.7716037452009346,
   -5.606693717053247,
@@ -9246,7 +9246,7 @@ static const double coefgen_kl_aqp_max_mseplugin_k512[512] = {
 #ifndef COEFGEN_KL_AQP_MAX_MSEPLUGIN_K1024_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K1024_H
 #define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K1024_K 1024
-#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K1024_SHA256 "8dc1eaf56bc72ba1fbb43eafc319fbddc97369f6e8ca446fef04467277dfe42a"
+#define COEFGEN_KL_AQP_MAX_MSEPLUGIN_K1024_SHA256 "a2ad994748ad71c5ff9d181b99be3057362349aec53a0f7578f2bcb7d9301df9"
 static const double coefgen_kl_aqp_max_mseplugin_k1024[1024] = {
   -7.4574260647651585,
   -6.308107582071983,
@@ -10281,7 +10281,7 @@ static const double coefgen_kl_aqp_max_mseplugin_k1024[1024] = {
 #ifndef COEFGEN_KL_MINIMAX_K2_H
 #define COEFGEN_KL_MINIMAX_K2_H
 #define COEFGEN_KL_MINIMAX_K2_K 2
-#define COEFGEN_KL_MINIMAX_K2_SHA256 "8ccc91e213041c46459da659b67b6b93915a767dec2a7b01b9a89d4282a419dc"
+#define COEFGEN_KL_MINIMAX_K2_SHA256 "dc3db878e85c7226a25f8e220017b0e4a07e67f4b8fc8ea88acc38a99065e07c"
 static const double coefgen_kl_minimax_k2[2] = {
   -1.7113737593684795,
   0.07720199246676034,
@@ -10294,7 +10294,7 @@ static const double coefgen_kl_minimax_k2[2] = {
 #ifndef COEFGEN_KL_MINIMAX_K3_H
 #define COEFGEN_KL_MINIMAX_K3_H
 #define COEFGEN_KL_MINIMAX_K3_K 3
-#define COEFGEN_KL_MINIMAX_K3_SHA256 "11cef78ca0f0be904d0cf30ca1ce6f287c502978734cf4e717115045aaef8d18"
+#define COEFGEN_KL_MINIMAX_K3_SHA256 "9b40f7bfaf9cf4bf882e9659cc527ee45003dd9d81ba5f3feca0a9d92a2ba893"
 static const double coefgen_kl_minimax_k3[3] = {
   -2.5253649045036894,
   -0.17408189849959624,
@@ -10308,7 +10308,7 @@ static const double coefgen_kl_minimax_k3[3] = {
 #ifndef COEFGEN_KL_MINIMAX_K4_H
 #define COEFGEN_KL_MINIMAX_K4_H
 #define COEFGEN_KL_MINIMAX_K4_K 4
-#define COEFGEN_KL_MINIMAX_K4_SHA256 "992d40a49ed1dadbe09a568995faf6e6e35f660b40462e2f21adbfa71362f178"
+#define COEFGEN_KL_MINIMAX_K4_SHA256 "c03b31d4b57abed3e5fbd52ad5bd05a71c284dc4276b617437d7287ae341bc83"
 static const double coefgen_kl_minimax_k4[4] = {
   -3.1008944059418946,
   -0.1789794926494282,
@@ -10323,7 +10323,7 @@ static const double coefgen_kl_minimax_k4[4] = {
 #ifndef COEFGEN_KL_MINIMAX_K5_H
 #define COEFGEN_KL_MINIMAX_K5_H
 #define COEFGEN_KL_MINIMAX_K5_K 5
-#define COEFGEN_KL_MINIMAX_K5_SHA256 "9234e3b332beed197bafd5615377534a3e0d5bc3cd5c0eaccba0330306a6fc36"
+#define COEFGEN_KL_MINIMAX_K5_SHA256 "408d0024c91815a8269997aa41a44f63a1a7320fca792555ba1bf1a94deb4749"
 static const double coefgen_kl_minimax_k5[5] = {
   -3.5470480415724337,
   -0.05100399872452629,
@@ -10339,7 +10339,7 @@ static const double coefgen_kl_minimax_k5[5] = {
 #ifndef COEFGEN_KL_MINIMAX_K6_H
 #define COEFGEN_KL_MINIMAX_K6_H
 #define COEFGEN_KL_MINIMAX_K6_K 6
-#define COEFGEN_KL_MINIMAX_K6_SHA256 "2f82f4ab4a4221a1a22d5bc219c00aaef65afa43f2f1b4654e039075fa6b0269"
+#define COEFGEN_KL_MINIMAX_K6_SHA256 "3a60b3d51ae2ecbc55a7aa0768268867e510933153c77418bb1b96cd20d74a76"
 static const double coefgen_kl_minimax_k6[6] = {
   -3.911555140450539,
   0.16041475180519296,
@@ -10356,7 +10356,7 @@ static const double coefgen_kl_minimax_k6[6] = {
 #ifndef COEFGEN_KL_MINIMAX_K7_H
 #define COEFGEN_KL_MINIMAX_K7_H
 #define COEFGEN_KL_MINIMAX_K7_K 7
-#define COEFGEN_KL_MINIMAX_K7_SHA256 "5df91ab585e195cd5ed1800cee631da031a4b2034abdfb312fd34dc2289fa2fa"
+#define COEFGEN_KL_MINIMAX_K7_SHA256 "71cef24af939224bca888321cebb631f4bfba72e720400e2abb817de8b223aee"
 static const double coefgen_kl_minimax_k7[7] = {
   -4.219751257680985,
   0.4291738346507403,
@@ -10374,7 +10374,7 @@ static const double coefgen_kl_minimax_k7[7] = {
 #ifndef COEFGEN_KL_MINIMAX_K8_H
 #define COEFGEN_KL_MINIMAX_K8_H
 #define COEFGEN_KL_MINIMAX_K8_K 8
-#define COEFGEN_KL_MINIMAX_K8_SHA256 "009dc529ce5c0c7bf4b7a62e1268ab0475ab808cc38a445dfaa79914bf7c1c5a"
+#define COEFGEN_KL_MINIMAX_K8_SHA256 "eda255aea65bfcc3a625563f98741916da0f02568eed9851e71e477cb1fcb012"
 static const double coefgen_kl_minimax_k8[8] = {
   -4.4867359632138,
   0.7397834202268789,
@@ -10393,7 +10393,7 @@ static const double coefgen_kl_minimax_k8[8] = {
 #ifndef COEFGEN_KL_MINIMAX_K9_H
 #define COEFGEN_KL_MINIMAX_K9_H
 #define COEFGEN_KL_MINIMAX_K9_K 9
-#define COEFGEN_KL_MINIMAX_K9_SHA256 "439aac51ee744a2e20313d439ebb108a57e6f90d48013433d58f42c44a06ba14"
+#define COEFGEN_KL_MINIMAX_K9_SHA256 "d7e36d03f93d5749b54ec6c725e023c5dea2b0a90370db6fc2a9f22ab4605c1e"
 static const double coefgen_kl_minimax_k9[9] = {
   -4.722243928227749,
   1.0822915681243834,
@@ -10413,7 +10413,7 @@ static const double coefgen_kl_minimax_k9[9] = {
 #ifndef COEFGEN_KL_MINIMAX_K10_H
 #define COEFGEN_KL_MINIMAX_K10_H
 #define COEFGEN_KL_MINIMAX_K10_K 10
-#define COEFGEN_KL_MINIMAX_K10_SHA256 "4a4ddf4f385c809e539401f5e77bb3f40019f5bcba28880274c93080555a39a7"
+#define COEFGEN_KL_MINIMAX_K10_SHA256 "1ce109426825de05c2910ebb01ad7a76484f18c385dcc44e16e8ac790715672a"
 static const double coefgen_kl_minimax_k10[10] = {
   -4.932921067572214,
   1.4499226030159245,
@@ -10434,7 +10434,7 @@ static const double coefgen_kl_minimax_k10[10] = {
 #ifndef COEFGEN_KL_MINIMAX_K11_H
 #define COEFGEN_KL_MINIMAX_K11_H
 #define COEFGEN_KL_MINIMAX_K11_K 11
-#define COEFGEN_KL_MINIMAX_K11_SHA256 "8ab98c1f4480bf82377277cd0836dd50b25c295afb7d90b0292850d13099d89d"
+#define COEFGEN_KL_MINIMAX_K11_SHA256 "00bca31d54f890a162d67c3c24948904d99e3108bb6ab1d68939cd85bec9afed"
 static const double coefgen_kl_minimax_k11[11] = {
   -5.123507683975709,
   1.837854276585334,
@@ -10456,7 +10456,7 @@ static const double coefgen_kl_minimax_k11[11] = {
 #ifndef COEFGEN_KL_MINIMAX_K12_H
 #define COEFGEN_KL_MINIMAX_K12_H
 #define COEFGEN_KL_MINIMAX_K12_K 12
-#define COEFGEN_KL_MINIMAX_K12_SHA256 "46ccde6e422f4a2de8d3f098bcbc3ba52d3b711469707709f08dd4337f93797e"
+#define COEFGEN_KL_MINIMAX_K12_SHA256 "a5b2d7ec86a9d540e1917d4feff9e729a8d4ce6cc1422a01c06f9543b9250ad2"
 static const double coefgen_kl_minimax_k12[12] = {
   -5.2975040437095,
   2.2425321754749152,
@@ -10479,7 +10479,7 @@ static const double coefgen_kl_minimax_k12[12] = {
 #ifndef COEFGEN_KL_MINIMAX_K13_H
 #define COEFGEN_KL_MINIMAX_K13_H
 #define COEFGEN_KL_MINIMAX_K13_K 13
-#define COEFGEN_KL_MINIMAX_K13_SHA256 "1d4bb16eeb1de4b3b9bef825489b1653d91f71487f9c1723cb7db14ebec3ca63"
+#define COEFGEN_KL_MINIMAX_K13_SHA256 "b2b9bbe9bd0f36b9e7a2822242ffa2378bdf96df927c1ed04540a0ae19d41aa6"
 static const double coefgen_kl_minimax_k13[13] = {
   -5.457568478313664,
   2.661260825907113,
@@ -10503,7 +10503,7 @@ static const double coefgen_kl_minimax_k13[13] = {
 #ifndef COEFGEN_KL_MINIMAX_K14_H
 #define COEFGEN_KL_MINIMAX_K14_H
 #define COEFGEN_KL_MINIMAX_K14_K 14
-#define COEFGEN_KL_MINIMAX_K14_SHA256 "4293a74ad58d677cd872ec5cda57b857cdcbf5e0b3ff68a40eee6c4d536be699"
+#define COEFGEN_KL_MINIMAX_K14_SHA256 "dae9c6d9f1aaa45acd33a248af4066e863d4e1d7f451994b1ab78e2bb553a889"
 static const double coefgen_kl_minimax_k14[14] = {
   -5.605767499407579,
   3.0919474266280402,
@@ -10528,7 +10528,7 @@ static const double coefgen_kl_minimax_k14[14] = {
 #ifndef COEFGEN_KL_MINIMAX_K15_H
 #define COEFGEN_KL_MINIMAX_K15_H
 #define COEFGEN_KL_MINIMAX_K15_K 15
-#define COEFGEN_KL_MINIMAX_K15_SHA256 "20ac250a05d478b0e84364bf4fe2409c9e7bd57c4245dec4f5534ae2bdab1578"
+#define COEFGEN_KL_MINIMAX_K15_SHA256 "80b05a1d8a07371173d861d8e142749952d03ff2707c64cf52b50b3593574dd1"
 static const double coefgen_kl_minimax_k15[15] = {
   -5.7437394109594075,
   3.5329345628455084,
@@ -10554,7 +10554,7 @@ static const double coefgen_kl_minimax_k15[15] = {
 #ifndef COEFGEN_KL_MINIMAX_K16_H
 #define COEFGEN_KL_MINIMAX_K16_H
 #define COEFGEN_KL_MINIMAX_K16_K 16
-#define COEFGEN_KL_MINIMAX_K16_SHA256 "32fb921dd2245aa0f3fabc2a251e783071646d85db6fab20947f629e86efc509"
+#define COEFGEN_KL_MINIMAX_K16_SHA256 "faa340ecae9efb84ae6a3b78bcdef7f46ec7338b32b5f83de77a822632370d56"
 static const double coefgen_kl_minimax_k16[16] = {
   -5.872805014040729,
   3.9828872190947284,
@@ -10581,7 +10581,7 @@ static const double coefgen_kl_minimax_k16[16] = {
 #ifndef COEFGEN_KL_MINIMAX_K17_H
 #define COEFGEN_KL_MINIMAX_K17_H
 #define COEFGEN_KL_MINIMAX_K17_K 17
-#define COEFGEN_KL_MINIMAX_K17_SHA256 "d0f2153473487105490d86033db2756d4e4c523f8452cb66c9b2fe58f4886c97"
+#define COEFGEN_KL_MINIMAX_K17_SHA256 "f52b49ea898a5961507cf83c891a994ff7ab20454a3e90b4666c980b636d177e"
 static const double coefgen_kl_minimax_k17[17] = {
   -5.99404469557681,
   4.44071422342121,
@@ -10609,7 +10609,7 @@ static const double coefgen_kl_minimax_k17[17] = {
 #ifndef COEFGEN_KL_MINIMAX_K18_H
 #define COEFGEN_KL_MINIMAX_K18_H
 #define COEFGEN_KL_MINIMAX_K18_K 18
-#define COEFGEN_KL_MINIMAX_K18_SHA256 "58fdc3183c915db16b3f9e5e5bcb44c54b7c05b5bd63757619df3d889664637f"
+#define COEFGEN_KL_MINIMAX_K18_SHA256 "251b894d292efa8d83765aae4a1d46647f5e86e8f116c4f22756c82253f5c248"
 static const double coefgen_kl_minimax_k18[18] = {
   -6.108353453030656,
   4.90551225137997,
@@ -10638,7 +10638,7 @@ static const double coefgen_kl_minimax_k18[18] = {
 #ifndef COEFGEN_KL_MINIMAX_K19_H
 #define COEFGEN_KL_MINIMAX_K19_H
 #define COEFGEN_KL_MINIMAX_K19_K 19
-#define COEFGEN_KL_MINIMAX_K19_SHA256 "37d28b98e275dcf1b84f33298b0747367e734c3ddae0fe3bf12274dd6ca92686"
+#define COEFGEN_KL_MINIMAX_K19_SHA256 "c9b745064b98d37eb4a8c704f983c3d7ef916c0356430d0c7f3c9cfa5644fb2b"
 static const double coefgen_kl_minimax_k19[19] = {
   -6.216481024970445,
   5.3765250354826435,
@@ -10668,7 +10668,7 @@ static const double coefgen_kl_minimax_k19[19] = {
 #ifndef COEFGEN_KL_MINIMAX_K20_H
 #define COEFGEN_KL_MINIMAX_K20_H
 #define COEFGEN_KL_MINIMAX_K20_K 20
-#define COEFGEN_KL_MINIMAX_K20_SHA256 "ff48fddf7a3e488e68bd987b34af94f9ea5af0b170ad77a6ee5824d8ff400103"
+#define COEFGEN_KL_MINIMAX_K20_SHA256 "42e768238d477f40682399d0ac171ef7f8b60de9690378d8c026ee782cd80ebb"
 static const double coefgen_kl_minimax_k20[20] = {
   -6.319061718103445,
   5.853113079327849,
@@ -10699,7 +10699,7 @@ static const double coefgen_kl_minimax_k20[20] = {
 #ifndef COEFGEN_KL_MINIMAX_K21_H
 #define COEFGEN_KL_MINIMAX_K21_H
 #define COEFGEN_KL_MINIMAX_K21_K 21
-#define COEFGEN_KL_MINIMAX_K21_SHA256 "be872ad0c2160d0b56d409ca1b0e79bee96b0163b8648421b5920417ff891345"
+#define COEFGEN_KL_MINIMAX_K21_SHA256 "d351fd54be7d5313f5c2da0f36245707d2c3fc48f9a8a5c090ef2e15caf5c6dd"
 static const double coefgen_kl_minimax_k21[21] = {
   -6.416636950920402,
   6.33473078839684,
@@ -10731,7 +10731,7 @@ static const double coefgen_kl_minimax_k21[21] = {
 #ifndef COEFGEN_KL_MINIMAX_K22_H
 #define COEFGEN_KL_MINIMAX_K22_H
 #define COEFGEN_KL_MINIMAX_K22_K 22
-#define COEFGEN_KL_MINIMAX_K22_SHA256 "4498878fe4d58ed6fca1f09cfb5d98b2aeab2b7e6459774d3ec9e921ccc23718"
+#define COEFGEN_KL_MINIMAX_K22_SHA256 "bd44a05d8a522113c7cc4695c8a4dff9dc02ac902cb554da70ea57296684ae82"
 static const double coefgen_kl_minimax_k22[22] = {
   -6.509672549186367,
   6.820908939313718,
@@ -10764,7 +10764,7 @@ static const double coefgen_kl_minimax_k22[22] = {
 #ifndef COEFGEN_KL_MINIMAX_K23_H
 #define COEFGEN_KL_MINIMAX_K23_H
 #define COEFGEN_KL_MINIMAX_K23_K 23
-#define COEFGEN_KL_MINIMAX_K23_SHA256 "5504a0f6450aeaeeb5fe015dd4c95771d9d95a6267f1081987f8874eaa3d3d14"
+#define COEFGEN_KL_MINIMAX_K23_SHA256 "0e675c63f8694c732d15442a7bc18595942a6cc1cd579aba7c92a95c682ced3b"
 static const double coefgen_kl_minimax_k23[23] = {
   -6.598572194416138,
   7.311241058564724,
@@ -10798,7 +10798,7 @@ static const double coefgen_kl_minimax_k23[23] = {
 #ifndef COEFGEN_KL_MINIMAX_K24_H
 #define COEFGEN_KL_MINIMAX_K24_H
 #define COEFGEN_KL_MINIMAX_K24_K 24
-#define COEFGEN_KL_MINIMAX_K24_SHA256 "c7eec1b40056fbd76c901f844542c99c589aa4d2dc804f6ed0ba4c9b93d09d2f"
+#define COEFGEN_KL_MINIMAX_K24_SHA256 "7eab6d2f5d01e4a499b45043fc088cf540afa8c9b1e7660129a99753ebc4c38a"
 static const double coefgen_kl_minimax_k24[24] = {
   -6.683688008576208,
   7.805372708959507,

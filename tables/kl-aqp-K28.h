@@ -5,7 +5,7 @@
 #ifndef COEFGEN_KL_AQP_K28_H
 #define COEFGEN_KL_AQP_K28_H
 #define COEFGEN_KL_AQP_K28_K 28
-#define COEFGEN_KL_AQP_K28_SHA256 "67cf6c92bcdb3f8b968e4f0a6dbcb0e710369aad6a25b9fc5d40ee18fd56ddf9"
+#define COEFGEN_KL_AQP_K28_SHA256 "db4af83dd6e5c99f3bfc9ed67a8946d980ffe3722cbdf2dc15468aa9021b19a6"
 static const double coefgen_kl_aqp_k28[28] = {
   -4.737694120747619,
   -2.6774342825083295,

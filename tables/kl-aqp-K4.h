@@ -5,7 +5,7 @@
 #ifndef COEFGEN_KL_AQP_K4_H
 #define COEFGEN_KL_AQP_K4_H
 #define COEFGEN_KL_AQP_K4_K 4
-#define COEFGEN_KL_AQP_K4_SHA256 "612fde840fac6a028ed4ca66a058b1ec69ae3d9b9cdaada427a9095d284cf006"
+#define COEFGEN_KL_AQP_K4_SHA256 "3121f60e06cca61f6ef90018a08af03b8ea63e7efe08ede3b4fca5b03612e7e4"
 static const double coefgen_kl_aqp_k4[4] = {
   -1.824169340543449,
   -0.7782852994278073,

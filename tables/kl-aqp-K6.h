@@ -5,7 +5,7 @@
 #ifndef COEFGEN_KL_AQP_K6_H
 #define COEFGEN_KL_AQP_K6_H
 #define COEFGEN_KL_AQP_K6_K 6
-#define COEFGEN_KL_AQP_K6_SHA256 "b9b430d928f3cae7efa56cd089fc71413520e846a0e27efa597aef915b68ebee"
+#define COEFGEN_KL_AQP_K6_SHA256 "c7800d51ba4eefeb2aad38f7003d09c7d966abc67e1e35887a04b55e21ff6196"
 static const double coefgen_kl_aqp_k6[6] = {
   -2.130175642669201,
   -1.140253176447004,

@@ -39,3 +39,15 @@ def test_stated_bounds_bracket_the_certificate_and_verify(name, K, est):
 def test_minimax_refused_where_float64_breaks_the_guarantee():
     with pytest.raises(CheckError, match="use --estimator aqp"):
         compile_table("kl", 30, "minimax")
+
+
+def test_verify_holds_a_file_to_its_stated_tolerance():
+    from coefgen.payload import seal
+    from coefgen.verify import verify_payload
+
+    payload = compile_table("kl", 6, "digamma")
+    assert payload["bound_rel_tol"] == 1e-6 and verify_payload(payload, "t") == []
+    loose = dict(payload, bias_bound=repr(float(payload["bias_bound"]) * 1.01))
+    assert any("exceeds the certified upper bound" in line for line in verify_payload(seal(loose), "t"))
+    assert verify_payload(seal(dict(loose, bound_rel_tol=0.02)), "t") == []
+    assert "bound_rel_tol must be" in verify_payload(seal(dict(loose, bound_rel_tol="x")), "t")[0]
