@@ -49,22 +49,6 @@ def main(ctx, debug):
     ctx.obj["debug"] = debug
 
 
-def _parse_tau(value):
-    try:
-        return float(value)
-    except ValueError:
-        raise InputError(f"--tau must be a number >= 1, got {value!r}") from None
-
-
-def _parse_max_mse(value):
-    if value is None or value == "plugin":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise InputError(f"--max-mse must be a positive number or 'plugin', got {value!r}") from None
-
-
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
 @click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 16384 (2048 where no exact table exists).")
@@ -82,8 +66,7 @@ def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
 
     params = {}
     if estimator == "aqp":
-        params = {"tau": _parse_tau(tau) if tau is not None else None, "objective": objective,
-                  "max_mse": _parse_max_mse(max_mse)}
+        params = {"tau": tau, "objective": objective, "max_mse": max_mse}  # validated by precheck
     elif tau is not None or objective is not None or max_mse is not None:
         raise InputError(f"--tau/--objective/--max-mse apply to --estimator aqp only, not {estimator}")
     if output == "-" and fmt == "npz":

@@ -70,28 +70,13 @@ def completion_text(completion) -> str:
 def _rewards(table: RewardTable, answers: Sequence, group_ids, invalid_reward) -> np.ndarray:
     """t[c_i] with None answers as singletons (or ``invalid_reward``); groups must have K samples."""
     answers = list(answers)
-    n = len(answers)
-    invalid = np.array([a is None for a in answers], dtype=bool)
-    if n == 0:
+    if not answers:
         return np.zeros(0)
-    gids = np.zeros(n, dtype=np.int64) if group_ids is None else _factorize(group_ids)
-    counts, sizes = _counts_sizes(_answer_codes(answers), gids)
-    bad = sizes != table.K
-    if np.any(bad):
-        raise ValueError(f"a group has {int(sizes[bad][0])} samples but the table is for K = {table.K}; "
-                         "every group must hold exactly K samples (in multi-process training, gather the "
-                         "groups first)")
-    out = table.rewards(counts).astype(np.float64)
+    invalid = np.array([a is None for a in answers], dtype=bool)
+    out = table.rewards_for(_answer_codes(answers), group_ids).astype(np.float64)
     if invalid_reward is not None:
         out[invalid] = float(invalid_reward)
     return out
-
-
-def _factorize(items) -> np.ndarray:
-    """Integer codes, equal items <-> equal codes (any hashables, numpy scalars included)."""
-    index: dict = {}
-    return np.fromiter((index.setdefault(_hashable(x), len(index)) for x in items), dtype=np.int64,
-                       count=len(items))
 
 
 def _hashable(x):
@@ -106,12 +91,6 @@ def _answer_codes(answers) -> np.ndarray:
         # a fresh object() equals nothing else: each None is a singleton answer
         out[i] = index.setdefault(object() if a is None else _hashable(a), len(index))
     return out
-
-
-def _counts_sizes(codes, group_ids):
-    from .runtime import _counts_and_sizes
-
-    return _counts_and_sizes(codes, group_ids)
 
 
 def group_rewards(table_or_path, answers: Sequence[Hashable | None], group_size: int | None = None,
@@ -258,7 +237,7 @@ class VerlRewardManager:
 
 
 def _counts_for(answers, data):
-    uids = _factorize(list(np.asarray(data.non_tensor_batch["uid"]).tolist()))
+    uids = np.asarray(data.non_tensor_batch["uid"]).tolist()
     return answer_counts(_answer_codes(answers), uids).tolist()
 
 

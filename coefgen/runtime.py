@@ -67,7 +67,8 @@ class RewardTable:
         """Rewards for a batch of answers; groups by ``group_ids`` (or one group), each of size K."""
         counts, sizes = _counts_and_sizes(answers, group_ids)
         if sizes.size and np.any(sizes != self.K):
-            raise ValueError(f"a group has {int(sizes[sizes != self.K][0])} samples but the table is for K = {self.K}")
+            raise ValueError(f"a group has {int(sizes[sizes != self.K][0])} samples but the table is for K = {self.K}; "
+                             "every group must hold exactly K samples (in multi-process training, gather the groups first)")
         return self.rewards(counts)
 
 

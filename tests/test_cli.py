@@ -28,6 +28,8 @@ BAD = [
     (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "supported up to K = 2048"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "digamma"], "kl only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "abc"], "tau must be a number >= 1"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "-1"], "max_mse must be positive"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz"], "binary"),
     (["solve", "-d", "euclidean", "--K", "x", "-e", "exact"], "not a valid integer"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "best"], "best"),
