@@ -81,7 +81,7 @@ def check_reference(probs, rewards) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"reward {i} (0-based) is {r[i]}: rewards must be finite numbers")
     total = math.fsum(p.tolist())
     if not abs(total - 1.0) <= SUM_TOL:
-        raise InputError(f"probabilities sum to {total!r}, not 1 within {SUM_TOL:g}")
+        raise InputError(f"probabilities sum to {total:.15g}, not 1 within {SUM_TOL:g}")
     return p, r
 
 
@@ -140,22 +140,27 @@ def _parse_float(text: str, what: str, spec: str) -> float:
 def parse_n(text: str) -> list[int]:
     """n values from ``7``, ``1..64`` (every integer) or ``1,2,4,8``; InputError if outside 1..MAX_N."""
     text = str(text).strip()
-    try:
-        if ".." in text:
-            a, b = text.split("..", 1)
-            lo, hi = int(a), int(b)
-            if lo > hi:
-                raise InputError(f"--n {text}: empty range ({lo} > {hi})")
-            _check_n(lo, text)
-            _check_n(hi, text)
-            if hi - lo + 1 > MAX_SWEEP_VALUES:
-                raise InputError(f"--n {text}: {hi - lo + 1} values, above the cap MAX_SWEEP_VALUES = {MAX_SWEEP_VALUES}")
-            return list(range(lo, hi + 1))
-        ns = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise InputError(f"--n must be an integer, a range A..B or a list A,B,C; got {text!r}") from None
-    if len(ns) > MAX_SWEEP_VALUES:
-        raise InputError(f"--n: {len(ns)} values, above the cap MAX_SWEEP_VALUES = {MAX_SWEEP_VALUES}")
+
+    def as_int(x: str) -> int:
+        try:
+            return int(x)
+        except ValueError:
+            raise InputError(f"--n must be an integer, a range A..B or a list A,B,C; got {text!r}") from None
+
+    if ".." in text:
+        a, b = text.split("..", 1)
+        lo, hi = as_int(a), as_int(b)
+        if lo > hi:
+            raise InputError(f"--n {text}: empty range ({lo} > {hi})")
+        _check_n(lo, text)
+        _check_n(hi, text)
+        if hi - lo + 1 > MAX_SWEEP_VALUES:
+            raise InputError(f"--n {text}: {hi - lo + 1} values, above the cap MAX_SWEEP_VALUES = {MAX_SWEEP_VALUES}")
+        return list(range(lo, hi + 1))
+    parts = text.split(",")
+    if len(parts) > MAX_SWEEP_VALUES:
+        raise InputError(f"--n: {len(parts)} values, above the cap MAX_SWEEP_VALUES = {MAX_SWEEP_VALUES}")
+    ns = [as_int(x) for x in parts]
     for n in ns:
         _check_n(n, text)
     return ns
