@@ -18,6 +18,7 @@ RUNS = [
     ("aqp", ["1024", "--tau", "100"]),
     ("build", []),
     ("bon", []),
+    ("bon_quantile", []),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -494,3 +494,27 @@ def rank_plugin_table(k: int) -> np.ndarray:
     rank = #{j : r(y′_j) ≤ r(y)}. This is coefgen's kl ``plugin`` table at K = k + 1."""
     c = np.arange(1, k + 2)
     return np.log(c / (k + 1))
+
+
+def vbon_equilibrium_kl(values, n: int, N: int = 10_000) -> float:
+    """KL(π_T ‖ π_log): how far the optimum of vBoN's objective moves when log F is replaced by
+    a table's mean T(F) (T(p) = E[t_c], c − 1 ~ Bin(K − 1, p)).
+
+    vBoN maximises E_π[(n − 1)·R(y)] − KL(π‖π_ref) with R = log F(y); its optimum is
+    π_R ∝ π_ref·exp((n − 1) R). The k reference samples are drawn afresh, independently of the
+    policy, so a table reward t_c is an unbiased estimate of T(F(y)) and training converges
+    (in expectation, for a fully expressive policy) to π_T ∝ π_ref·exp((n − 1) T(F)) instead of
+    π_log ∝ π_ref·F^(n−1). Evaluated on the reference uniform:N (F_j = j/N, j = 1..N), a
+    discretisation of a continuous reward; a constant offset in T changes nothing."""
+    t = np.asarray(values, dtype=np.float64)
+    F = np.arange(1, N + 1, dtype=np.float64) / N
+    a = (n - 1) * expected_estimate(t, F)
+    b = (n - 1) * np.log(F)
+    la = a - _logsumexp(a)
+    lb = b - _logsumexp(b)
+    return float(np.sum(np.exp(la) * (la - lb)))
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    m = float(np.max(x))
+    return m + math.log(math.fsum(np.exp(x - m).tolist()))

@@ -264,6 +264,30 @@ def test_rank_plugin_is_coefgens_plugin_table():
     assert np.allclose(bon.clamped_plugin_table(4), np.log([1 / 4, 1 / 4, 2 / 4, 3 / 4, 1.0]))
 
 
+def test_expected_estimate_is_the_binomial_sum():
+    from math import comb
+
+    t = np.array([-3.0, -1.5, -0.7, -0.2, 0.0])
+    k = t.size - 1
+    for p in [0.0, 0.13, 0.5, 0.97, 1.0]:
+        direct = sum(t[j] * comb(k, j) * p**j * (1 - p) ** (k - j) for j in range(k + 1))
+        assert float(bon.expected_estimate(t, p)[0]) == pytest.approx(direct, rel=1e-13, abs=1e-15)
+
+
+def test_vbon_equilibrium_kl_against_a_direct_sum():
+    """KL(pi_T || pi_log) on uniform:N, from the definition, in plain Python; offsets cancel."""
+    k, n, N = 5, 4, 300
+    t = bon.rank_plugin_table(k)
+    T = [float(bon.expected_estimate(t, j / N)[0]) for j in range(1, N + 1)]
+    wa = [math.exp((n - 1) * x) for x in T]
+    wb = [(j / N) ** (n - 1) for j in range(1, N + 1)]
+    za, zb = sum(wa), sum(wb)
+    direct = sum(a / za * math.log((a / za) / (b / zb)) for a, b in zip(wa, wb))
+    assert bon.vbon_equilibrium_kl(t, n, N) == pytest.approx(direct, rel=1e-10)
+    assert bon.vbon_equilibrium_kl(t + 3.7, n, N) == pytest.approx(direct, rel=1e-10)
+    assert bon.vbon_equilibrium_kl(t, 1, N) == pytest.approx(0.0, abs=1e-15)  # n = 1: both are pi_ref
+
+
 # ------------------------------------------------------------------ CLI
 
 def _run(*args):
