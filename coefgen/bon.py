@@ -51,8 +51,9 @@ SUM_TOL = 1e-9  # |Σ probs − 1|
 __all__ = [
     "BonReference", "prepare_reference", "check_reference", "reference_family", "parse_n",
     "kl_bound", "win_rate_bound", "kl_estimator", "bon_class_log_probs", "bon_probs",
-    "bon_sweep", "bon_probs_mp", "bon_quantile_counts", "bon_quantile_rewards",
-    "expected_estimate", "MAX_OUTCOMES", "MAX_N", "MAX_SWEEP_WORK",
+    "bon_sweep", "bon_per_output", "bon_probs_mp", "bon_quantile_counts", "bon_quantile_rewards",
+    "expected_estimate", "clamped_plugin_table", "rank_plugin_table", "vbon_equilibrium_kl",
+    "MAX_OUTCOMES", "MAX_N", "MAX_SWEEP_VALUES", "MAX_SWEEP_WORK",
 ]
 
 

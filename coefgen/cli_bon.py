@@ -195,10 +195,6 @@ def run(reference: str, n_text: str, json_path: str | None, png_path: str | None
         raise InputError(f"--per-output needs one n, got {len(ns)} values of n")
     probs, rewards, source = read_reference(reference)
     ref = bon.prepare_reference(probs, rewards)
-    work = len(ns) * ref.n_outputs
-    if work > bon.MAX_SWEEP_WORK:
-        raise InputError(f"sweep of {len(ns)} values of n over {ref.n_outputs} outcomes is {work} cells, "
-                         f"above the cap MAX_SWEEP_WORK = {bon.MAX_SWEEP_WORK}")
     doc = sweep_document(ref, ns, describe_reference(ref, probs, source), per_output)
     written = []
     payload = (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")

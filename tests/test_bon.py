@@ -258,6 +258,14 @@ def test_quantile_reward_mean_is_log_p_within_the_certified_bias(estimator):
     assert abs(vals.mean() - exact) <= 5 * vals.std() / math.sqrt(B)
 
 
+def test_quantile_rewards_torch_in_torch_out():
+    torch = pytest.importorskip("torch")
+    table = _table(5, "plugin")
+    refs = torch.tensor([[0.1, 0.5, 0.5, 0.9]])
+    out = bon.bon_quantile_rewards(table, torch.tensor([0.5]), refs)
+    assert isinstance(out, torch.Tensor) and out.tolist() == [float(table.values[2])]
+
+
 def test_rank_plugin_is_coefgens_plugin_table():
     for k in [1, 4, 16]:
         assert np.allclose(bon.rank_plugin_table(k), _table(k + 1, "plugin").values, rtol=1e-15, atol=0)
