@@ -258,12 +258,17 @@ def kl_estimator(eps, n):
     eps = np.asarray(eps, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        l1 = np.log1p(-eps)
+        return _kl_estimator_from_logs(np.log1p(-eps), np.log(eps), n)
+
+
+def _kl_estimator_from_logs(l1, log_eps, n):
+    """KL̂ from l1 = log1p(−ε) and log ε (precomputed once per output in a sweep)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
         nl = n * l1
         A = np.exp(nl)
         B = -np.expm1(nl)
         first = np.where(A > 0, A * (np.log(n) + (n - 1) * l1 - (n - 1) / n), 0.0)
-        second = np.where(B > 0, B * (np.log(B) - np.log(eps)), 0.0)
+        second = np.where(B > 0, B * (np.log(B) - log_eps), 0.0)
     return first + second
 
 
@@ -303,7 +308,9 @@ def _sweep_block(ref: BonReference, ns: np.ndarray) -> dict:
         kl = np.where(P > 0, P * (L - log_q[None, :]), 0.0).sum(axis=1)
     win = P @ (sub.F_lt + 0.5 * sub.q)
     # E_{π_n}[KL̂(ε_y)] = Σ_C π_n(C)/q_C · Σ_{y∈C} ε_y KL̂_n(ε_y)
-    inner = kl_estimator(sub.eps[None, :], ns[:, None]) * sub.eps[None, :]  # (n, outputs)
+    with np.errstate(divide="ignore"):
+        l1, log_eps = np.log1p(-sub.eps), np.log(sub.eps)
+    inner = _kl_estimator_from_logs(l1[None, :], log_eps[None, :], ns[:, None]) * sub.eps[None, :]  # (n, outputs)
     if sub.n_outputs == sub.n_classes:
         per_class = inner
     else:  # outputs are ordered by class: sum each class's contiguous columns
