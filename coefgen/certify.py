@@ -629,12 +629,17 @@ def check_claims(payload: dict, reward, *, rel_tol: float = 1e-6) -> list[str]:
     for field, attr in fields:
         if field not in payload:
             continue
+        br = getattr(cert, attr)
+        if str(payload[field]).strip() == "inf":
+            # an infinite sup is a proven claim only where certify proves it (alpha:a, a < 1/2)
+            if not math.isinf(br.upper):
+                failures.append(f"{field} = inf but the certified sup is finite: sup ∈ [{br.lower!r}, {br.upper!r}]")
+            continue
         try:
             stated = _as_fraction(payload[field])
         except (ValueError, ZeroDivisionError):
             failures.append(f"{field}: {payload[field]!r} is not a decimal number")
             continue
-        br = getattr(cert, attr)
         up = Fraction(br.upper) if math.isfinite(br.upper) else None
         if up is None:
             failures.append(f"{field} = {payload[field]} but the certified sup is infinite")

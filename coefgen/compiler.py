@@ -153,6 +153,10 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None):
         from .solvers.baselines import require_kl
 
         require_kl(reward)
+    if estimator == "aqp":
+        from .solvers.aqp_params import check_aqp_reward
+
+        check_aqp_reward(reward, full)
     return reward, K, full
 
 
