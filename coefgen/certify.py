@@ -822,6 +822,14 @@ def check_claims(payload: dict, reward, *, rel_tol: float = 1e-6) -> list[str]:
                 f"{field} = {payload[field]} exceeds the certified upper bound {br.upper!r} "
                 f"by more than rel_tol = {rel_tol:g}"
             )
+        # the file's own tolerance: the stated bound within rel_tol of the certified lower end
+        # (the value at the certified witness, ≤ the true sup), whatever certify's upper is
+        if stated > 0 and (stated - Fraction(br.lower)) > stated * Fraction(rel_tol):
+            gap = float((stated - Fraction(br.lower)) / stated)
+            failures.append(
+                f"{field} = {payload[field]} is not within the file's bound_rel_tol = {rel_tol:g} of the "
+                f"certified lower end {br.lower!r} of the sup (witness p = {br.witness!r}): relative gap {gap:.3g}"
+            )
     if "bias_lower" in payload:
         try:
             lo = _as_fraction(payload["bias_lower"])
