@@ -587,8 +587,11 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
         a *= 2.0**-4
     nz = _near_zero(a, tmax, trange, reward, dmax)
     if isinstance(reward, Alpha) and Fraction(1, 2) <= reward.a < 1 and delta_f is None:
-        if _half_alpha(reward):  # shrink a until sup_[0,a] m is proven to be the limit 4
-            while a > _A_FLOOR and _alpha_mse_near_zero(t, reward, a) > 4.0:
+        if _half_alpha(reward):
+            # m = 4 + 4(t_1 − 2)√p + O(p). t_1 < 2: shrink a until sup_[0,a] m is proven to be the
+            # limit 4; t_1 ≥ 2: until the near-0 bound is within the gap of the estimated sup
+            goal = 4.0 if t[0] < 2.0 else max(4.0, float(est[2])) * (1 + 0.25 * rel_gap)
+            while a > _A_FLOOR and _alpha_mse_near_zero(t, reward, a) > goal:
                 a *= 2.0**-4
             nz = _near_zero(a, tmax, trange, reward, dmax)
         nz[2] = min(nz[2], _alpha_mse_near_zero(t, reward, a))
