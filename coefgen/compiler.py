@@ -224,9 +224,9 @@ MAX_REL_TOL = 1e-3  # a file whose brackets are looser than this is not written
 def bracket_rel_gaps(payload: dict) -> dict:
     """Relative gap (bound − lower)/bound of every stated bracket (bound "inf" = a proven infinite
     sup: exact, gap 0), as Fractions keyed by the bound's field name."""
-    pairs = [("bias_bound", "bias_lower"), ("variance_bound", "variance_lower"), ("mse_bound", "mse_lower")]
+    names = [("bias_bound", "bias_lower"), ("variance_bound", "variance_lower"), ("mse_bound", "mse_lower")]
     out = {}
-    pairs = [(hi, payload.get(hi), payload.get(lo)) for hi, lo in pairs]
+    pairs = [(hi, payload.get(hi), payload.get(lo)) for hi, lo in names]
     lev = payload.get("minimax_level_bracket")
     if isinstance(lev, (list, tuple)) and len(lev) == 2:
         pairs.append(("minimax_level_bracket", lev[1], lev[0]))
