@@ -77,7 +77,7 @@ def check_aqp_reward(reward, params: dict) -> None:
     max_mse budget are void. a = 1/2: m(p) = 4 + 4(t_1 − 2)√p + O(p), so sup m ≥ 4 for every
     table and = 4 for every table whose m stays ≤ 4 on (0, 1]: the worst-case objective is
     flat over that whole set and its optimum is not unique (refused; a max_mse budget V > 4
-    is a proper problem and is kept). ∫₀¹ m dp is finite for every a > 0 (p^(2a−1) is
+    is a proper problem and is kept: least bias among the tables with sup m ≤ V). ∫₀¹ m dp is finite for every a > 0 (p^(2a−1) is
     integrable): objective 'mean' is always available."""
     from fractions import Fraction
 
@@ -98,5 +98,5 @@ def check_aqp_reward(reward, params: dict) -> None:
         raise InputError(
             f"aqp {reward.name}: objective 'worst' is degenerate: every table has sup_p m(p) >= lim_(p->0) m(p) = 4, "
             f"with equality for every table whose m stays <= 4, so the optimum is not unique; use --objective mean "
-            f"(or --max-mse V with V > 4)"
+            f"(or --max-mse V with V >= 4, e.g. plugin)"
         )
