@@ -76,9 +76,10 @@ def check_aqp_reward(reward, params: dict) -> None:
     for EVERY table. a < 1/2: sup m = ∞ for every table, so the worst-case objective and a
     max_mse budget are void. a = 1/2: m(p) = 4 + 4(t_1 − 2)√p + O(p), so sup m ≥ 4 for every
     table and = 4 for every table whose m stays ≤ 4 on (0, 1]: the worst-case objective is
-    flat over that whole set and its optimum is not unique (refused; a max_mse budget V > 4
-    is a proper problem and is kept: least bias among the tables with sup m ≤ V). ∫₀¹ m dp is finite for every a > 0 (p^(2a−1) is
-    integrable): objective 'mean' is always available."""
+    flat over that whole set and its optimum is not unique (refused; a max_mse budget V ≥ 4
+    is a proper problem and is kept: least bias among the tables with sup m ≤ V).
+    ∫₀¹ m dp is finite for every a > 0 (p^(2a−1) is integrable): objective 'mean' is always
+    available."""
     from fractions import Fraction
 
     a = getattr(reward, "a", None)
