@@ -118,3 +118,23 @@ def test_kl_minimax_K24_states_the_default_tolerance_and_verifies():
     b, lo = Fraction(payload["bias_bound"]), Fraction(payload["bias_lower"])
     assert (b - lo) / b <= Fraction(1, 10**6)  # was 3.2e-4
     assert verify_payload(payload, "t") == []
+
+
+def test_cli_verify_exits_1_naming_the_loose_field(tmp_path):
+    """Tamper matrix (issue 13.3): a re-sealed file whose bracket is wider than its bound_rel_tol."""
+    import subprocess
+    import sys
+
+    from coefgen.payload import seal
+    from coefgen.writers import json_bytes
+
+    payload = compile_table("kl", 6, "plugin")
+    wide = seal(dict(payload, bias_bound=repr(float(payload["bias_bound"]) * (1 + 5e-6))))
+    path = tmp_path / "t.json"
+    path.write_bytes(json_bytes(wide))
+    r = subprocess.run([sys.executable, "-m", "coefgen.cli", "verify", str(path)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "bias_bound" in r.stdout + r.stderr and "bound_rel_tol" in r.stdout + r.stderr
+    path.write_bytes(json_bytes(seal(dict(wide, bound_rel_tol=1e-5))))  # stated honestly: accepted
+    r = subprocess.run([sys.executable, "-m", "coefgen.cli", "verify", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
