@@ -51,10 +51,23 @@ Method
    f, f' at midpoints have per-reward error bounds (kl, alpha, poly); f'' at a midpoint
    is only used as the centring constant c above, with a 1e-9 relative margin.
 
-Reaches rel_gap ≤ 1e-6 (default) for plugin/digamma/exact tables up to K = 1024; tables
-with huge alternating entries reach it too as long as the float error floor
-(~K·u·Σ|t_c|B_c relative to the sup) is below the requested gap.
-alpha:a with a < 1/2 has sup m = ∞ (p·r² → ∞ at 0): its mse bracket has upper = inf.
+5. Huge entries (max|t| > 1e6·sup|b|, K ≤ 256: minimax tables from K ≈ 20).  The float64
+   error floor (~K·u·Σ|t_c|B_c) and the alternating Bernstein majorants of b'' make the
+   float engine useless for sup|b| there (kl minimax K = 24: gap 3.2e-4).  sup|b| is then
+   bounded in ball arithmetic (python-flint arb): P = p·T has exact rational monomial
+   coefficients (the float64 entries are dyadic rationals); on each cell the Taylor
+   coefficients c_k of P at the midpoint m give
+   |b(m+s)| ≤ |c_0 − f(m)| + |c_1 − f'(m)|h + |c_2 − f''(m)/2|h² + Σ_{k≥3}|c_k|h^k + F3·h³/6
+   (_bias_ball).  The same path is the fallback whenever the float bias bracket misses rel_gap.
+6. alpha:a, 1/2 ≤ a < 1, near 0 (_alpha_mse_near_zero): m = p^(2a−1)/(1−a)² + (2/(1−a))p^a·U1
+   + p·U2 with U1 = Σ B_c (t_c − 1/(1−a)) → t_1 − 1/(1−a), so lim_{p→0} m(p) = 4 at a = 1/2
+   for every table and sup_[0,a0] m ≤ 4 exactly once U1 < 0 dominates; the lower end is the
+   value at a witness p = 2^-70 (4 − O(2^-35)).
+
+Reaches rel_gap ≤ 1e-6 (default) for plugin/digamma/exact tables up to K = 1024 and for
+minimax tables as long as they pass the compiler's 1.01·E*_K test (K ≲ 50 for kl).
+alpha:a with a < 1/2 has sup m = ∞ (p·r² ~ p^(2a−1) → ∞ at 0 for every table): its mse
+bracket has upper = inf (a proven claim, stated as "inf").
 """
 
 from __future__ import annotations
@@ -78,6 +91,8 @@ _MARGIN = 1.0 + 1e-12
 _CHUNK_ELEMS = 1 << 19  # basis-matrix elements per chunk
 _MAX_ROUNDS = 120
 _MAX_CELLS = 400_000
+_BALL_RATIO = 1e6  # max|t| / sup|b| above which sup|b| is bounded in ball arithmetic
+_BALL_MAX_K = 256
 _A_FLOOR = 1e-100  # smallest a: keeps f2, f3 (derivatives) finite in float64 for admissible rewards
 
 
@@ -482,6 +497,41 @@ def _near_zero(a, tmax, trange, reward, delta_max):
     return np.array([nb, nv, sm * sm]) * (1 + 1e-10)
 
 
+def _half_alpha(reward) -> bool:
+    """alpha:1/2: lim_{p→0} m(p) = 4 for every table (see _alpha_mse_near_zero)."""
+    return isinstance(reward, Alpha) and 2 * reward.a == 1
+
+
+def _alpha_mse_near_zero(t, reward, a0: float) -> float:
+    """Proven bound of sup_{0<p≤a0} m(p) for alpha:a with 1/2 ≤ a < 1 (exact limit analysis at 0).
+
+    With k = 1 − a, r = (1 − p^(a−1))/k, u_c = t_c − 1/k, U1 = Σ B_c u_c, U2 = Σ B_c u_c²:
+
+        m(p) = p·Σ B_c (u_c + p^(a−1)/k)² = p^(2a−1)/k² + (2/k)·p^a·U1(p) + p·U2(p),
+
+    U1 ≤ u_1 + (1 − B_1)·D ≤ u_1 + (K−1)p·D (D = max|u_c − u_1|), U2 ≤ W = max u_c². If
+    c = u_1 + (K−1)a0·D < 0, then W·p − (2|c|/k)·p^a ≤ 0 for p^(1−a) ≤ 2|c|/(kW), so on [0, a0]
+    m ≤ a0^(2a−1)/k² — exactly 4 = lim_{p→0} m(p) at a = 1/2: the sup is then the limit."""
+    a = reward.a
+    k = float(1 - a)
+    al = float(a)
+    K = len(t)
+    u = np.asarray(t, dtype=float) - 1.0 / k
+    u1 = float(u[0])
+    D = float(np.max(np.abs(u - u1))) * (1 + 1e-12)
+    W = float(np.max(u * u)) * (1 + 1e-12)
+    slop = 1e-12 * (abs(u1) + (K - 1) * a0 * D + 1.0 / k + 1.0)  # float rounding of u, c
+    c = u1 + (K - 1) * a0 * D + slop
+    half = 2 * a == 1
+    g = 1.0 / (k * k) if half else a0 ** (2 * al - 1) / (k * k) * (1 + 1e-10)  # 1/k² = 4 exactly at a = 1/2
+    if c < 0:
+        c1 = -2.0 * c / k
+        if W == 0 or a0 ** (1 - al) * W * (1 + 1e-10) <= c1 * (1 - 1e-10):
+            return g
+        return (g + W * a0) * (1 + 1e-10)
+    return (g + 2.0 * a0**al * c / k + a0 * W) * (1 + 1e-10)
+
+
 def _coarse_estimates(t, reward, delta_f):
     from .bernstein import count_pmf
 
@@ -536,6 +586,15 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
             break
         a *= 2.0**-4
     nz = _near_zero(a, tmax, trange, reward, dmax)
+    if isinstance(reward, Alpha) and Fraction(1, 2) <= reward.a < 1 and delta_f is None:
+        if _half_alpha(reward):
+            # m = 4 + 4(t_1 − 2)√p + O(p). t_1 < 2: shrink a until sup_[0,a] m is proven to be the
+            # limit 4; t_1 ≥ 2: until the near-0 bound is within the gap of the estimated sup
+            goal = 4.0 if t[0] < 2.0 else max(4.0, float(est[2])) * (1 + 0.25 * rel_gap)
+            while a > _A_FLOOR and _alpha_mse_near_zero(t, reward, a) > goal:
+                a *= 2.0**-4
+            nz = _near_zero(a, tmax, trange, reward, dmax)
+        nz[2] = min(nz[2], _alpha_mse_near_zero(t, reward, a))
     nz = np.where(skip, 0.0, nz)
 
     # initial cells
@@ -547,8 +606,18 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
     p0 = np.concatenate([pts[:-1], [1.0]])
     p1 = np.concatenate([pts[1:], [1.0]])
 
+    # entries far above the bias (minimax tables, K ≳ 22): the float64 engine cannot resolve
+    # sup|b| (error floor ~ K·u·max|t|, alternating Bernstein majorants); go straight to balls
+    ball_bias = (not skip[0] and delta_exact is None and isinstance(reward, (KL, Alpha, Poly))
+                 and K <= _BALL_MAX_K and tmax > _BALL_RATIO * est[0])
+    skip_loop = skip | np.array([ball_bias, False, False])
     best = np.zeros(3)
     wit = np.array([1.0, 1.0, 1.0])
+    if _half_alpha(reward) and not skip[2]:
+        # sup m ≥ lim_{p→0} m(p) = 4: a witness close to 0 brings the lower end to 4(1 − O(2^-35))
+        w0 = min(2.0**-70, a / 2)
+        best[2] = _mp_values(t, reward, delta_exact, w0)[2]
+        wit[2] = w0
     upper = nz.copy()
     total = 0
     for _round in range(_MAX_ROUNDS):
@@ -569,18 +638,30 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
                     wit[g] = mm[k]
         total += len(p0)
         target = best * (1 + 0.5 * rel_gap)
-        ok = np.all((bnds <= target[:, None]) | skip[:, None], axis=0)
+        ok = np.all((bnds <= target[:, None]) | skip_loop[:, None], axis=0)
         tiny = (p1 - p0) <= 8 * U * p1
         done = ok | tiny
         if done.any():
-            upper = np.maximum(upper, np.where(skip, 0.0, bnds[:, done].max(axis=1)))
+            upper = np.maximum(upper, np.where(skip_loop, 0.0, bnds[:, done].max(axis=1)))
         p0, p1, mids = p0[~done], p1[~done], mids[~done]
         if total + 2 * len(p0) > _MAX_CELLS or _round == _MAX_ROUNDS - 1:
             if len(p0):
-                upper = np.maximum(upper, np.where(skip, 0.0, bnds[:, ~done].max(axis=1)))
+                upper = np.maximum(upper, np.where(skip_loop, 0.0, bnds[:, ~done].max(axis=1)))
             p0 = p0[:0]
             break
         p0, p1 = np.concatenate([p0, mids]), np.concatenate([mids, p1])
+
+    if ball_bias or (not skip[0] and delta_exact is None and best[0] > 0
+                     and float(upper[0]) > best[0] * (1 + rel_gap) and isinstance(reward, (KL, Alpha, Poly))):
+        # float64 error floor / Bernstein majorants too coarse (huge alternating entries):
+        # sup|b| on [a, 1] in ball arithmetic; both uppers are proven, keep the smaller
+        # seed with the TRUE value at the float witness: float midpoint values of such tables are
+        # noisy, and an overestimated seed would stop the ball bisection too early
+        seed = _mp_values(t, reward, None, float(wit[0]))[0]
+        up_b, best_b, wit_b = _bias_ball(t, reward, a, rel_gap, float(est[0]), seed, float(wit[0]))
+        best[0], wit[0] = best_b, wit_b
+        up_b = max(float(nz[0]), up_b)
+        upper[0] = up_b if ball_bias else min(float(upper[0]), up_b)
 
     brackets = []
     mp_cache = {}
@@ -597,6 +678,106 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
             up = math.inf
         brackets.append(Bracket(lo, max(up, lo), w))
     return Certificate(bias=brackets[0], variance=brackets[1], mse=brackets[2], method=METHOD)
+
+
+# ---------------------------------------------------------------------------------
+# sup|b| in ball arithmetic (tables with huge alternating entries)
+# ---------------------------------------------------------------------------------
+def _exact_pT_monomial(t: np.ndarray):
+    """(S, den): P(x) = p·T(p) = Σ_j S_j x^j / den exactly (integers), for the float64 table t.
+
+    t_i = N_i/2^E exactly, P = Σ_i d_i B_i^K with d_i = t_i·i/K, so
+    S_j = C(K, j)·Σ_{i≤j} (−1)^(j−i) C(j, i)·i·N_i and den = K·2^E."""
+    K = len(t)
+    fr = [Fraction(float(x)) for x in t]
+    E = max(f.denominator for f in fr).bit_length() - 1
+    N = [0] + [int(f * (1 << E)) for f in fr]  # N[i], i = 1..K
+    iN = [i * N[i] for i in range(K + 1)]
+    S = [0] * (K + 1)
+    for j in range(1, K + 1):
+        acc = 0
+        cj = 1  # C(j, i) for i = 0..j
+        for i in range(j + 1):
+            if iN[i]:
+                acc += cj * iN[i] if (j - i) % 2 == 0 else -cj * iN[i]
+            cj = cj * (j - i) // (i + 1)
+        S[j] = math.comb(K, j) * acc
+    return S, K << E
+
+
+def _bias_ball(t, reward, a: float, rel_gap: float, est_b: float, best: float, wit: float):
+    """(upper, best, witness) for sup_[a,1] |b|, with the Taylor coefficients c_k of the exact
+    P = p·T at cell midpoints and f, f', f'' in ball arithmetic (python-flint arb).
+
+    On a cell with midpoint m and half-width h:
+        |b(m+s)| ≤ |c_0 − f(m)| + |c_1 − f'(m)|·h + |c_2 − f''(m)/2|·h² + Σ_{k≥3} |c_k|·h^k + F3·h³/6,
+    F3 ≥ sup_cell |f'''|. No float error floor and no Bernstein-majorant overestimation, which
+    is what limits the float64 engine when the entries are huge and alternate (minimax tables)."""
+    from flint import arb, arb_poly
+
+    from .solvers.minimax import _ArbReward, _prec
+
+    K = len(t)
+    S, den = _exact_pT_monomial(t)
+    log2_mag = max(0, sum(abs(x) for x in S).bit_length() - den.bit_length() + 1)  # ≥ log2(Σ|a_j|)
+    tgt = max(est_b, 1e-300) * rel_gap * 1e-3
+    bits = max(128, int(log2_mag - math.log2(tgt)) + 64)
+    fr = _ArbReward(reward, K)
+    out_upper = 0.0
+
+    def up(x) -> float:  # a float ≥ the upper end of the ball x
+        return float(x.upper()) * (1 + 2.0**-50)
+
+    with _prec(bits):
+        P = arb_poly([arb(x) / den for x in S])
+        shift = arb_poly([0, 1])
+        geo = np.geomspace(a, 1.0, int(math.ceil(math.log2(1.0 / a) * 2)) + 1)
+        th = np.linspace(0, np.pi / 2, max(64, K) + 1)
+        arc = np.sin(th) ** 2
+        pts = np.unique(np.concatenate([geo, arc[arc > a], [a, 1.0]]))
+        pts = pts[(pts >= a) & (pts <= 1.0)]
+        cells = list(zip(pts[:-1].tolist(), pts[1:].tolist())) + [(1.0, 1.0)]
+        total = 0
+        for _round in range(_MAX_ROUNDS):
+            if not cells:
+                break
+            rows = []
+            for p0, p1 in cells:
+                m = min(max(0.5 * (p0 + p1), p0), p1)
+                h = max(m - p0, p1 - m) * (1 + 4 * U)
+                am = arb(m)
+                c = P(shift + am).coeffs()
+                c = c + [arb(0)] * (K + 1 - len(c))
+                val = abs(c[0] - fr.f(am))
+                lo = float(val.lower())
+                if lo > best:
+                    best, wit = lo, m
+                if h == 0:
+                    bound = up(val)
+                else:
+                    ah = arb(h)
+                    bnd = val + abs(c[1] - fr.f1(am)) * ah + abs(c[2] - fr.f2(am) / 2) * ah * ah
+                    hk = ah * ah * ah
+                    for k in range(3, K + 1):
+                        bnd += abs(c[k]) * hk
+                        hk = hk * ah
+                    bnd += fr.f3_bound(p0, p1) * ah * ah * ah / 6
+                    bound = up(bnd)
+                rows.append((p0, p1, m, bound))
+            total += len(cells)
+            target = best * (1 + 0.5 * rel_gap)
+            nxt = []
+            for p0, p1, m, bound in rows:
+                if bound <= target or (p1 - p0) <= 8 * U * p1:
+                    out_upper = max(out_upper, bound)
+                else:
+                    nxt.append((p0, p1, m, bound))
+            if total + 2 * len(nxt) > _MAX_CELLS // 8 or _round == _MAX_ROUNDS - 1:
+                for row in nxt:
+                    out_upper = max(out_upper, row[3])
+                break
+            cells = [c for p0, p1, m, _b in nxt for c in ((p0, m), (m, p1))]
+    return out_upper, best, wit
 
 
 # ---------------------------------------------------------------------------------
@@ -629,16 +810,22 @@ def check_claims(payload: dict, reward, *, rel_tol: float = 1e-6) -> list[str]:
     for field, attr in fields:
         if field not in payload:
             continue
+        br = getattr(cert, attr)
+        if str(payload[field]).strip() == "inf":
+            # an infinite sup is a proven claim only where certify proves it (alpha:a, a < 1/2)
+            if not math.isinf(br.upper):
+                failures.append(f"{field} = inf but the certified sup is finite: sup ∈ [{br.lower!r}, {br.upper!r}]")
+            continue
         try:
             stated = _as_fraction(payload[field])
         except (ValueError, ZeroDivisionError):
             failures.append(f"{field}: {payload[field]!r} is not a decimal number")
             continue
-        br = getattr(cert, attr)
         up = Fraction(br.upper) if math.isfinite(br.upper) else None
         if up is None:
             failures.append(f"{field} = {payload[field]} but the certified sup is infinite")
             continue
+        n_before = len(failures)
         if stated < up:
             if tight is None and stated >= Fraction(br.lower):
                 tight = certify(values, reward, rel_gap=1e-8)
@@ -654,6 +841,14 @@ def check_claims(payload: dict, reward, *, rel_tol: float = 1e-6) -> list[str]:
             failures.append(
                 f"{field} = {payload[field]} exceeds the certified upper bound {br.upper!r} "
                 f"by more than rel_tol = {rel_tol:g}"
+            )
+        if len(failures) == n_before and stated > 0 and (stated - Fraction(br.lower)) > stated * Fraction(rel_tol):
+            # the file's own tolerance: the stated bound within rel_tol of the certified lower
+            # end (the value at the certified witness, ≤ the true sup), whatever certify's upper
+            gap = float((stated - Fraction(br.lower)) / stated)
+            failures.append(
+                f"{field} = {payload[field]} is not within the file's bound_rel_tol = {rel_tol:g} of the "
+                f"certified lower end {br.lower!r} of the sup (witness p = {br.witness!r}): relative gap {gap:.3g}"
             )
     if "bias_lower" in payload:
         try:

@@ -153,6 +153,10 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None):
         from .solvers.baselines import require_kl
 
         require_kl(reward)
+    if estimator == "aqp":
+        from .solvers.aqp_params import check_aqp_reward
+
+        check_aqp_reward(reward, full)
     return reward, K, full
 
 
@@ -206,11 +210,50 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
             "mse": repr(float(cert.mse.witness)),
         },
         "certificate_method": cert.method,
-        "bound_rel_tol": CERT_REL_GAP,
+        "bound_rel_tol": CERT_REL_GAP,  # replaced below by the tolerance actually achieved if wider
         "minimax_level": level.level,
         "minimax_level_bracket": [_down_mp(level.lower), _up_mp(level.upper)],
     }
+    payload["bound_rel_tol"] = achieved_rel_tol(payload, f"{reward.name} {estimator} K={K}")
     return seal(payload)
+
+
+MAX_REL_TOL = 1e-3  # a file whose brackets are looser than this is not written
+
+
+def bracket_rel_gaps(payload: dict) -> dict:
+    """Relative gap (bound − lower)/bound of every stated bracket (bound "inf" = a proven infinite
+    sup: exact, gap 0), as Fractions keyed by the bound's field name."""
+    names = [("bias_bound", "bias_lower"), ("variance_bound", "variance_lower"), ("mse_bound", "mse_lower")]
+    out = {}
+    pairs = [(hi, payload.get(hi), payload.get(lo)) for hi, lo in names]
+    lev = payload.get("minimax_level_bracket")
+    if isinstance(lev, (list, tuple)) and len(lev) == 2:
+        pairs.append(("minimax_level_bracket", lev[1], lev[0]))
+    for field, hi, lo in pairs:
+        if hi is None or lo is None or str(hi).strip() == "inf":
+            continue
+        try:
+            b, a = Fraction(str(hi)), Fraction(str(lo))
+        except (ValueError, ZeroDivisionError):
+            continue  # malformed numbers are reported by the claim checks
+        out[field] = (b - a) / b if b > 0 else Fraction(0)
+    return out
+
+
+def achieved_rel_tol(payload: dict, what: str) -> float:
+    """CERT_REL_GAP, or the widest relative gap of the file's brackets rounded up to two
+    significant digits when that is wider (stated honestly); CheckError beyond MAX_REL_TOL."""
+    field, gap = max(bracket_rel_gaps(payload).items(), key=lambda kv: kv[1], default=(None, Fraction(0)))
+    if gap <= Fraction(CERT_REL_GAP):
+        return CERT_REL_GAP
+    if gap > Fraction(MAX_REL_TOL):
+        raise CheckError(f"{what}: the certified bracket of {field} has relative gap {float(gap):.3g} "
+                         f"> {MAX_REL_TOL:g}; table not written")
+    e = math.floor(math.log10(gap))
+    tol = math.ceil(gap / Fraction(10) ** (e - 1)) * Fraction(10) ** (e - 1)  # ≥ gap, 2 digits
+    out = float(f"{float(tol):.1e}")
+    return out if Fraction(out) >= gap else float(f"{float(tol) * (1 + 1e-9):.2e}")
 
 
 def _up(x: float) -> str:

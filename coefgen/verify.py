@@ -31,7 +31,23 @@ def verify_payload(payload: dict, source: str) -> list[str]:
     tol = payload.get("bound_rel_tol", 1e-6)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         return [f"{source}: bound_rel_tol must be a number in (0, 1), got {tol!r}"]
-    return [f"{source}: {line}" for line in check_claims(payload, reward, rel_tol=float(tol))]
+    lines = stated_bracket_failures(payload, float(tol)) + check_claims(payload, reward, rel_tol=float(tol))
+    return [f"{source}: {line}" for line in lines]
+
+
+def stated_bracket_failures(payload: dict, tol: float) -> list[str]:
+    """Every bracket the file states is as tight as its own bound_rel_tol: (bound − lower)/bound ≤ tol
+    (issue 13.3; the certified side is checked by certify.check_claims)."""
+    from fractions import Fraction
+
+    from .compiler import bracket_rel_gaps
+
+    gaps = bracket_rel_gaps(payload)
+    return [
+        f"{field}: stated bracket has relative gap {float(gap):.3g} > the file's bound_rel_tol = {tol:g}"
+        for field, gap in gaps.items()
+        if gap > Fraction(tol)
+    ]
 
 
 def _manifest(path: str):

@@ -212,3 +212,86 @@ def test_frontier_points_and_plot(tmp_path):
     out = tmp_path / "f.png"
     plot_frontier(pts, out, title="kl, K = 6")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- alpha:a, a <= 1/2 (issue 13.2, 13.3d)
+@pytest.mark.parametrize("args,needle", [
+    (["-d", "alpha:0.3"], "infinite for every table"),
+    (["-d", "alpha:0.45", "--max-mse", "5"], "infinite for every table"),
+    (["-d", "alpha:1/3", "--tau", "3"], "infinite for every table"),
+    (["-d", "alpha:0.5"], "degenerate"),
+])
+def test_void_worst_case_problems_refused_before_solving(tmp_path, args, needle):
+    """sup m = ∞ for every table when a < 1/2, and sup m ≥ lim_{p→0} m = 4 for every table at
+    a = 1/2: exit 2, one line naming the reason, nothing written (it used to write nan/inf
+    into JSON, or a table with solver gap 0.19)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.json"
+    r = subprocess.run([sys.executable, "-m", "coefgen.cli", "solve", "--K", "8", "-e", "aqp", *args, "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "objective mean" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+    prm = normalize_aqp_params({"tau": 10, "max_mse": 5 if "--max-mse" in args else None})
+    with pytest.raises(InputError, match=needle):
+        solve_aqp(parse_reward(args[1]), 8, **prm, level=1.0)
+
+
+def test_alpha_half_max_mse_above_4_is_not_refused():
+    from coefgen.solvers.aqp_params import check_aqp_reward
+
+    check_aqp_reward(parse_reward("alpha:0.5"), {"objective": "worst", "max_mse": 5})
+    check_aqp_reward(parse_reward("alpha:0.5"), {"objective": "mean", "max_mse": None})
+
+
+def test_limit_of_m_at_zero_for_alpha():
+    """lim_{p→0} m(p) = ∞ (a < 1/2), 4 (a = 1/2), 0 (a > 1/2) for any table (mpmath, p = 10^-40)."""
+    import mpmath
+
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=6)
+    for a, lim in (("0.3", None), ("0.5", 4), ("0.7", 0)):
+        reward = parse_reward(f"alpha:{a}")
+        with mpmath.workdps(60):
+            for p in (mpmath.mpf(10) ** -30, mpmath.mpf(10) ** -40):
+                r = reward.r_mp(p)
+                n = len(t) - 1
+                m = p * sum(math.comb(n, c) * p**c * (1 - p) ** (n - c) * (t[c] - r) ** 2 for c in range(n + 1))
+                if lim is None:
+                    assert m > 1e5
+                else:
+                    assert abs(m - lim) < 1e-5
+
+
+def test_small_alpha_mean_objective_gives_a_table():
+    """objective 'mean' for alpha:0.3: ∫m is finite, the table is produced and verifies (sup m = inf is
+    stated as such); its ∫m agrees with an independent quadrature."""
+    import json
+
+    import mpmath
+
+    from coefgen.compiler import compile_table
+    from coefgen.verify import verify_payload
+
+    payload = compile_table("alpha:0.3", 8, "aqp", {"objective": "mean"})
+    json.dumps(payload, allow_nan=False)  # used to raise: inf in the solver diagnostics
+    assert payload["mse_bound"] == "inf"
+    assert verify_payload(payload, "x") == []
+    d = payload["estimator_params"]["solver"]
+    assert d["sup_mse_certified"] == "inf"
+    reward = parse_reward("alpha:0.3")
+    t = payload["values"]
+    assert float(payload["bias_bound"]) <= 10 * float(payload["minimax_level"])
+    with mpmath.workdps(30):
+        n = len(t) - 1
+
+        def m(p):
+            r = reward.r_mp(p)
+            return p * sum(math.comb(n, c) * p**c * (1 - p) ** (n - c) * (t[c] - r) ** 2 for c in range(n + 1))
+
+        integral = mpmath.quad(m, [0, mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -3, 0.1, 1])
+    assert d["objective_upper"] == pytest.approx(float(integral), rel=1e-8)
+    assert d["objective_lower"] <= d["objective_upper"] * (1 + 1e-8)

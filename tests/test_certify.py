@@ -251,3 +251,76 @@ def test_alpha_below_half_has_infinite_mse():
     c = certify(r.r(np.arange(1, 9) / 8), r)
     assert math.isinf(c.mse.upper)
     assert math.isfinite(c.bias.upper) and c.bias.rel_gap <= 1e-6
+
+
+# ----------------------------------------------------------------------------- issue 13.3
+def _local_maxima_mp(t, reward, g, n=20_000, top=8):
+    """The largest local maxima of |b| (g = 0) or m (g = 2) on a dense float grid, refined in mpmath."""
+    p = dense_grid(n, n, lo=1e-30)
+    vals = dense_float(t, reward, p)[g]
+    idx = [i for i in range(1, len(p) - 1) if vals[i] >= vals[i - 1] and vals[i] >= vals[i + 1]]
+    idx = sorted(idx, key=lambda i: -vals[i])[:top]
+    return [refine_max(lambda x: mp_funcs(t, reward, x)[g], p[i - 1], p[i + 1]) for i in idx] + [
+        mp_funcs(t, reward, 1.0)[g]]
+
+
+def test_minimax_K24_bias_bracket_is_tight():
+    """kl minimax K=24 (entries up to 1.5e4 alternating, sup|b| ≈ 5.6e-4): the float64 engine's
+    error floor left a gap of 3.2e-4; the ball-arithmetic bias bound reaches 1e-6."""
+    from coefgen.solvers.minimax import minimax_table
+
+    t, _exact, level = minimax_table("kl", 24)
+    c = certify(t, KL)
+    assert c.bias.rel_gap <= 1e-6
+    assert c.bias.upper >= float(level.lower)  # no table beats the minimax level
+    maxima = _local_maxima_mp(t, KL, 0)
+    assert max(maxima) <= c.bias.upper
+    assert max(maxima) >= c.bias.lower * (1 - 1e-12)
+    assert mp_funcs(t, KL, c.bias.witness)[0] >= c.bias.lower
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ball_bias_on_perturbed_minimax_tables(seed):
+    """Huge alternating entries, bias not equioscillating: the ball-arithmetic path (max|t|/sup|b|
+    > 1e6) against refined mpmath maxima."""
+    from coefgen.certify import _BALL_RATIO, _coarse_estimates
+    from coefgen.solvers.minimax import minimax_table
+
+    t0, _exact, _level = minimax_table("kl", 22)
+    t = t0 + 3e-4 * np.random.default_rng(seed).normal(size=len(t0))
+    assert np.max(np.abs(t)) > _BALL_RATIO * _coarse_estimates(t, KL, None)[0]
+    c = certify(t, KL)
+    maxima = _local_maxima_mp(t, KL, 0)
+    assert max(maxima) <= c.bias.upper
+    assert max(maxima) >= c.bias.lower * (1 - 1e-12)
+    assert c.bias.rel_gap <= 1e-6
+
+
+@pytest.mark.parametrize("t1", [-6.0, 1.5, 2.0, 2.5])
+def test_alpha_half_sup_mse_is_the_limit_at_zero(t1):
+    """alpha:1/2: m(p) = 4 + 4(t_1 − 2)√p + O(p) as p → 0, so sup m ≥ 4 for every table and = 4
+    when m stays ≤ 4 (t_1 < 2 and a moderate table). The bracket used to stop at [3.75, 4.28]."""
+    r = parse_reward("alpha:1/2")
+    K = 15
+    t = r.r(np.arange(1, K + 1) / K)
+    t[0] = t1
+    c = certify(t, r)
+    assert c.mse.rel_gap <= 1e-6
+    maxima = _local_maxima_mp(t, r, 2)
+    with mpmath.workdps(40):  # the limit, approached at p = 1e-30
+        near0 = mp_funcs(t, r, mpmath.mpf(10) ** -30)[2]
+    assert abs(near0 - 4) < 1e-12
+    true_sup = max(maxima + [mpmath.mpf(4)])
+    assert true_sup <= c.mse.upper
+    assert true_sup >= c.mse.lower
+    if t1 > 2:
+        assert c.mse.lower > 4.0  # m rises above its limit near 0
+    elif t1 < 2:
+        assert c.mse.upper == 4.0  # the sup is exactly the limit
+
+
+def test_alpha_half_plugin_mse_bound_is_4():
+    r = parse_reward("alpha:0.5")
+    for K in (15, 64):
+        c = certify(r.r(np.arange(1, K + 1) / K), r)
+        assert c.mse.upper == 4.0 and 4.0 * (1 - 1e-8) <= c.mse.lower < 4.0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import mpmath
 import numpy as np
 import pytest
 
-from coefgen.errors import InputError
+from coefgen.errors import CheckError, InputError
 from coefgen.rewards import parse_reward
 from coefgen.solvers.minimax import Level, minimax_level, minimax_table
 
@@ -67,10 +68,13 @@ def test_kl_K2E_increasing_below_033():
     assert vals[0] < vals[1] < vals[2] < 0.33
 
 
-def test_reference_alternates_and_bracket():
-    K = 32
-    reward = parse_reward("kl")
+def _check_reference_and_bracket(name, K, ngrid=4000):
+    """The minimax table's exact strings alternate on the level's reference with |b| inside the
+    proven bracket, and a dense sample never exceeds the proven upper bound (mpmath, 60 digits:
+    independent of the arb machinery that produced the level)."""
+    reward = parse_reward(name)
     L = minimax_level(reward, K)
+    assert L.digits >= 20
     assert len(L.reference) == K + 1
     assert list(L.reference) == sorted(L.reference)
     assert L.reference[-1] == 1 and L.reference[0] > 0
@@ -80,9 +84,20 @@ def test_reference_alternates_and_bracket():
     assert L2 == L
     assert len(values) == K and len(exact) == K
     assert all(len(s.replace("-", "").replace(".", "").lstrip("0")) >= 30 for s in exact)
+    # The level belongs to the exact P; values_exact are its Bernstein coefficients β_c rounded
+    # to their last printed digit (ulp_c = 10^exponent of the string), from balls of radius
+    # ≤ 10^-36·|β_c| (minimax_table's acceptance test). The Bernstein basis is nonnegative and
+    # sums to 1, so the strings' polynomial moves b by at most p·max_c|β_c − s_c| ≤ Δ.
+    delta = max(
+        mpmath.mpf(10) ** Decimal(s).as_tuple().exponent / 2 + abs(mpmath.mpf(s)) * mpmath.mpf(10) ** -35
+        for s in exact
+    )
     with mpmath.workdps(60):
         t = [mpmath.mpf(s) for s in exact]
         n = K - 1
+        # 60-digit evaluation error of the Bernstein sum (terms ≤ max|t_c|)
+        tol = delta + max(abs(x) for x in t) * K * mpmath.mpf(10) ** -55
+        assert tol < L.upper * 1e-20  # so the checks below still test the level to 20 digits (the default)
 
         def b(p):
             T = sum(t[c] * math.comb(n, c) * p**c * (1 - p) ** (n - c) for c in range(K))
@@ -90,15 +105,57 @@ def test_reference_alternates_and_bracket():
 
         errs = [b(p) for p in L.reference]
         for i, e in enumerate(errs):
-            assert abs(e) >= L.lower * (1 - mpmath.mpf(10) ** -25)
-            assert abs(e) <= L.upper * (1 + mpmath.mpf(10) ** -25)
+            assert abs(e) >= L.lower - tol
+            assert abs(e) <= L.upper + tol
             if i:
                 assert (e > 0) != (errs[i - 1] > 0)
         # the sup over a dense sample never exceeds the proven upper bound
-        grid = [mpmath.mpf(k) / 4000 for k in range(1, 4001)] + [mpmath.mpf(10) ** -k for k in range(4, 40, 3)]
-        assert max(abs(b(p)) for p in grid) <= L.upper
+        grid = [mpmath.mpf(k) / ngrid for k in range(1, ngrid + 1)] + [mpmath.mpf(10) ** -k for k in range(4, 40, 3)]
+        assert max(abs(b(p)) for p in grid) <= L.upper + tol
     # float64 values are the rounded exact strings
     assert np.array_equal(values, np.array([float(s) for s in exact]))
+
+
+def test_reference_alternates_and_bracket():
+    _check_reference_and_bracket("kl", 32)
+
+
+@pytest.mark.parametrize("name,K", [("alpha:0.6", 16), ("alpha:0.9", 16), ("alpha:1.3", 12), ("alpha:2.2", 14)])
+def test_non_dyadic_alpha_levels_certify(name, K):
+    """Issue 13.1: a non-dyadic exponent stays exact at every working precision (it used to be
+    frozen into a 53-bit ball, and certification failed from K ≈ 10-16)."""
+    _check_reference_and_bracket(name, K, ngrid=400)
+
+
+@pytest.mark.parametrize("name", ["alpha:0.3", "alpha:0.45"])
+def test_small_alpha_minimax_K8(name):
+    L = minimax_level(name, 8)
+    assert L.digits >= 20  # was a silent 7-digit bracket for alpha:0.45
+    _check_reference_and_bracket(name, 8, ngrid=400)
+
+
+def test_level_missing_requested_digits_fails(monkeypatch):
+    """A bracket that stays wider than the requested digits raises CheckError (never returned silently)."""
+    import coefgen.solvers.minimax as mm
+
+    real = mm._certify
+
+    def widened(lev, K, cbits):
+        out = real(lev, K, cbits)
+        if isinstance(out, tuple) and len(out) == 4:
+            lower, upper, ref, width = out
+            return lower, upper * (1 + mpmath.mpf(10) ** -8), ref, width
+        return out
+
+    monkeypatch.setattr(mm, "_certify", widened)
+    mm._solve.cache_clear()
+    mm._level_cached.cache_clear()
+    try:
+        with pytest.raises(CheckError, match="only 8 significant digits, 20 were requested"):
+            minimax_level("alpha:0.7", 9)
+    finally:
+        mm._solve.cache_clear()
+        mm._level_cached.cache_clear()
 
 
 @pytest.mark.parametrize("a", ["0.5", "1.5"])

@@ -50,7 +50,7 @@ from ..bernstein import count_pmf
 from ..errors import CheckError, InputError
 from ..rewards import KL, Alpha, Poly, Reward
 from . import Solution
-from .aqp_params import DEFAULT_TAU, OBJECTIVES, normalize_aqp_params  # noqa: F401 (re-exported)
+from .aqp_params import DEFAULT_TAU, OBJECTIVES, check_aqp_reward, normalize_aqp_params  # noqa: F401 (re-exported)
 
 B_CUTOFF = 1e-17           # B_c(p) below this is dropped from a row
 MAX_ROUNDS = 40
@@ -440,6 +440,7 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     """The AQP table (see module docstring). Returns a Solution with certified diagnostics."""
     prm = normalize_aqp_params({"tau": tau, "objective": objective, "max_mse": max_mse})
     tau, objective, max_mse = prm["tau"], prm["objective"], prm["max_mse"]
+    check_aqp_reward(reward, prm)
     if reward.is_polynomial and reward.degree <= K - 1 and max_mse is None:
         # E*_K = 0: the only table within any budget τ·0 is the exact one.
         from .exact import solve_exact
@@ -563,7 +564,9 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
         "rounding_quantum": q,
     }
     if mode == "mean":
-        params["sup_mse_certified"] = _f(float(cert.mse.upper))
+        # a < 1/2: sup m = ∞ for every table (proven; the file's mse_bound says "inf")
+        sup_m = float(cert.mse.upper)
+        params["sup_mse_certified"] = _f(sup_m) if math.isfinite(sup_m) else "inf"
     return Solution(values=t, values_exact=exact_strings(t), params=params, exact=False, bias_target=beta)
 
 

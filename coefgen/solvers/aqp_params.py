@@ -62,3 +62,42 @@ def normalize_aqp_params(params: dict) -> dict:
     if t < 1:
         raise InputError(f"aqp: tau must be a number >= 1, got {tau!r} (no table has bias below the minimax level E*_K)")
     return {"tau": _canon(t), "objective": objective, "max_mse": None}
+
+
+def check_aqp_reward(reward, params: dict) -> None:
+    """InputError when the aqp problem is void or degenerate for this reward (before solving).
+
+    alpha:a, a < 1: r(p) = (1 − p^(a−1))/(1 − a). In m(p) = p·Σ_c B_c(p)(t_c − r(p))² the
+    c = 1 term is p(1 − p)^(K−1)(t_1 − r)² with p·r² = (p − 2p^a + p^(2a−1))/(1 − a)² and
+    p·r → 0, and every term c ≥ 2 is O(p^(c−2+2a)) → 0, so
+
+        lim_{p→0} m(p) = lim p^(2a−1)/(1 − a)² = ∞ (a < 1/2),  4 (a = 1/2),  0 (a > 1/2)
+
+    for EVERY table. a < 1/2: sup m = ∞ for every table, so the worst-case objective and a
+    max_mse budget are void. a = 1/2: m(p) = 4 + 4(t_1 − 2)√p + O(p), so sup m ≥ 4 for every
+    table and = 4 for every table whose m stays ≤ 4 on (0, 1]: the worst-case objective is
+    flat over that whole set and its optimum is not unique (refused; a max_mse budget V ≥ 4
+    is a proper problem and is kept: least bias among the tables with sup m ≤ V).
+    ∫₀¹ m dp is finite for every a > 0 (p^(2a−1) is integrable): objective 'mean' is always
+    available."""
+    from fractions import Fraction
+
+    a = getattr(reward, "a", None)
+    if a is None or getattr(reward, "poly_coefficients", None) is not None:
+        return
+    a = Fraction(a)
+    if params.get("objective") == "mean" and params.get("max_mse") is None:
+        return
+    has_v = params.get("max_mse") is not None
+    what = "max_mse" if has_v else "objective 'worst'"
+    if 2 * a < 1:
+        raise InputError(
+            f"aqp {reward.name}: {what} is void: sup_p m(p) is infinite for every table when a < 1/2 "
+            f"(p*r(p)^2 ~ p^(2a-1) -> inf as p -> 0); use --objective mean (the integral of m is finite)"
+        )
+    if 2 * a == 1 and not has_v:
+        raise InputError(
+            f"aqp {reward.name}: objective 'worst' is degenerate: every table has sup_p m(p) >= lim_(p->0) m(p) = 4, "
+            f"with equality for every table whose m stays <= 4, so the optimum is not unique; use --objective mean "
+            f"(or --max-mse V with V >= 4, e.g. plugin)"
+        )

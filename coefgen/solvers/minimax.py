@@ -130,13 +130,21 @@ class _ArbReward:
             self.kind = "kl"
         elif isinstance(reward, Alpha):
             self.kind = "alpha"
-            self.a = _arb_frac(reward.a)
             self.afrac = Fraction(reward.a)
         elif isinstance(reward, Poly):
             self.kind = "poly"
             self.coeffs = [Fraction(c) for c in reward.coefficients]
         else:  # pragma: no cover - future rewards
             raise InputError(f"minimax: no ball-arithmetic model for reward {reward.name!r}")
+
+    @property
+    def a(self) -> arb:
+        """The exponent a as a ball built at the CURRENT working precision.
+
+        a is an exact rational p/q; converting it once (at flint's default 53 bits) would
+        freeze a ball of radius ~1e-16 around a non-dyadic a (0.6, 0.9, ...) that no later
+        precision increase shrinks, so it is rebuilt from p and q at every use."""
+        return _arb_frac(self.afrac)
 
     def zero_count_ok(self) -> bool:
         """True when e'' has ≤ K − 1 zeros in (0, 1] for every P of degree ≤ K."""
@@ -439,6 +447,12 @@ def _solve(name: str, K: int, digits: int):
             flint.ctx.prec = old
     if result is None:
         raise CheckError(f"minimax: could not certify the level of {name} at K={K}")
+    if result[3] < digits:
+        # never hand back a bracket narrower in digits than asked without saying so
+        raise CheckError(
+            f"minimax: the level of {name} at K={K} was certified to only {max(result[3], 0)} significant "
+            f"digits, {digits} were requested (precision escalation stopped at {result[5]} bits)"
+        )
     return result
 
 
