@@ -51,7 +51,7 @@ def main(ctx, debug):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
-@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 16384 (2048 where no exact table exists).")
+@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 2048.")
 @click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")

@@ -25,7 +25,7 @@ BAD = [
     (["solve", "-d", "euclidean", "--K", "0", "-e", "exact"], "too small"),
     (["solve", "-d", "euclidean", "--K", "1000000", "-e", "exact"], "absurdly large"),
     (["solve", "-d", "euclidean", "--K", "100001", "-e", "exact"], "absurdly large"),
-    (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "supported up to K = 2048"),
+    (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "the limit is 2048"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "digamma"], "kl only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "abc"], "tau must be a number >= 1"),
