@@ -14,9 +14,8 @@ the spec entry) and, with format ``c``, the aggregate header ``coefgen_tables.h`
   at any point leaves every earlier table and the manifest intact; a half-built table is
   simply re-solved next time.
 
-* Locked: a build holds an exclusive ``fcntl.flock`` on ``<out>/.coefgen.lock`` (which names
-  its pid); a second build on the same directory waits up to LOCK_WAIT_SECONDS, then exits 2
-  naming the holder. Temporary files carry their writer's pid; only those of dead processes
+* Locked: a build holds an exclusive ``fcntl.flock`` on the output directory itself; a second
+  build on the same directory waits up to LOCK_WAIT_SECONDS, then exits 2 naming the holder. Temporary files carry their writer's pid; only those of dead processes
   are removed at start-up.
 * Safe output directory: refused (exit 2) when it holds the spec file (at any depth) or a
   ``.git``: tables go to a dedicated subdirectory. ``--prune`` deletes only regular,
@@ -55,7 +54,6 @@ from .aggregate import AGGREGATE_HEADER, aggregate_header
 from .writers import SUFFIX, TMP_PREFIX, TMP_SUFFIX, pid_alive, short, tmp_owner_pid, write_atomic
 
 MANIFEST = "manifest.json"
-LOCK_FILE = ".coefgen.lock"
 LOCK_WAIT_SECONDS = 10.0  # a second build on the same directory waits this long, then exits 2
 CHECK_TMP_PREFIX = "coefgen-check-"
 STALE_LEGACY_TMP_SECONDS = 600  # temp files without a pid (older coefgen) older than this are stale
@@ -295,8 +293,6 @@ def _list_files(out_dir: str) -> list:
     for root, dirs, files in os.walk(out_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith(TMP_PREFIX))
         for f in files:
-            if root == out_dir and f == LOCK_FILE:
-                continue
             rel = os.path.relpath(os.path.join(root, f), out_dir)
             out.append(rel.replace(os.sep, "/"))
     return sorted(out)
@@ -319,11 +315,12 @@ def _stale_tmp(out_dir: str, rel: str) -> bool:
 
 
 class OutputLock:
-    """Exclusive flock on ``<out_dir>/.coefgen.lock``; InputError (exit 2) naming the holder
-    if it is still held after ``wait`` seconds."""
+    """Exclusive ``fcntl.flock`` on the output directory itself (no lock file is left behind);
+    InputError (exit 2) naming the holder's pid (from /proc/locks, Linux) if it is still held
+    after ``wait`` seconds. The kernel drops the lock when the holder dies, even by kill -9."""
 
     def __init__(self, out_dir: str, wait: float = LOCK_WAIT_SECONDS):
-        self.path = os.path.join(out_dir, LOCK_FILE)
+        self.dir = out_dir
         self.wait = wait
         self.fd = None
 
@@ -331,9 +328,9 @@ class OutputLock:
         import fcntl
 
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError as e:
-            raise InputError(f"cannot lock the output directory ({short(self.path)}: {e.strerror})") from None
+            raise InputError(f"cannot lock the output directory {short(self.dir)}: {e.strerror}") from None
         deadline = time.monotonic() + max(0.0, self.wait)
         while True:
             try:
@@ -342,39 +339,45 @@ class OutputLock:
             except OSError as e:
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
-                    raise InputError(f"cannot lock the output directory ({short(self.path)}: {e.strerror})") from None
+                    raise InputError(f"cannot lock the output directory {short(self.dir)}: {e.strerror}") from None
                 if time.monotonic() >= deadline:
-                    holder = self._holder(fd)
+                    holder = lock_holder(fd)
                     os.close(fd)
                     raise InputError(
-                        f"{short(os.path.dirname(self.path))} is locked by another coefgen build"
+                        f"{short(display_path(self.dir))} is locked by another coefgen build"
                         f"{f' (pid {holder})' if holder else ''}; waited {self.wait:g}s. "
                         "Wait for it to finish (two builds must not share an output directory)") from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
         return self
 
-    @staticmethod
-    def _holder(fd):
-        try:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            return int(text) if text.isascii() and text.isdigit() else None
-        except OSError:
-            return None
-
     def __exit__(self, *exc):
-        import fcntl
-
         if self.fd is not None:
-            try:
-                os.ftruncate(self.fd, 0)
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            finally:
-                os.close(self.fd)
-                self.fd = None
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
         return False
+
+
+def lock_holder(fd: int) -> int | None:
+    """pid holding a flock on the file of ``fd``, from /proc/locks (None if unknown)."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 08:01:123456 0 EOF" ("-> " marks waiters)
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[0] != "->":
+            try:
+                pid = int(parts[4])
+                inode = int(parts[5].rsplit(":", 1)[1])
+            except (ValueError, IndexError):
+                continue
+            if inode == st.st_ino and pid != os.getpid():
+                return pid
+    return None
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -408,7 +411,7 @@ def _written_by_coefgen(out_dir: str, rel: str, old_manifest: dict, formats) -> 
     header)."""
     from .runtime import TableError, load
 
-    if "/" in rel or os.sep in rel or rel.startswith(".") or rel in (MANIFEST, LOCK_FILE):
+    if "/" in rel or os.sep in rel or rel.startswith(".") or rel == MANIFEST:
         return False
     path = os.path.join(out_dir, rel)
     try:

@@ -24,15 +24,27 @@ class CoefgenGroup(click.Group):
         except CoefgenError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"coefgen: error: {e}", err=True)
+            click.echo(f"coefgen: error: {_one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 - last resort: never a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"coefgen: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"coefgen: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(1)
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def _one_line(e) -> str:
+    """The message on one line, at most MAX_MESSAGE_CHARS characters (a 100 KB name is elided)."""
+    text = " ".join(str(e).splitlines())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text)} characters)"
+    return text
 
 
 @click.group(cls=CoefgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +74,7 @@ def main(ctx, debug):
 def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
-    from .writers import render, write_atomic
+    from .writers import check_destination, render, write_atomic
 
     params = {}
     if estimator == "aqp":
@@ -72,6 +84,8 @@ def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params)  # fail fast, before any solving
+    if output != "-":
+        check_destination(output)  # a directory, an unwritable or too long name: before solving
     payload = compile_table(divergence, K, estimator, params)
     data = render(payload, fmt, __version__)
     if output == "-":

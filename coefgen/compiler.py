@@ -215,7 +215,38 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
         "minimax_level": level.level,
         "minimax_level_bracket": [_down_mp(level.lower), _up_mp(level.upper)],
     }
+    require_finite_claims(payload)
     return seal(payload)
+
+
+CLAIM_FIELDS = ("bias_bound", "bias_lower", "variance_bound", "variance_lower", "mse_bound", "mse_lower",
+                "minimax_level")
+
+
+def require_finite_claims(payload: dict) -> None:
+    """CheckError (exit 1, nothing written) unless every stated bound is a finite decimal with
+    lower <= bound: a table never says ``certified: true`` beside a nan/inf or unproven bound.
+    Shared by ``solve`` and ``build`` (both go through compile_table)."""
+    bad = []
+    nums = {}
+    for f in CLAIM_FIELDS + ("minimax_level_bracket",):
+        vals = payload.get(f)
+        for v in (vals if isinstance(vals, list) else [vals]):
+            try:
+                q = Fraction(v) if isinstance(v, str) and math.isfinite(float(v)) else None
+            except (ValueError, ZeroDivisionError):
+                q = None
+            if q is None:
+                bad.append(f"{f} = {v!r}")
+            else:
+                nums[f] = q
+    for lo, up in (("bias_lower", "bias_bound"), ("variance_lower", "variance_bound"), ("mse_lower", "mse_bound")):
+        if lo in nums and up in nums and nums[lo] > nums[up]:
+            bad.append(f"{lo} > {up}")
+    if bad:
+        raise CheckError(
+            f"{payload.get('divergence')} {payload.get('estimator')} K={payload.get('K')}: certification did not "
+            f"prove finite bounds ({', '.join(bad)}); table not written")
 
 
 def _up(x: float) -> str:

@@ -154,7 +154,7 @@ def _os_error(path: str, e: OSError):
         errno.ENOTDIR: "a component of the path is not a directory",
         errno.EISDIR: "it is a directory",
         errno.ENAMETOOLONG: "file name too long",
-        errno.ENOENT: "no such directory",
+        errno.ENOENT: "no such file or directory",
         errno.ELOOP: "too many levels of symbolic links",
     }
     why = reasons.get(e.errno, e.strerror or str(e))

@@ -129,7 +129,8 @@ def test_extra_files_reported_and_pruned(spec_path, tmp_path):
     res = build(spec, jobs=1, quiet=True)
     assert res.extras == ["notes.txt"]
     res = build(spec, jobs=1, quiet=True, prune=True)
-    assert res.pruned == ["notes.txt"] and not (tmp_path / "out" / "notes.txt").exists()
+    # issue 13, item 4: --prune deletes only what coefgen provably wrote
+    assert res.pruned == [] and res.extras == ["notes.txt"] and (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
 def test_check_identical_then_hand_edit_is_named(spec_path, tmp_path):
