@@ -27,7 +27,7 @@ _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE]([+-]?[0-9]+))?", 
 _RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+", re.ASCII)
 MAX_NUMBER_CHARS = 64      # one number of a name (alpha:<a>, a poly coefficient)
 MAX_EXPONENT = 30          # |decimal exponent| of a number as written, checked before converting
-MAX_NAME_CHARS = 4096      # a whole divergence name
+MAX_NAME_CHARS = 140_000   # a whole divergence name (2048 coefficients of up to 64 characters)
 MAX_POLY_TERMS = 2_048     # poly coefficients (degree <= K-1, K <= 2048)
 ALPHA_RANGE = (Fraction(1, 100), Fraction(1000))        # alpha:<a>, a in [0.01, 1000]
 POLY_COEFF_RANGE = (Fraction(1, 10**12), Fraction(10**12))  # |c| of a nonzero poly coefficient
