@@ -158,6 +158,13 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
             if (payload.get("generator_version") != __version__ or payload.get("K") != req.K
                     or payload.get("divergence") != req.divergence or payload.get("estimator") != req.estimator):
                 return None
+            # a hand edit re-sealed (sha256 and manifest fixed): values must still round from
+            # values_exact, and closed-form tables (exact, plugin, digamma) must recompute equal
+            from .consistency import values_failures
+            from .rewards import parse_reward
+
+            if values_failures(payload, parse_reward(req.divergence)):
+                return None
             summary = _summary_of(payload)
     return summary
 
