@@ -224,6 +224,22 @@ def _k_values(ctx, node) -> list:
 _RANGE = re.compile(r"([0-9]{1,9})\s*\.\.\s*([0-9]{1,9})", re.ASCII)
 
 
+def _k_ranges_valid(ctx, node) -> None:
+    """Range endpoints in 2..MAX_K (before a range is counted or expanded)."""
+    from .compiler import check_K
+
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    for item in items:
+        v = _scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        m = _RANGE.fullmatch(v.strip()) if isinstance(v, str) else None
+        if m:
+            for k in (int(m.group(1)), int(m.group(2))):
+                try:
+                    check_K(k)
+                except InputError as e:
+                    ctx.fail(item, f"K: range {v.strip()!r}: {e}")
+
+
 def _k_count(node) -> int:
     """How many K values the K field names (without expanding ranges; bad items count 1)."""
     items = node.value if isinstance(node, yaml.SequenceNode) else [node]
@@ -338,6 +354,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
             ctx.fail(bad, f"{what}: {e}")
         # resource caps before anything is expanded: tables and work (cost model of TableRequest.cost)
         n_div = len(entry["divergence"][1].value) if isinstance(entry["divergence"][1], yaml.SequenceNode) else 1
+        _k_ranges_valid(ctx, entry["K"][1])
         n_tables += n_div * _k_count(entry["K"][1])
         if n_tables > MAX_TABLES:
             ctx.fail(entry["K"][1], f"{what}: the spec asks for more than {MAX_TABLES} tables (limit)")
