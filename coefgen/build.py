@@ -135,7 +135,7 @@ def _read(path: str) -> bytes | None:
 
 def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
     """The table's summary if its files are intact and up to date, else None."""
-    from .payload import validate
+    from .payload import parse_json, validate
     from .runtime import TableError, load
 
     summary = {"K": req.K, "estimator": req.estimator}
@@ -149,7 +149,7 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
         if fmt == "json" or (fmt == "npz" and "json" not in formats):
             try:
                 if fmt == "json":
-                    payload = json.loads(data.decode("utf-8"))
+                    payload = parse_json(data, name)  # strict: duplicate keys, huge ints, nesting
                     validate(payload, name)
                 else:
                     payload = load(os.path.join(out_dir, name)).payload

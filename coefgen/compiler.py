@@ -243,6 +243,14 @@ def require_finite_claims(payload: dict) -> None:
     for lo, up in (("bias_lower", "bias_bound"), ("variance_lower", "variance_bound"), ("mse_lower", "mse_bound")):
         if lo in nums and up in nums and nums[lo] > nums[up]:
             bad.append(f"{lo} > {up}")
+    if bad and payload.get("mse_bound") == "inf" and payload.get("divergence", "").startswith("alpha:"):
+        from .rewards import parse_reward
+
+        reward = parse_reward(payload["divergence"])
+        if 2 * reward.a < 1:  # not a numerical failure: the request is impossible
+            raise InputError(
+                f"{reward.name}: sup_p m(p) is infinite for every table when a < 1/2 (p*r(p)^2 ~ p^(2a-1) as "
+                f"p -> 0), so no {payload.get('estimator')} table can state a finite mse_bound; table not written")
     if bad:
         raise CheckError(
             f"{payload.get('divergence')} {payload.get('estimator')} K={payload.get('K')}: certification did not "

@@ -498,3 +498,16 @@ def test_check_advice_after_a_resealed_hand_edit_is_build_force(spec_path, tmp_p
     assert r.returncode == 0 and "1 solved" in r.stderr, r.stderr
     r = _cli("check", "-c", spec_path, "--quiet", "--jobs", "1")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_two_concurrent_builds_on_one_directory_both_succeed(tmp_path):
+    """issue 13, item 10: the second waits for the lock (then finds everything up to date);
+    neither deletes the other's in-flight temporary files."""
+    spec = tmp_path / "coefgen.yaml"
+    spec.write_text("output: out\nformats: [json, npz]\ntables:\n  - {divergence: kl, estimator: plugin, K: 3..12}\n")
+    cmd = [sys.executable, "-m", "coefgen.cli", "build", "-c", str(spec), "--quiet", "--jobs", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    r = _cli("check", "-c", str(spec), "--quiet", "--jobs", "1")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -49,6 +49,7 @@ BAD = [
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "1e6"], "supported range 1 <= tau <= 10000"),
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "1e308"], "supported range 0 < V <= 1e+06"),
     (["solve", "-d", "euclidean", "--K", "4096", "-e", "exact"], "the limit is 2048"),
+    (["solve", "-d", "alpha:0.3", "--K", "4", "-e", "plugin"], "sup_p m(p) is infinite for every table"),
 ]
 
 
