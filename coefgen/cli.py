@@ -173,6 +173,10 @@ def frontier(divergence, K, output, json_path):
     check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
+    from .writers import check_destination
+
+    for dest in (output, json_path) if json_path is not None else (output,):
+        check_destination(dest)  # before the sweep
     points = frontier_points(reward, K)
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
     if json_path:

@@ -109,7 +109,9 @@ def plot(files, output):
     """
     from .plot import plot_tables
     from .runtime import TableError, load
+    from .writers import check_destination
 
+    check_destination(output)
     tables = []
     for path in files:
         try:
