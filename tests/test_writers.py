@@ -183,3 +183,21 @@ def test_temporary_names_carry_the_writer_pid(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     write_atomic(tmp_path / "t.json", b"x")
     assert tmp_owner_pid(seen[0]) == os.getpid()
+
+
+@pytest.mark.parametrize("err,needle", [("EACCES", "permission denied"), ("EROFS", "read-only file system"),
+                                        ("EDQUOT", "disk quota exceeded"), ("ENOSPC", "no space left")])
+def test_write_atomic_os_failures_are_input_errors_naming_the_reason(tmp_path, monkeypatch, err, needle):
+    """A read-only target (root ignores permissions, so simulated), a quota, a full disk."""
+    import errno
+    import tempfile
+
+    from coefgen.errors import InputError
+
+    def refuse(*a, **k):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(InputError, match=f"cannot write .*t.json: {needle}"):
+        write_atomic(tmp_path / "t.json", b"x")
+    assert os.listdir(tmp_path) == []
