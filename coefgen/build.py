@@ -15,8 +15,9 @@ the spec entry) and, with format ``c``, the aggregate header ``coefgen_tables.h`
   simply re-solved next time.
 
 * Locked: a build holds an exclusive ``fcntl.flock`` on the output directory itself; a second
-  build on the same directory waits up to LOCK_WAIT_SECONDS, then exits 2 naming the holder. Temporary files carry their writer's pid; only those of dead processes
-  are removed at start-up.
+  build on the same directory waits up to LOCK_WAIT_SECONDS, then exits 2 naming the holder.
+  Temporary files carry their writer's pid; only those of dead processes are removed at
+  start-up.
 * Safe output directory: refused (exit 2) when it holds the spec file (at any depth) or a
   ``.git``: tables go to a dedicated subdirectory. ``--prune`` deletes only regular,
   non-hidden files at the top of the directory that coefgen provably wrote: listed in the

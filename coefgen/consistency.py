@@ -242,7 +242,12 @@ def _level_failures(payload, reward, K, est, nums) -> list[str]:
     if not exact_exists and K <= LEVEL_RECOMPUTE_MAX_K:
         from .solvers.minimax import minimax_level
 
-        lev = minimax_level(reward, K)
+        from .errors import CoefgenError
+
+        try:
+            lev = minimax_level(reward, K)
+        except CoefgenError as e:
+            return out + [f"minimax_level: E*_K could not be recomputed to check the bracket ({e})"]
         with mpmath.workdps(60):
             rlo, rup = Fraction(mpmath.nstr(mpmath.mpf(lev.lower), 50)), Fraction(mpmath.nstr(mpmath.mpf(lev.upper), 50))
         slack = (rup - rlo) + rup * Fraction(1, 10**25)
