@@ -14,32 +14,50 @@ the spec entry) and, with format ``c``, the aggregate header ``coefgen_tables.h`
   at any point leaves every earlier table and the manifest intact; a half-built table is
   simply re-solved next time.
 
+* Locked: a build holds an exclusive ``fcntl.flock`` on the output directory itself; a second
+  build on the same directory waits up to LOCK_WAIT_SECONDS, then exits 2 naming the holder.
+  Temporary files carry their writer's pid; only those of dead processes are removed at
+  start-up.
+* Safe output directory: refused (exit 2) when it holds the spec file (at any depth) or a
+  ``.git``: tables go to a dedicated subdirectory. ``--prune`` deletes only regular,
+  non-hidden files at the top of the directory that coefgen provably wrote: listed in the
+  manifest with a matching sha256, or named by the spec's naming scheme (``<table_id>.json``,
+  ``.npz``, ``.h``, ``coefgen_tables.h``) and verifying as a coefgen table/header. Never a
+  directory, a symlink, a dot-entry, or anything outside the directory.
+
 check: rebuilds the whole set in a temporary directory (re-solving everything: a hand-edited
 value whose editor also fixed sha256 and the manifest must still be caught) and compares
-byte for byte with the output directory.
+byte for byte with the output directory. The temporary directory is named
+``coefgen-check-<pid>-*``; those of dead processes (a ``kill -9``) are removed by the next check.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 from . import __version__
-from .errors import CheckError
+from .errors import CheckError, InputError
 from .payload import MANIFEST_SCHEMA, canonical_json
 from .spec import Spec, TableRequest
 from .aggregate import AGGREGATE_HEADER, aggregate_header
-from .writers import SUFFIX, write_atomic
+from .writers import SUFFIX, TMP_PREFIX, TMP_SUFFIX, pid_alive, short, tmp_owner_pid, write_atomic
 
 MANIFEST = "manifest.json"
-TMP_PREFIX = ".coefgen-"
+LOCK_WAIT_SECONDS = 10.0  # a second build on the same directory waits this long, then exits 2
+CHECK_TMP_PREFIX = "coefgen-check-"
+STALE_LEGACY_TMP_SECONDS = 600  # temp files without a pid (older coefgen) older than this are stale
 
 
 class Interrupted(Exception):
@@ -118,7 +136,7 @@ def _read(path: str) -> bytes | None:
 
 def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
     """The table's summary if its files are intact and up to date, else None."""
-    from .payload import validate
+    from .payload import parse_json, validate
     from .runtime import TableError, load
 
     summary = {"K": req.K, "estimator": req.estimator}
@@ -132,7 +150,7 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
         if fmt == "json" or (fmt == "npz" and "json" not in formats):
             try:
                 if fmt == "json":
-                    payload = json.loads(data.decode("utf-8"))
+                    payload = parse_json(data, name)  # strict: duplicate keys, huge ints, nesting
                     validate(payload, name)
                 else:
                     payload = load(os.path.join(out_dir, name)).payload
@@ -140,6 +158,13 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
                 return None
             if (payload.get("generator_version") != __version__ or payload.get("K") != req.K
                     or payload.get("divergence") != req.divergence or payload.get("estimator") != req.estimator):
+                return None
+            # a hand edit re-sealed (sha256 and manifest fixed): values must still round from
+            # values_exact, and closed-form tables (exact, plugin, digamma) must recompute equal
+            from .consistency import values_failures
+            from .rewards import parse_reward
+
+            if values_failures(payload, parse_reward(req.divergence)):
                 return None
             summary = _summary_of(payload)
     return summary
@@ -282,16 +307,168 @@ def _list_files(out_dir: str) -> list:
 
 
 def _is_tmp(rel: str) -> bool:
-    return os.path.basename(rel).startswith(TMP_PREFIX) and rel.endswith(".tmp")
+    return os.path.basename(rel).startswith(TMP_PREFIX) and rel.endswith(TMP_SUFFIX)
+
+
+def _stale_tmp(out_dir: str, rel: str) -> bool:
+    """A temporary file whose writer is gone (pid dead; legacy names: old enough)."""
+    path = os.path.join(out_dir, rel)
+    pid = tmp_owner_pid(os.path.basename(rel))
+    if pid is not None:
+        return pid != os.getpid() and not pid_alive(pid)
+    try:
+        return time.time() - os.lstat(path).st_mtime > STALE_LEGACY_TMP_SECONDS
+    except OSError:
+        return False
+
+
+class OutputLock:
+    """Exclusive ``fcntl.flock`` on the output directory itself (no lock file is left behind);
+    InputError (exit 2) naming the holder's pid (from /proc/locks, Linux) if it is still held
+    after ``wait`` seconds. The kernel drops the lock when the holder dies, even by kill -9."""
+
+    def __init__(self, out_dir: str, wait: float = LOCK_WAIT_SECONDS):
+        self.dir = out_dir
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as e:
+            raise InputError(f"cannot lock the output directory {short(self.dir)}: {e.strerror}") from None
+        deadline = time.monotonic() + max(0.0, self.wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise InputError(f"cannot lock the output directory {short(self.dir)}: {e.strerror}") from None
+                if time.monotonic() >= deadline:
+                    holder = lock_holder(fd)
+                    os.close(fd)
+                    raise InputError(
+                        f"{short(display_path(self.dir))} is locked by another coefgen build"
+                        f"{f' (pid {holder})' if holder else ''}; waited {self.wait:g}s. "
+                        "Wait for it to finish (two builds must not share an output directory)") from None
+                time.sleep(0.1)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
+        return False
+
+
+def lock_holder(fd: int) -> int | None:
+    """pid holding a flock on the file of ``fd``, from /proc/locks (None if unknown)."""
+    try:
+        st = os.fstat(fd)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read(1 << 20).splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 08:01:123456 0 EOF" ("-> " marks waiters)
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[0] != "->":
+            try:
+                pid = int(parts[4])
+                inode = int(parts[5].rsplit(":", 1)[1])
+            except (ValueError, IndexError):
+                continue
+            if inode == st.st_ino and pid != os.getpid():
+                return pid
+    return None
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies below it (both resolved)."""
+    path, directory = os.path.realpath(path), os.path.realpath(directory)
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def check_output_dir(spec: Spec, out_dir: str) -> None:
+    """InputError (exit 2) if ``out_dir`` cannot be a table directory: an existing non-directory,
+    a directory holding the spec file (at any depth) or a ``.git`` (use a dedicated subdirectory)."""
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError(f"output {short(out_dir)} exists and is not a directory")
+    if spec.source and os.path.isfile(spec.source) and _inside(spec.source, out_dir):
+        raise InputError(f"output directory {short(display_path(out_dir))} holds the spec {short(spec.source)}: "
+                         "tables need a dedicated subdirectory (e.g. output: tables)")
+    if os.path.lexists(os.path.join(out_dir, ".git")):
+        raise InputError(f"output directory {short(display_path(out_dir))} holds a .git (a repository root): "
+                         "tables need a dedicated subdirectory (e.g. --out tables)")
+
+
+_HEADER_RE = re.compile(rb"/\* generated by coefgen [^\s;]+; do not edit \*/\n")
+
+
+def _written_by_coefgen(out_dir: str, rel: str, old_manifest: dict, formats) -> bool:
+    """Whether the file ``rel`` is provably a coefgen output that --prune may delete.
+
+    Only regular non-hidden files at the top of ``out_dir``; then either listed in the
+    manifest with matching sha256, or named ``<table_id><suffix>`` / the aggregate header and
+    verifying as such (JSON/NPZ: an intact table whose table_id is the name; .h: a coefgen
+    header)."""
+    from .runtime import TableError, load
+
+    if "/" in rel or os.sep in rel or rel.startswith(".") or rel == MANIFEST:
+        return False
+    path = os.path.join(out_dir, rel)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size > (64 << 20):
+        return False
+    data = _read(path)
+    if data is None:
+        return False
+    rec = old_manifest.get(rel)
+    if rec is not None and rec.get("sha256") == sha256_bytes(data):
+        return True
+    stem, ext = os.path.splitext(rel)
+    if ext in (".json", ".npz"):
+        try:
+            table = load(path)
+        except TableError:
+            return False
+        return table.payload.get("table_id") == stem
+    if ext == ".h":
+        if not _HEADER_RE.match(data):
+            return False
+        if rel == AGGREGATE_HEADER:
+            return True
+        from .writers import c_identifier
+
+        guard = ("COEFGEN_" + c_identifier(stem).upper() + "_H").encode()
+        return b"#ifndef " + guard + b"\n" in data
+    return False
 
 
 def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,
           force: bool = False, prune: bool = False, verify: bool = True, label: str = "build",
-          stream=None) -> BuildResult:
+          stream=None, lock_wait: float | None = None) -> BuildResult:
     """Build ``spec`` into ``out_dir`` (default: the spec's output). Raises Interrupted."""
     t_start = time.perf_counter()
     out_dir = out_dir or spec.output
-    os.makedirs(out_dir, exist_ok=True)
+    check_output_dir(spec, out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output directory {short(out_dir)}: {e.strerror}") from None
+    with OutputLock(out_dir, LOCK_WAIT_SECONDS if lock_wait is None else lock_wait):
+        return _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start)
+
+
+def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start) -> BuildResult:
     result = BuildResult(out_dir=out_dir)
     stream = stream or sys.stderr
     formats = spec.formats
@@ -303,7 +480,7 @@ def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
             stream.write(text + "\n")
 
     # leftovers of a killed build (temporary files of atomic writes)
-    leftovers = [f for f in _list_files(out_dir) if _is_tmp(f)]
+    leftovers = [f for f in _list_files(out_dir) if _is_tmp(f) and _stale_tmp(out_dir, f)]
     for f in leftovers:
         try:
             os.unlink(os.path.join(out_dir, f))
@@ -401,9 +578,17 @@ def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
     known = set(expected) | {MANIFEST} | ({AGGREGATE_HEADER} if "c" in formats else set())
     result.extras = [f for f in _list_files(out_dir) if f not in known and not _is_tmp(f)]
     if prune:
+        kept = []
         for f in result.extras:
-            os.unlink(os.path.join(out_dir, f))
-        result.pruned, result.extras = result.extras, []
+            if _written_by_coefgen(out_dir, f, old_manifest, formats):
+                try:
+                    os.unlink(os.path.join(out_dir, f))
+                    result.pruned.append(f)
+                    continue
+                except OSError:
+                    pass
+            kept.append(f)
+        result.extras = kept
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -485,8 +670,15 @@ def check(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
           stream=None) -> list:
     """Rebuild into a temporary directory; one line per difference with ``out_dir``."""
     out_dir = out_dir or spec.output
-    with tempfile.TemporaryDirectory(prefix="coefgen-check-") as tmp:
-        res = build(spec, tmp, jobs=jobs, quiet=quiet, force=True, verify=False, label="check", stream=stream)
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError(f"{short(out_dir)} exists and is not a directory")
+    clean_stale_check_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{CHECK_TMP_PREFIX}{os.getpid()}-") as tmp:
+        try:
+            res = build(spec, tmp, jobs=jobs, quiet=quiet, force=True, verify=False, label="check", stream=stream)
+        except Interrupted:
+            raise Interrupted(f"check interrupted: nothing was compared and nothing in {display_path(out_dir)} "
+                              "was changed") from None
         if res.failures:
             raise CheckError("check could not rebuild the set: " + "; ".join(res.failures))
         fresh = {rel: _read(os.path.join(tmp, rel)) for rel in _list_files(tmp)}
@@ -509,6 +701,30 @@ def check(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
         else:
             lines.append(f"changed {shown}")
     return lines
+
+
+def clean_stale_check_dirs(base: str | None = None) -> list:
+    """Remove ``coefgen-check-<pid>-*`` directories (of this user) whose process is gone."""
+    base = base or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    for name in names:
+        m = re.fullmatch(re.escape(CHECK_TMP_PREFIX) + r"(\d{1,10})-[A-Za-z0-9_]+", name)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        path = os.path.join(base, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            shutil.rmtree(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 def display_path(path: str) -> str:

@@ -24,15 +24,27 @@ class CoefgenGroup(click.Group):
         except CoefgenError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"coefgen: error: {e}", err=True)
+            click.echo(f"coefgen: error: {_one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 - last resort: never a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"coefgen: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"coefgen: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(1)
+
+
+MAX_MESSAGE_CHARS = 1000
+
+
+def _one_line(e) -> str:
+    """The message on one line, at most MAX_MESSAGE_CHARS characters (a 100 KB name is elided)."""
+    text = " ".join(str(e).splitlines())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + f"... ({len(text)} characters)"
+    return text
 
 
 @click.group(cls=CoefgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +63,7 @@ def main(ctx, debug):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
-@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 16384 (2048 where no exact table exists).")
+@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 2048.")
 @click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
@@ -62,7 +74,7 @@ def main(ctx, debug):
 def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
-    from .writers import render, write_atomic
+    from .writers import check_destination, render, write_atomic
 
     params = {}
     if estimator == "aqp":
@@ -72,6 +84,8 @@ def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params)  # fail fast, before any solving
+    if output != "-":
+        check_destination(output)  # a directory, an unwritable or too long name: before solving
     payload = compile_table(divergence, K, estimator, params)
     data = render(payload, fmt, __version__)
     if output == "-":
@@ -159,6 +173,10 @@ def frontier(divergence, K, output, json_path):
     check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
+    from .writers import check_destination
+
+    for dest in (output, json_path) if json_path is not None else (output,):
+        check_destination(dest)  # before the sweep
     points = frontier_points(reward, K)
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
     if json_path:

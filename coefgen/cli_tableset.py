@@ -55,7 +55,9 @@ def build(config, out, jobs, quiet, force, prune):
         for f in result.pruned:
             click.echo(f"pruned {display_path(os.path.join(result.out_dir, f))}", err=True)
         for f in result.extras:
-            click.echo(f"extra {display_path(os.path.join(result.out_dir, f))} (not in the spec; --prune deletes it)", err=True)
+            why = ("not written by coefgen: --prune leaves it alone" if prune
+                   else "not in the spec; --prune deletes it if coefgen wrote it")
+            click.echo(f"extra {display_path(os.path.join(result.out_dir, f))} ({why})", err=True)
     for line in result.failures:
         click.echo(f"FAILED {line}", err=True)
     if result.failures:
@@ -87,8 +89,11 @@ def check(config, out, jobs, quiet):
     for line in lines:
         click.echo(line)
     if lines:
+        force = any(line.startswith("changed ") for line in lines)
         raise CheckError(f"{target} differs from what coefgen would build ({len(lines)} difference(s)); "
-                         "run `coefgen build` and commit the result")
+                         + ("run `coefgen build --force` (a hand-edited file whose sha256 and manifest were also "
+                            "changed looks up to date to a plain build)" if force else "run `coefgen build`")
+                         + " and commit the result")
     if not quiet:
         click.echo(f"ok: {target} is up to date ({len(spec.tables)} table(s))", err=True)
 
@@ -104,7 +109,9 @@ def plot(files, output):
     """
     from .plot import plot_tables
     from .runtime import TableError, load
+    from .writers import check_destination
 
+    check_destination(output)
     tables = []
     for path in files:
         try:

@@ -11,12 +11,14 @@ from fractions import Fraction
 
 from . import __version__
 from .errors import CheckError, InputError
-from .payload import SCHEMA, seal
+from .payload import MAX_K as _PAYLOAD_MAX_K, SCHEMA, seal
 from .rewards import Reward, parse_reward
 from .writers import table_id
 
 ESTIMATORS = ("exact", "minimax", "aqp", "plugin", "digamma")
-MAX_K = 16_384        # beyond this certification alone takes many minutes: "absurd" for a group size
+# K <= 2048 for every table: certifying an exact table takes ~2 s at K = 2048 but ~45 s at K = 4000 (and
+# build verifies it again); the minimax level in every other table is supported up to 2048 anyway.
+MAX_K = _PAYLOAD_MAX_K
 MAX_K_LEVEL = 2_048   # the minimax level E*_K (in every non-exact table) takes ~40 s at K = 2048, minutes above
 # user-facing parameters of each estimator and their defaults (omitted from file names)
 ESTIMATOR_DEFAULTS: dict[str, dict] = {
@@ -35,7 +37,7 @@ def check_K(K) -> int:
     if K < 2:
         raise InputError(f"K = {K} is too small: a group needs K >= 2 samples")
     if K > MAX_K:
-        raise InputError(f"K = {K} is absurdly large for a group size (the limit is {MAX_K})")
+        raise InputError(f"K = {K} is absurdly large for a group size (the limit is {MAX_K}: certification time)")
     return K
 
 
@@ -55,6 +57,9 @@ def normalize_params(estimator: str, params: dict | None) -> dict:
         raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     defaults = ESTIMATOR_DEFAULTS[estimator]
     params = dict(params or {})
+    if estimator == "aqp" and params.get("tau") is not None and params.get("max_mse") is not None:
+        raise InputError("aqp: tau and max_mse are two different modes (bias budget tau*E*_K, or least bias "
+                         "under sup m <= max_mse); give one, not both")
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         allowed = ", ".join(defaults) or "none"
@@ -214,6 +219,7 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
         "minimax_level": level.level,
         "minimax_level_bracket": [_down_mp(level.lower), _up_mp(level.upper)],
     }
+    require_finite_claims(payload)
     payload["bound_rel_tol"] = achieved_rel_tol(payload, f"{reward.name} {estimator} K={K}")
     return seal(payload)
 
@@ -254,6 +260,52 @@ def achieved_rel_tol(payload: dict, what: str) -> float:
     tol = math.ceil(gap / Fraction(10) ** (e - 1)) * Fraction(10) ** (e - 1)  # ≥ gap, 2 digits
     out = float(f"{float(tol):.1e}")
     return out if Fraction(out) >= gap else float(f"{float(tol) * (1 + 1e-9):.2e}")
+
+
+CLAIM_FIELDS = ("bias_bound", "bias_lower", "variance_bound", "variance_lower", "mse_bound", "mse_lower",
+                "minimax_level")
+
+
+def require_finite_claims(payload: dict) -> None:
+    """CheckError (exit 1, nothing written) unless every stated bound is a finite decimal with
+    lower <= bound: a table never says ``certified: true`` beside a nan/inf or unproven bound.
+    Shared by ``solve`` and ``build`` (both go through compile_table)."""
+    bad = []
+    nums = {}
+    for f in CLAIM_FIELDS + ("minimax_level_bracket",):
+        vals = payload.get(f)
+        if f == "mse_bound" and vals == "inf" and mse_sup_is_infinite(payload.get("divergence")):
+            continue  # a proven claim (certify), not a numerical failure
+        for v in (vals if isinstance(vals, list) else [vals]):
+            try:
+                q = Fraction(v) if isinstance(v, str) and math.isfinite(float(v)) else None
+            except (ValueError, ZeroDivisionError):
+                q = None
+            if q is None:
+                bad.append(f"{f} = {v!r}")
+            else:
+                nums[f] = q
+    for lo, up in (("bias_lower", "bias_bound"), ("variance_lower", "variance_bound"), ("mse_lower", "mse_bound")):
+        if lo in nums and up in nums and nums[lo] > nums[up]:
+            bad.append(f"{lo} > {up}")
+    if bad:
+        raise CheckError(
+            f"{payload.get('divergence')} {payload.get('estimator')} K={payload.get('K')}: certification did not "
+            f"prove finite bounds ({', '.join(bad)}); table not written")
+
+
+def mse_sup_is_infinite(divergence) -> bool:
+    """True for alpha:a with a < 1/2: sup_p m(p) = ∞ for every table (p·r(p)² ~ p^(2a−1) as p → 0),
+    so ``mse_bound: "inf"`` is a proven claim there (and only there)."""
+    if not isinstance(divergence, str) or not divergence.startswith("alpha:"):
+        return False
+    from .rewards import Alpha, parse_reward
+
+    try:
+        reward = parse_reward(divergence)
+    except Exception:  # noqa: BLE001 - malformed names are reported elsewhere
+        return False
+    return isinstance(reward, Alpha) and 2 * reward.a < 1
 
 
 def _up(x: float) -> str:

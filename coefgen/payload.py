@@ -12,6 +12,8 @@ import json
 import math
 
 SCHEMA = "coefgen.table/1"
+MIN_K, MAX_K = 2, 2_048  # the group sizes coefgen makes tables for (the CLI's range; see compiler.MAX_K)
+MAX_FILE_BYTES = 64 << 20  # a table file (or an NPZ member, decompressed) larger than this is refused
 MANIFEST_SCHEMA = "coefgen.manifest/1"  # the manifest.json of a table set
 
 REQUIRED_FIELDS = (
@@ -39,6 +41,38 @@ def seal(payload: dict) -> dict:
     return body
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object states the same key twice (which one counts is ambiguous)."""
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKeyError(f"duplicate key {k[:40]!r}")
+        out[k] = v
+    return out
+
+
+def parse_json(data: bytes, source: str = "table"):
+    """JSON text → object, strictly: UTF-8, no duplicate keys, no NaN/Infinity, no integers
+    beyond 4300 digits or nesting beyond Python's recursion limit (all: ValueError, one line)."""
+    def no_constant(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=no_constant)
+    except UnicodeDecodeError:
+        raise ValueError(f"{source}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{source}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: JSON nested too deeply") from None
+    except ValueError as e:  # duplicate keys, huge integers (int max str digits), constants
+        raise ValueError(f"{source}: invalid JSON ({str(e)[:120]})") from None
+
+
 def validate(payload, source: str = "table") -> None:
     """Raise ValueError with a one-line reason unless ``payload`` is an intact table."""
     if not isinstance(payload, dict):
@@ -49,15 +83,20 @@ def validate(payload, source: str = "table") -> None:
     if missing:
         raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
     K = payload["K"]
-    if not isinstance(K, int) or isinstance(K, bool) or K < 1:
-        raise ValueError(f"{source}: K must be a positive integer, got {K!r}")
+    if not isinstance(K, int) or isinstance(K, bool) or not MIN_K <= K <= MAX_K:
+        raise ValueError(f"{source}: K must be an integer in {MIN_K}..{MAX_K}, got {str(K)[:40]!r}")
     values = payload["values"]
     if not isinstance(values, list) or len(values) != K:
         raise ValueError(f"{source}: values must be a list of K = {K} numbers")
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{source}: values must be finite numbers, found {v!r}")
-    if not isinstance(payload["values_exact"], list) or len(payload["values_exact"]) != K:
+        try:
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{source}: values must be finite float64 numbers, found {str(v)[:40]!r}")
+    if not isinstance(payload["values_exact"], list) or len(payload["values_exact"]) != K or not all(
+            isinstance(v, str) for v in payload["values_exact"]):
         raise ValueError(f"{source}: values_exact must be a list of K = {K} strings")
     digest = payload_sha256(payload)
     if payload["sha256"] != digest:

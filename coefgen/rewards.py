@@ -22,19 +22,43 @@ from .errors import InputError
 
 VALID_FORMS = "valid forms: kl, euclidean, alpha:<a> with a > 0 (e.g. alpha:0.5, alpha:3, alpha:1/3), poly:<c0>,<c1>,... (e.g. poly:0,1 or poly:1/2,-3)"
 
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^[+-]?\d+/\d+$")
+# ASCII digits only: str.isdigit/int() also accept e.g. Arabic-Indic or full-width digits.
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE]([+-]?[0-9]+))?", re.ASCII)
+_RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+", re.ASCII)
+MAX_NUMBER_CHARS = 64      # one number of a name (alpha:<a>, a poly coefficient)
+MAX_EXPONENT = 30          # |decimal exponent| of a number as written, checked before converting
+MAX_NAME_CHARS = 140_000   # a whole divergence name (2048 coefficients of up to 64 characters)
+MAX_POLY_TERMS = 2_048     # poly coefficients (degree <= K-1, K <= 2048)
+ALPHA_RANGE = (Fraction(1, 100), Fraction(1000))        # alpha:<a>, a in [0.01, 1000]
+POLY_COEFF_RANGE = (Fraction(1, 10**12), Fraction(10**12))  # |c| of a nonzero poly coefficient
+
+
+def show(text, limit: int = 80) -> str:
+    """``repr(text)`` for a one-line error: at most ``limit`` characters, the rest elided."""
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def parse_exact(text: str) -> Fraction:
-    """An exact decimal (``0.25``, ``-3``, ``1e-3``) or ratio ``p/q`` as a Fraction."""
+    """An exact decimal (``0.25``, ``-3``, ``1e-3``) or ratio ``p/q`` as a Fraction.
+
+    ASCII digits only; at most 64 characters; a decimal exponent within ±30 (checked before
+    converting, so ``1e99999999`` costs nothing)."""
     s = text.strip()
-    if not _NUMBER.match(s):
-        raise ValueError(f"{text!r} is not an exact decimal or p/q")
+    if len(s) > MAX_NUMBER_CHARS:
+        raise ValueError(f"{show(text)} is longer than {MAX_NUMBER_CHARS} characters")
+    m = _DECIMAL.fullmatch(s)
+    if m is None and not _RATIO.fullmatch(s):
+        raise ValueError(f"{show(text)} is not an exact decimal or p/q (ASCII digits)")
     if "/" in s:
         num, den = s.split("/")
         if int(den) == 0:
-            raise ValueError(f"{text!r} has a zero denominator")
+            raise ValueError(f"{show(text)} has a zero denominator")
         return Fraction(int(num), int(den))
+    if m.group(4) is not None and abs(int(m.group(4))) > MAX_EXPONENT:
+        raise ValueError(f"{show(text)}: exponent outside ±{MAX_EXPONENT}")
     return Fraction(s)
 
 
@@ -279,7 +303,9 @@ class Poly(Reward):
 def parse_reward(name: str) -> Reward:
     """Parse a canonical or alias name into a Reward; InputError (exit 2) if malformed."""
     if not isinstance(name, str):
-        raise InputError(f"divergence must be a string, got {name!r}; {VALID_FORMS}")
+        raise InputError(f"divergence must be a string, got {show(name)}; {VALID_FORMS}")
+    if len(name) > MAX_NAME_CHARS:
+        raise InputError(f"divergence {show(name)} is longer than the {MAX_NAME_CHARS}-character limit")
     s = name.strip()
     low = s.lower()
     if low == "kl":
@@ -290,13 +316,17 @@ def parse_reward(name: str) -> Reward:
         arg = s[len("alpha:"):]
         try:
             a = parse_exact(arg)
-        except ValueError:
-            raise InputError(f"divergence {name!r}: alpha parameter {arg!r} is not a number; {VALID_FORMS}") from None
+        except ValueError as e:
+            raise InputError(f"divergence {show(name)}: alpha parameter is not a number ({e}); {VALID_FORMS}") from None
         if a <= 0:
             raise InputError(
-                f"divergence {name!r} is inadmissible: p*r(p) does not tend to 0 as p -> 0 for a <= 0 "
+                f"divergence {show(name)} is inadmissible: p*r(p) does not tend to 0 as p -> 0 for a <= 0 "
                 f"(no table has bounded weighted bias); {VALID_FORMS}"
             )
+        lo, hi = ALPHA_RANGE
+        if not lo <= a <= hi:
+            raise InputError(f"divergence {show(name)}: alpha parameter outside the supported range "
+                             f"[{format_exact(lo)}, {format_exact(hi)}]")
         if a == 1:
             return KL()
         return Alpha(name=f"alpha:{format_exact(a)}", a=a)
@@ -304,13 +334,21 @@ def parse_reward(name: str) -> Reward:
         arg = s[len("poly:"):]
         parts = arg.split(",")
         if not arg.strip() or any(not x.strip() for x in parts):
-            raise InputError(f"divergence {name!r}: poly needs comma-separated coefficients c0,c1,...; {VALID_FORMS}")
+            raise InputError(f"divergence {show(name)}: poly needs comma-separated coefficients c0,c1,...; {VALID_FORMS}")
+        if len(parts) > MAX_POLY_TERMS:
+            raise InputError(f"divergence {show(name)}: {len(parts)} coefficients; at most {MAX_POLY_TERMS} "
+                             f"(degree <= K-1 with K <= {MAX_POLY_TERMS})")
         try:
             coeffs = [parse_exact(x) for x in parts]
         except ValueError as e:
-            raise InputError(f"divergence {name!r}: {e}; {VALID_FORMS}") from None
+            raise InputError(f"divergence {show(name)}: {e}; {VALID_FORMS}") from None
+        lo, hi = POLY_COEFF_RANGE
+        for c in coeffs:
+            if c and not lo <= abs(c) <= hi:
+                raise InputError(f"divergence {show(name)}: coefficient {format_exact(c)[:40]} outside the supported "
+                                 f"range (0 or 1e-12 <= |c| <= 1e12: float64 certification)")
         while len(coeffs) > 1 and coeffs[-1] == 0:
             coeffs.pop()
         canon = "poly:" + ",".join(format_exact(c) for c in coeffs)
         return Poly(name=canon, coefficients=tuple(coeffs))
-    raise InputError(f"unknown divergence {name!r}; {VALID_FORMS}")
+    raise InputError(f"unknown divergence {show(name)}; {VALID_FORMS}")

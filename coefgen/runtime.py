@@ -10,8 +10,9 @@ as verl key samples by a per-prompt ``uid``). A count outside 1..K raises, never
 
 from __future__ import annotations
 
-import json
+import io
 import os
+import stat
 import zipfile
 from typing import Hashable, Sequence
 
@@ -120,44 +121,102 @@ def grouped_counts(answers) -> np.ndarray:
     return (a[:, :, None] == a[:, None, :]).sum(axis=2)
 
 
-def load(path) -> RewardTable:
-    """Load a JSON or NPZ table; check schema and sha256; refuse corrupted or foreign files."""
+def read_regular(path, limit: int = _payload.MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; TableError otherwise
+    (devices, FIFOs, directories and oversized files are refused before reading)."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise TableError(f"{path}: cannot read ({e.strerror})") from None
+        raise TableError(f"{_short(path)}: cannot read ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TableError(f"{_short(path)}: not a regular file")
+        if st.st_size > limit:
+            raise TableError(f"{_short(path)}: {st.st_size} bytes, over the {limit >> 20} MiB limit of a table file")
+        with os.fdopen(fd, "rb") as fh:
+            fd = None
+            data = fh.read(limit + 1)
+    except OSError as e:
+        raise TableError(f"{_short(path)}: cannot read ({e.strerror})") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if len(data) > limit:
+        raise TableError(f"{_short(path)}: over the {limit >> 20} MiB limit of a table file")
+    return data
+
+
+def _short(text, limit: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def load(path) -> RewardTable:
+    """Load a JSON or NPZ table; check schema and sha256; refuse corrupted or foreign files.
+
+    Refused on form (TableError, as ``coefgen verify`` does): non-regular or oversized files,
+    invalid or ambiguous JSON (duplicate keys, huge integers, deep nesting), NPZ members
+    other than payload/values or over the size cap, values not float64 of shape (K,),
+    K outside 2..2048 (the CLI's range), a wrong sha256."""
+    path = os.fspath(path)
+    data = read_regular(path)
     if data[:2] == b"PK":
-        payload = _payload_from_npz(path)
+        payload = _payload_from_npz(path, data)
     else:
         try:
-            payload = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TableError(f"{path}: not a coefgen table (invalid JSON: {e.args[0] if e.args else e})") from None
+            payload = _payload.parse_json(data, _short(path))
+        except ValueError as e:
+            raise TableError(f"not a coefgen table: {e}") from None
     try:
-        _payload.validate(payload, path)
+        _payload.validate(payload, _short(path))
     except ValueError as e:
         raise TableError(str(e)) from None
     return RewardTable(payload)
 
 
-def _payload_from_npz(path: str) -> dict:
+NPZ_MEMBERS = ("payload.npy", "values.npy")
+
+
+def _npz_member(zf, name: str, path: str) -> np.ndarray:
+    info = zf.getinfo(name)
+    if info.file_size > _payload.MAX_FILE_BYTES:
+        raise TableError(f"{_short(path)}: NPZ member {name} expands to {info.file_size} bytes, "
+                         f"over the {_payload.MAX_FILE_BYTES >> 20} MiB limit")
+    with zf.open(info) as fh:
+        raw = fh.read(_payload.MAX_FILE_BYTES + 1)  # never trust the stated size alone
+    if len(raw) > _payload.MAX_FILE_BYTES:
+        raise TableError(f"{_short(path)}: NPZ member {name} over the {_payload.MAX_FILE_BYTES >> 20} MiB limit")
+    return np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+
+
+def _payload_from_npz(path: str, data: bytes) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "payload" not in z.files or "values" not in z.files:
-                raise TableError(f"{path}: not a coefgen table (NPZ lacks payload/values)")
-            text = str(z["payload"][()])
-            values = np.array(z["values"], dtype=np.float64)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        if isinstance(e, TableError):
-            raise
-        raise TableError(f"{path}: not a readable NPZ table ({e})") from None
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = sorted(zf.namelist())
+            if names != sorted(NPZ_MEMBERS):
+                raise TableError(f"{_short(path)}: not a coefgen table (NPZ members must be exactly "
+                                 f"{', '.join(NPZ_MEMBERS)}; found {_short(', '.join(names), 120)})")
+            text_arr = _npz_member(zf, "payload.npy", path)
+            values = _npz_member(zf, "values.npy", path)
+    except TableError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError,
+            RuntimeError) as e:
+        raise TableError(f"{_short(path)}: not a readable NPZ table ({_short(e, 120)})") from None
+    if text_arr.shape != () or text_arr.dtype.kind != "U":
+        raise TableError(f"{_short(path)}: NPZ payload must be a 0-d unicode string, got {text_arr.dtype} {text_arr.shape}")
+    if values.dtype != np.dtype("<f8") or values.ndim != 1:
+        raise TableError(f"{_short(path)}: NPZ values must be a 1-d float64 array, got {values.dtype} {values.shape}")
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TableError(f"{path}: NPZ payload is not valid JSON ({e.msg})") from None
-    stated = np.asarray(payload.get("values", []), dtype=np.float64) if isinstance(payload, dict) else None
+        payload = _payload.parse_json(str(text_arr[()]), _short(path) + " (NPZ payload)")
+    except ValueError as e:
+        raise TableError(f"not a coefgen table: {e}") from None
+    try:
+        stated = np.asarray(payload.get("values", []), dtype=np.float64) if isinstance(payload, dict) else None
+    except (TypeError, ValueError, OverflowError):
+        stated = None
     if stated is None or stated.shape != values.shape or not np.array_equal(stated.view(np.uint64), values.view(np.uint64)):
         raise TableError(f"{path}: NPZ values array differs from its payload (file altered)")
     return payload

@@ -20,6 +20,7 @@ import difflib
 import functools
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -33,6 +34,13 @@ PARAM_KEYS = ("tau", "objective", "max_mse")
 ENTRY_KEYS = ("divergence", "estimator", "K") + PARAM_KEYS
 FORMATS = ("json", "npz", "c")
 DEFAULT_SPEC_NAME = "default_spec.yaml"
+# Resource caps, checked before anything is expanded or solved (InputError naming the cap):
+MAX_SPEC_BYTES = 1 << 20       # the spec file
+MAX_YAML_NODES = 100_000       # distinct nodes of the composed YAML tree
+MAX_TABLES = 10_000            # tables a spec may ask for
+MAX_WORK = 2.0e9               # sum of TableRequest.cost() (~ (1+K)^2 x estimator weight) over the set
+_STANDARD_TAGS = {"tag:yaml.org,2002:" + t for t in
+                  ("str", "int", "float", "bool", "null", "seq", "map")}
 DEFAULT_SPEC_SOURCE = "<embedded default spec>"
 
 
@@ -66,9 +74,8 @@ class TableRequest:
         return head[slug_len:]
 
     def cost(self) -> float:
-        """Rough relative solve cost (for scheduling big tables first and for the ETA)."""
-        w = {"exact": 0.02, "plugin": 0.05, "digamma": 0.05, "minimax": 1.0, "aqp": 1.5}.get(self.estimator, 1.0)
-        return w * (1.0 + self.K) ** 2
+        """Rough relative solve cost (for scheduling big tables first, the ETA and MAX_WORK)."""
+        return _cost(self.estimator, self.K)
 
 
 @dataclass
@@ -77,6 +84,11 @@ class Spec:
     output: str  # output directory (absolute, or relative to the cwd for the embedded default)
     formats: tuple
     tables: list = field(default_factory=list)  # list[TableRequest], spec order
+
+
+def _cost(estimator: str, K: int) -> float:
+    w = {"exact": 0.02, "plugin": 0.05, "digamma": 0.05, "minimax": 1.0, "aqp": 1.5}.get(estimator, 1.0)
+    return w * (1.0 + K) ** 2
 
 
 def _slug(divergence: str) -> str:
@@ -108,7 +120,29 @@ def _typename(node) -> str:
     v = _scalar(node)
     if v is None:
         return "nothing (null)"
-    return f"{type(v).__name__} {v!r}"
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) <= 80 else text[:80] + f'... ({len(text)} characters)'}"
+
+
+def _check_tree(ctx, root) -> None:
+    """Refuse custom tags, merge keys and oversized trees (aliases are walked once)."""
+    seen, stack = set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if len(seen) > MAX_YAML_NODES:
+            ctx.fail(node, f"the spec has more than {MAX_YAML_NODES} YAML nodes (limit)")
+        if node.tag == "tag:yaml.org,2002:merge":
+            ctx.fail(node, "YAML merge keys (<<) are not supported; write the keys out")
+        if node.tag not in _STANDARD_TAGS:
+            ctx.fail(node, f"YAML tag {node.tag[:60]!r} is not supported (plain strings, numbers, lists and mappings only)")
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += [k, v]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _mapping(ctx: _Ctx, node, what: str, allowed) -> dict:
@@ -121,10 +155,10 @@ def _mapping(ctx: _Ctx, node, what: str, allowed) -> dict:
             ctx.fail(knode, f"{what}: keys must be strings, got {_typename(knode)}")
         key = _scalar(knode)
         if key in out:
-            ctx.fail(knode, f"{what}: duplicate key {key!r} (first at line {out[key][0].start_mark.line + 1})")
+            ctx.fail(knode, f"{what}: duplicate key {key[:60]!r} (first at line {out[key][0].start_mark.line + 1})")
         if key not in allowed:
             hint = [a for a in allowed if a.lower() == key.lower()] or difflib.get_close_matches(key, allowed, n=1)
-            ctx.fail(knode, f"{what}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            ctx.fail(knode, f"{what}: unknown key {key[:60]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
                      + f"; allowed keys: {', '.join(allowed)}")
         out[key] = (knode, vnode)
     return out
@@ -159,6 +193,8 @@ def _int(ctx, node, what) -> int:
 
 def _k_values(ctx, node) -> list:
     """[(K, node)] from an integer, a range 'a..b' (inclusive), or a list of both."""
+    from .compiler import check_K
+
     items = node.value if isinstance(node, yaml.SequenceNode) else [node]
     if isinstance(node, yaml.SequenceNode) and not items:
         ctx.fail(node, "K must not be an empty list")
@@ -166,23 +202,53 @@ def _k_values(ctx, node) -> list:
     for item in items:
         if isinstance(item, yaml.ScalarNode) and isinstance(_scalar(item), str):
             text = _scalar(item).strip()
-            lo, sep, hi = text.partition("..")
-            try:
-                a, b = int(lo), int(hi)
-            except ValueError:
-                a = b = None
-            if not sep or a is None:
-                ctx.fail(item, f"K: {text!r} is neither an integer nor a range like 2..64")
+            m = _RANGE.fullmatch(text)
+            if m is None:
+                ctx.fail(item, f"K: {text[:60]!r} is neither an integer nor a range like 2..64")
+            a, b = int(m.group(1)), int(m.group(2))
             if a > b:
                 ctx.fail(item, f"K: empty range {text!r} (the start exceeds the end)")
-            if b - a > 100_000:
-                ctx.fail(item, f"K: range {text!r} is absurdly long")
+            for k in (a, b):
+                try:
+                    check_K(k)
+                except InputError as e:
+                    ctx.fail(item, f"K: range {text!r}: {e}")
             out += [(k, item) for k in range(a, b + 1)]
         elif isinstance(item, yaml.SequenceNode) and item is not node:
             ctx.fail(item, "K: a list of lists is not allowed; use a flat list like [2..64, 128]")
         else:
             out.append((_int(ctx, item, "K"), item))
     return out
+
+
+_RANGE = re.compile(r"([0-9]{1,9})\s*\.\.\s*([0-9]{1,9})", re.ASCII)
+
+
+def _k_ranges_valid(ctx, node) -> None:
+    """Range endpoints in 2..MAX_K (before a range is counted or expanded)."""
+    from .compiler import check_K
+
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    for item in items:
+        v = _scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        m = _RANGE.fullmatch(v.strip()) if isinstance(v, str) else None
+        if m:
+            for k in (int(m.group(1)), int(m.group(2))):
+                try:
+                    check_K(k)
+                except InputError as e:
+                    ctx.fail(item, f"K: range {v.strip()!r}: {e}")
+
+
+def _k_count(node) -> int:
+    """How many K values the K field names (without expanding ranges; bad items count 1)."""
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    n = 0
+    for item in items:
+        v = _scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        m = _RANGE.fullmatch(v.strip()) if isinstance(v, str) else None
+        n += max(1, int(m.group(2)) - int(m.group(1)) + 1) if m else 1
+    return n
 
 
 def _k_text(node) -> str:
@@ -213,7 +279,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
     """Validate spec text; ``base_dir`` resolves a relative ``output`` (None: keep it relative)."""
     from . import compiler
     from .rewards import parse_reward
-    from .writers import table_id
+    from .writers import MAX_NAME_BYTES, table_id
 
     ctx = _Ctx(source)
     try:
@@ -226,6 +292,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
         raise InputError(f"{source}:1: not valid YAML: {e}") from None
     if root is None:
         raise InputError(f"{source}:1: the spec is empty; it needs at least a 'tables' list")
+    _check_tree(ctx, root)
     try:
         top = _mapping(ctx, root, "spec", TOP_KEYS)
     except yaml.constructor.ConstructorError as e:  # pragma: no cover - unusual tags
@@ -257,6 +324,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
 
     requests: list[TableRequest] = []
     by_id: dict[str, TableRequest] = {}
+    n_tables, work = 0, 0.0
     for index, enode in enumerate(tnode.value):
         what = f"tables[{index}]"
         entry = _mapping(ctx, enode, what, ENTRY_KEYS)
@@ -268,7 +336,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
         estimator = _string(ctx, est_node, f"{what}: estimator")
         if estimator not in compiler.ESTIMATORS:
             hint = difflib.get_close_matches(estimator, compiler.ESTIMATORS, n=1)
-            ctx.fail(est_node, f"{what}: unknown estimator {estimator!r}"
+            ctx.fail(est_node, f"{what}: unknown estimator {estimator[:60]!r}"
                      + (f" (did you mean {hint[0]!r}?)" if hint else "")
                      + f"; choose one of {', '.join(compiler.ESTIMATORS)}")
         params = {}
@@ -284,7 +352,22 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
         except InputError as e:
             bad = next((entry[k][1] for k in PARAM_KEYS if k in entry), est_node)
             ctx.fail(bad, f"{what}: {e}")
+        # resource caps before anything is expanded: tables and work (cost model of TableRequest.cost)
+        n_div = len(entry["divergence"][1].value) if isinstance(entry["divergence"][1], yaml.SequenceNode) else 1
+        _k_ranges_valid(ctx, entry["K"][1])
+        n_tables += n_div * _k_count(entry["K"][1])
+        if n_tables > MAX_TABLES:
+            ctx.fail(entry["K"][1], f"{what}: the spec asks for more than {MAX_TABLES} tables (limit)")
         ks = _k_values(ctx, entry["K"][1])
+        for k, knode in ks:
+            try:
+                compiler.check_K(k)
+            except InputError as e:
+                ctx.fail(knode, f"{what}: {e}")
+        work += n_div * sum(_cost(estimator, k) for k, _ in ks)
+        if work > MAX_WORK:
+            ctx.fail(entry["K"][1], f"{what}: the spec asks for more solver work than the limit "
+                                    f"({MAX_WORK:.3g} units of (1+K)^2; e.g. ~300 aqp tables at K = 2048)")
         rewards = []
         for name, dnode in divs:
             try:
@@ -312,6 +395,10 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
                 except InputError as e:
                     ctx.fail(knode, f"{what}: {reward.name} {estimator} K={k}: {e}")
                 tid = table_id(reward.name, estimator, compiler.key_params(estimator, full), k)
+                longest = max(len((tid + s).encode("utf-8")) for s in (".json", ".npz", ".h"))
+                if longest > MAX_NAME_BYTES:
+                    ctx.fail(dnode, f"{what}: the file name of table {tid[:60]}... would be {longest} bytes, "
+                                    f"over the {MAX_NAME_BYTES}-byte limit of file systems")
                 req = TableRequest(table_id=tid, divergence=reward.name, estimator=estimator,
                                    params=full, K=k, entry=record, line=knode.start_mark.line + 1)
                 if tid in by_id:
@@ -330,8 +417,11 @@ def load_spec(path: str | None = None) -> Spec:
         text = resources.files("coefgen").joinpath(DEFAULT_SPEC_NAME).read_text(encoding="utf-8")
         return parse_spec(text, DEFAULT_SPEC_SOURCE, None)
     try:
+        size = os.stat(path).st_size
+        if size > MAX_SPEC_BYTES:
+            raise InputError(f"{path}: the spec is {size} bytes, over the {MAX_SPEC_BYTES >> 10} KiB limit")
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            text = fh.read(MAX_SPEC_BYTES + 1)
     except OSError as e:
         raise InputError(f"{path}: cannot read the spec ({e.strerror})") from None
     except UnicodeDecodeError:

@@ -2,20 +2,26 @@
 
 A table file: schema and sha256 (runtime loader), then the certified brackets recomputed
 from the stored float64 values and compared with the stated ones (certify.check_claims).
-A table-set ``manifest.json``: every listed file must exist with the listed sha256, and every
-table in it is verified as above (once per table, whatever its number of formats).
+Every other field is checked for consistency with the values and with itself
+(coefgen.consistency: values_exact, estimator, parameters, witness, lower bounds, minimax
+level and bracket).
+A table-set ``manifest.json``: every listed path must be a relative path inside the set's
+directory naming a regular file (no ``..``, no absolute path, no symlink, no device; at most
+64 MiB) with the listed sha256, and every table in it is verified as above (once per table,
+whatever its number of formats). A malformed manifest is bad input (InputError, exit 2).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 
 from .errors import InputError
-from .payload import MANIFEST_SCHEMA
+from .payload import MANIFEST_SCHEMA, MAX_FILE_BYTES, parse_json
 from .rewards import parse_reward
-from .runtime import TableError, load
+from .runtime import TableError, load, read_regular
+from .writers import short
 
 
 def verify_payload(payload: dict, source: str) -> list[str]:
@@ -31,7 +37,10 @@ def verify_payload(payload: dict, source: str) -> list[str]:
     tol = payload.get("bound_rel_tol", 1e-6)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         return [f"{source}: bound_rel_tol must be a number in (0, 1), got {tol!r}"]
+    from .consistency import consistency_failures
+
     lines = stated_bracket_failures(payload, float(tol)) + check_claims(payload, reward, rel_tol=float(tol))
+    lines += consistency_failures(payload, reward)
     return [f"{source}: {line}" for line in lines]
 
 
@@ -51,31 +60,97 @@ def stated_bracket_failures(payload: dict, tol: float) -> list[str]:
 
 
 def _manifest(path: str):
-    """The manifest document if ``path`` is a table-set manifest, else None."""
+    """The manifest document if ``path`` is a table-set manifest, else None.
+
+    Only regular files of at most 64 MiB are read (a device or FIFO is never opened for
+    reading in full); a file that says it is a manifest but is malformed: InputError."""
     try:
-        with open(path, "rb") as fh:
-            doc = json.loads(fh.read().decode("utf-8"))
-    except (OSError, ValueError):
+        data = read_regular(path)
+    except TableError:
         return None
-    return doc if isinstance(doc, dict) and doc.get("schema") == MANIFEST_SCHEMA else None
+    if data[:1] != b"{":
+        return None
+    try:
+        doc = parse_json(data, short(path))
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != MANIFEST_SCHEMA:
+        return None
+    _check_manifest_form(path, doc)
+    return doc
+
+
+_FORMATS = ("json", "npz", "c")
+
+
+def _check_manifest_form(path: str, doc: dict) -> None:
+    """InputError (exit 2, one line) unless every record is {path: safe relative name, ...}."""
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise InputError(f"{short(path)}: malformed manifest ('files' must be a list)")
+    seen = set()
+    for i, rec in enumerate(files):
+        if not isinstance(rec, dict):
+            raise InputError(f"{short(path)}: malformed manifest (files[{i}] is not an object)")
+        rel = rec.get("path")
+        if not isinstance(rel, str) or not rel:
+            raise InputError(f"{short(path)}: malformed manifest (files[{i}].path must be a non-empty string)")
+        if not isinstance(rec.get("sha256"), str) or rec.get("format") not in _FORMATS:
+            raise InputError(f"{short(path)}: malformed manifest (files[{i}] needs a sha256 string and a format "
+                             f"among {', '.join(_FORMATS)})")
+        parts = rel.replace("\\", "/").split("/")
+        if (os.path.isabs(rel) or rel.startswith(("/", "\\")) or any(p in ("", ".", "..") for p in parts)
+                or "\x00" in rel or (len(rel) > 1 and rel[1] == ":")):
+            raise InputError(f"{short(path)}: manifest path {short(rel, 80)!r} leaves the set's directory "
+                             "(only plain relative names are allowed)")
+        if rel in seen:
+            raise InputError(f"{short(path)}: malformed manifest (path {short(rel, 80)!r} listed twice)")
+        seen.add(rel)
+
+
+def _read_listed(base: str, rel: str) -> bytes:
+    """Bytes of a listed file: a regular file inside ``base``, no symlink, at most 64 MiB."""
+    full = os.path.join(base, rel)
+    real_base = os.path.realpath(base)
+    if not os.path.realpath(full).startswith(real_base.rstrip(os.sep) + os.sep):
+        raise TableError("resolves outside the set's directory")
+    probe = full
+    while probe != base and len(probe) > len(base):
+        if os.path.islink(probe):
+            raise TableError("is a symbolic link (a manifest lists regular files only)")
+        probe = os.path.dirname(probe)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        raise TableError("missing") from None
+    except OSError as e:
+        raise TableError(f"cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise TableError("not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise TableError(f"{st.st_size} bytes, over the {MAX_FILE_BYTES >> 20} MiB limit")
+    try:
+        return read_regular(full)
+    except TableError as e:
+        raise TableError(str(e).rpartition(": ")[2]) from None
 
 
 def verify_manifest(path: str, doc: dict) -> list[str]:
     """Every file of a manifest present with its sha256; every table's claims re-proven."""
     base = os.path.dirname(os.path.abspath(path))
     failures, seen = [], set()
-    records = sorted(doc.get("files", []), key=lambda r: (r.get("format") != "json", r.get("path", "")))
+    records = sorted(doc["files"], key=lambda r: (r.get("format") != "json", r["path"]))
     for rec in records:
-        rel = rec.get("path", "?")
+        rel = rec["path"]
         full = os.path.join(base, rel)
         try:
-            with open(full, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-        except OSError:
-            failures.append(f"{full}: listed in {path} but missing")
+            data = _read_listed(base, rel)
+        except TableError as e:
+            failures.append(f"{short(full)}: listed in {short(path)} but {e}")
             continue
+        digest = hashlib.sha256(data).hexdigest()
         if digest != rec.get("sha256"):
-            failures.append(f"{full}: bytes differ from the sha256 listed in {path}")
+            failures.append(f"{short(full)}: bytes differ from the sha256 listed in {short(path)}")
             continue
         if rec.get("format") in ("json", "npz") and rec.get("table_id") not in seen:
             seen.add(rec.get("table_id"))

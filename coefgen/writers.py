@@ -7,9 +7,11 @@ sees a half-written file.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
+import stat
 import tempfile
 import zipfile
 
@@ -107,22 +109,177 @@ def render(payload: dict, fmt: str, version: str) -> bytes:
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".coefgen-", suffix=".tmp", dir=directory)
+TMP_PREFIX = ".coefgen-"
+TMP_SUFFIX = ".tmp"
+MAX_NAME_BYTES = 255  # longest file name (one path component) on common file systems
+
+
+def tmp_owner_pid(name: str) -> int | None:
+    """The pid embedded in a temporary file name ``.coefgen-<pid>-XXXX.tmp`` (None if absent)."""
+    m = re.fullmatch(r"\.coefgen-(\d{1,10})-[^/]*\.tmp", name)
+    return int(m.group(1)) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this machine)."""
+    if pid <= 0:
+        return False
     try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - e.g. pid out of range
+        return False
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _os_error(path: str, e: OSError):
+    """InputError (exit 2) naming the destination and the reason of a failed write."""
+    from .errors import InputError
+
+    reasons = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "a component of the path is not a directory",
+        errno.EISDIR: "it is a directory",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.ENOENT: "no such file or directory",
+        errno.ELOOP: "too many levels of symbolic links",
+    }
+    why = reasons.get(e.errno, e.strerror or str(e))
+    return InputError(f"cannot write {short(path)}: {why}")
+
+
+def short(text, limit: int = 200) -> str:
+    """``text`` for a one-line message: at most ``limit`` characters, the rest elided."""
+    text = str(text).replace("\n", "\\n").replace("\r", "\\r")
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def resolve_destination(path) -> tuple[str, str]:
+    """(kind, real path) of an output destination; InputError (exit 2) if it cannot be one.
+
+    kind: ``"file"`` (a regular file or nothing yet: written atomically), ``"stream"`` (a
+    character device such as /dev/null, or a FIFO: written in place, never replaced).
+    A symbolic link is followed: its final target gets the same treatment and the link stays.
+    Directories, block devices, sockets and names longer than 255 bytes are refused."""
+    from .errors import InputError
+
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path.strip():
+        raise InputError("the output path is empty")
+    if "\x00" in path:
+        raise InputError("the output path contains a NUL character")
+    real = os.path.realpath(path)
+    name = os.path.basename(real)
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise InputError(f"cannot write {short(path)}: file name is {len(os.fsencode(name))} bytes, "
+                         f"longer than the {MAX_NAME_BYTES}-byte limit of file systems")
+    if path.endswith(("/", os.sep)) or not name:
+        raise InputError(f"cannot write {short(path)}: it names a directory, not a file")
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        parent = os.path.dirname(real)
+        probe = parent
+        while probe and not os.path.lexists(probe):  # the nearest existing ancestor
+            up = os.path.dirname(probe)
+            if up == probe:
+                break
+            probe = up
+        if probe and os.path.lexists(probe) and not os.path.isdir(probe):
+            raise InputError(f"cannot write {short(path)}: {short(probe)} is not a directory")
+        return "file", real
+    except OSError as e:
+        raise _os_error(path, e) from None
+    if stat.S_ISREG(st.st_mode):
+        return "file", real
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"cannot write {short(path)}: it is a directory")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+        return "stream", real
+    raise InputError(f"cannot write {short(path)}: not a regular file, character device or FIFO")
+
+
+def check_destination(path) -> None:
+    """Fail fast (InputError, exit 2) if ``path`` cannot be written, before any solving."""
+    kind, real = resolve_destination(path)
+    if kind == "stream":
+        if not os.access(real, os.W_OK):
+            raise _cannot_write(path, "permission denied")
+        return
+    if os.path.exists(real):
+        if not os.access(real, os.W_OK) or not os.access(os.path.dirname(real), os.W_OK | os.X_OK):
+            raise _cannot_write(path, "permission denied (the file or its directory is not writable)")
+        return
+    probe = os.path.dirname(real)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise _cannot_write(path, f"permission denied ({short(probe)} is not writable)")
+
+
+def _cannot_write(path, why):
+    from .errors import InputError
+
+    return InputError(f"cannot write {short(path)}: {why}")
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Put ``data`` at ``path`` so that no reader ever sees a half-written file.
+
+    A regular destination (or none yet) gets a temporary file ``.coefgen-<pid>-XXXX.tmp`` in
+    its directory and an ``os.replace``; the new file has mode 0666 minus the umask (or the
+    replaced file's mode), as a plain file creation would. A symbolic link is followed (the
+    link stays, its target is replaced atomically). A character device (``/dev/null``) or a
+    FIFO is written in place, never replaced. Anything else, and every OS failure (full disk,
+    read-only target, path under a file, name too long): InputError (exit 2) with the reason."""
+    path = os.fspath(path)
+    kind, real = resolve_destination(path)
+    if kind == "stream":
+        try:
+            fd = os.open(real, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as e:
+            raise _os_error(path, e) from None
+        return
+    directory = os.path.dirname(real)
+    try:
+        mode = stat.S_IMODE(os.stat(real).st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    except OSError as e:
+        raise _os_error(path, e) from None
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+        tmp = None
+    except OSError as e:
+        raise _os_error(path, e) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

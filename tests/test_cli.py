@@ -25,7 +25,7 @@ BAD = [
     (["solve", "-d", "euclidean", "--K", "0", "-e", "exact"], "too small"),
     (["solve", "-d", "euclidean", "--K", "1000000", "-e", "exact"], "absurdly large"),
     (["solve", "-d", "euclidean", "--K", "100001", "-e", "exact"], "absurdly large"),
-    (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "supported up to K = 2048"),
+    (["solve", "-d", "kl", "--K", "4096", "-e", "plugin"], "the limit is 2048"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "digamma"], "kl only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "abc"], "tau must be a number >= 1"),
@@ -33,6 +33,23 @@ BAD = [
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz"], "binary"),
     (["solve", "-d", "euclidean", "--K", "x", "-e", "exact"], "not a valid integer"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "best"], "best"),
+    # issue 13: huge/tiny numbers, non-ASCII digits, parameter modes and ranges (exit 2, fast)
+    (["solve", "-d", "poly:1e99999999", "--K", "4", "-e", "exact"], "exponent outside"),
+    (["solve", "-d", "poly:1e200", "--K", "4", "-e", "exact"], "exponent outside"),
+    (["solve", "-d", "poly:1e20,1", "--K", "4", "-e", "exact"], "outside the supported range"),
+    (["solve", "-d", "poly:1e-20,1", "--K", "4", "-e", "exact"], "outside the supported range"),
+    (["solve", "-d", "poly:" + ",".join(["1"] * 3000), "--K", "4", "-e", "plugin"], "at most 2048"),
+    (["solve", "-d", "alpha:1e10", "--K", "4", "-e", "plugin"], "outside the supported range"),
+    (["solve", "-d", "alpha:1e-5", "--K", "4", "-e", "plugin"], "outside the supported range"),
+    (["solve", "-d", "alpha:\u0661", "--K", "4", "-e", "plugin"], "ASCII digits"),
+    (["solve", "-d", "alpha:\uff13", "--K", "4", "-e", "plugin"], "ASCII digits"),
+    (["solve", "-d", "poly:\uff11,1", "--K", "4", "-e", "exact"], "ASCII digits"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "\uff13"], "tau must be a number"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "3", "--max-mse", "1"], "give one, not both"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "1e6"], "supported range 1 <= tau <= 10000"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "1e308"], "supported range 0 < V <= 1e+06"),
+    (["solve", "-d", "euclidean", "--K", "4096", "-e", "exact"], "the limit is 2048"),
+    (["solve", "-d", "alpha:0.3", "--K", "4", "-e", "aqp"], "sup_p m(p) is infinite for every table"),
 ]
 
 
@@ -106,3 +123,70 @@ def test_verify_a_manifest_checks_every_file(tmp_path):
     r = run("verify", str(manifest))
     assert r.returncode == 1
     assert "kl-plugin-K5.h: bytes differ" in r.stderr and "kl-plugin-K4.npz: listed in" in r.stderr
+
+
+# issue 13, items 5 and 12: output destinations (exit 2 with the reason, before any solving)
+DEST = [
+    ("dir", "it is a directory"),
+    ("", "the output path is empty"),
+    ("file/under.json", "not a directory"),
+    ("x" * 300 + ".json", "255-byte limit"),
+]
+
+
+@pytest.mark.parametrize("dest,needle", DEST, ids=[d[1] for d in DEST])
+def test_bad_output_destination_exits_2(tmp_path, dest, needle):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("keep")
+    before = sorted(os.listdir(tmp_path))
+    r = run("solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", dest, cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == before and (tmp_path / "file").read_text() == "keep"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_read_only_target_exits_2(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        r = run("solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", str(ro / "t.json"))
+        assert r.returncode == 2 and "permission denied" in r.stderr
+    finally:
+        ro.chmod(0o700)
+
+
+def test_a_huge_name_is_elided_in_the_one_line_error():
+    r = run("solve", "-d", "x" * 100_000, "--K", "4", "-e", "plugin", "-o", "-")
+    assert r.returncode == 2 and len(r.stderr) < 1500 and r.stderr.count("\n") == 1, r.stderr[:200]
+    assert "(100000 characters)" in r.stderr
+
+
+def test_solve_to_dev_null_keeps_the_device():
+    import stat
+
+    r = run("solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", "/dev/null")
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_solve_refuses_non_finite_claims(tmp_path, monkeypatch):
+    """issue 13, item 6: never 'certified: true' beside a nan bound (one check shared with build)."""
+    import math
+
+    from click.testing import CliRunner
+
+    import coefgen.certify as certify_mod
+    from coefgen.cli import main
+
+    real = certify_mod.certify
+
+    def broken(values, reward, **kw):
+        cert = real(values, reward, **kw)
+        return type(cert)(bias=cert.bias, variance=cert.variance,
+                          mse=type(cert.mse)(math.nan, math.nan, cert.mse.witness), method=cert.method)
+
+    monkeypatch.setattr(certify_mod, "certify", broken)
+    out = tmp_path / "t.json"
+    r = CliRunner().invoke(main, ["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", str(out)])
+    assert r.exit_code == 1 and "did not prove finite bounds" in r.output and not out.exists(), r.output

@@ -80,3 +80,42 @@ def test_exact_number_formats():
             parse_exact(s)
     assert format_exact(Fraction(1, 8)) == "0.125" and format_exact(Fraction(-1, 3)) == "-1/3"
     assert format_exact(Fraction(-1, 20)) == "-0.05" and format_exact(Fraction(7)) == "7"
+
+
+# --- issue 13, items 9, 12, 13: numbers in names are ASCII, bounded before conversion ------
+
+@pytest.mark.parametrize("name,needle", [
+    ("alpha:\u0661", "ASCII digits"),            # Arabic-Indic one
+    ("alpha:\uff13", "ASCII digits"),            # full-width three
+    ("poly:\uff10,\uff11", "ASCII digits"),
+    ("alpha:\u0663/\u0662", "ASCII digits"),
+    ("poly:1e99999999", "exponent outside"),
+    ("poly:1e-99999999", "exponent outside"),
+    ("alpha:1e10", "outside the supported range"),
+    ("alpha:0.001", "outside the supported range"),
+    ("poly:1e13", "outside the supported range"),
+    ("poly:1e-13,1", "outside the supported range"),
+    ("poly:" + "1" * 65, "longer than 64 characters"),
+    ("x" * 200_000, "(200000 characters)"),
+])
+def test_bad_numbers_are_input_errors_and_fast(name, needle):
+    import time
+
+    from coefgen.errors import InputError
+
+    t0 = time.monotonic()
+    with pytest.raises(InputError) as e:
+        parse_reward(name)
+    assert needle in str(e.value) and len(str(e.value)) < 600
+    assert time.monotonic() - t0 < 0.5
+
+
+@pytest.mark.parametrize("name,a", [("alpha:0.01", Fraction(1, 100)), ("alpha:1000", Fraction(1000)),
+                                    ("alpha:1.5e2", Fraction(150)), ("alpha:25e-2", Fraction(1, 4))])
+def test_range_ends_and_exponents_parse_exactly(name, a):
+    assert parse_reward(name).a == a
+
+
+def test_poly_coefficient_range_ends_parse():
+    r = parse_reward("poly:1e12,-1e-12,0")
+    assert r.coefficients == (Fraction(10**12), Fraction(-1, 10**12))

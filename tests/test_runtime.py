@@ -122,3 +122,89 @@ def test_torch_in_torch_out(files):
     t = load(files[1])
     out = t(torch.tensor([1, 6]))
     assert isinstance(out, torch.Tensor) and out.tolist() == [t.values[0], t.values[5]]
+
+
+# --- issue 13, items 7, 9, 12: load refuses on form what verify refuses (TableError) -----
+
+def _npz(members: dict, compression=0) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compression) as zf:
+        for name, arr in members.items():
+            b = io.BytesIO()
+            np.lib.format.write_array(b, arr, allow_pickle=False)
+            zf.writestr(name, b.getvalue())
+    return buf.getvalue()
+
+
+def _payload_text(p):
+    from coefgen.payload import canonical_json
+
+    return np.array(canonical_json(p))
+
+
+def _json_dup(p):
+    text = render(p, "json", __version__).decode()
+    return text.replace('"values": [', '"values": [0, 0, 0, 0, 0, 0], "values": [', 1).encode()
+
+
+def _resealed(**changes):
+    from coefgen.payload import canonical_json, seal
+
+    p = dict(exact_payload("alpha:3", 6), **changes)
+    return canonical_json(seal(p)).encode()
+
+
+FORM = [
+    ("duplicate key", lambda p: _json_dup(p), "duplicate key"),
+    ("huge int", lambda p: render(p, "json", __version__).replace(b'"K": 6', b'"K": ' + b"9" * 5000), "invalid JSON"),
+    ("deep nesting", lambda p: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ("NaN constant", lambda p: render(p, "json", __version__).replace(b'"K": 6', b'"K": NaN'), "invalid JSON"),
+    ("K = 1", lambda p: _resealed(K=1, values=[0.0], values_exact=["0"]), "K must be an integer in 2..2048"),
+    ("K = 4096", lambda p: _resealed(K=4096, values=[0.0] * 4096, values_exact=["0"] * 4096), "K must be an integer"),
+    ("huge value", lambda p: _resealed(values=[10**400] + p["values"][1:]), "finite float64"),
+    ("complex NPZ values", lambda p: _npz({"payload.npy": _payload_text(p),
+                                           "values.npy": np.asarray(p["values"], dtype=complex)}), "float64"),
+    ("extra NPZ member", lambda p: _npz({"payload.npy": _payload_text(p), "values.npy": np.asarray(p["values"]),
+                                         "evil.npy": np.zeros(3)}), "members must be exactly"),
+    ("float32 NPZ values", lambda p: _npz({"payload.npy": _payload_text(p),
+                                           "values.npy": np.asarray(p["values"], dtype=np.float32)}), "float64"),
+    ("2-d NPZ values", lambda p: _npz({"payload.npy": _payload_text(p),
+                                       "values.npy": np.asarray(p["values"]).reshape(2, 3)}), "1-d float64"),
+    ("bytes NPZ payload", lambda p: _npz({"payload.npy": np.array(b"x"), "values.npy": np.asarray(p["values"])}),
+     "0-d unicode"),
+]
+
+
+@pytest.mark.parametrize("what,make,needle", FORM, ids=[f[0] for f in FORM])
+def test_load_refuses_bad_form_with_a_table_error(tmp_path, what, make, needle):
+    from coefgen.verify import verify_file
+
+    path = tmp_path / "t.bin"
+    path.write_bytes(make(exact_payload("alpha:3", 6)))
+    with pytest.raises(TableError, match=needle):
+        load(path)
+    assert verify_file(str(path))  # verify refuses the same file
+
+
+def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path, monkeypatch):
+    import zipfile
+
+    import coefgen.payload as P
+
+    monkeypatch.setattr(P, "MAX_FILE_BYTES", 1 << 20)
+    p = exact_payload("alpha:3", 6)
+    data = _npz({"payload.npy": _payload_text(p), "values.npy": np.zeros(1 << 19)}, compression=zipfile.ZIP_DEFLATED)
+    assert len(data) < 20_000  # 4 MiB of zeros deflate to a few KB
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(data)
+    with pytest.raises(TableError, match="over the 1 MiB limit"):
+        load(path)
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null"])
+def test_load_refuses_devices_without_reading_them(path):
+    with pytest.raises(TableError, match="not a regular file"):
+        load(path)

@@ -88,6 +88,24 @@ BAD = [
     ("tables:\n  - divergence: kl\n    estimator: aqp\n    objective: best\n    K: 4\n", 4, "objective must be 'worst' or 'mean'"),
     ("tables:\n  - divergence: kl\n    estimator: aqp\n    tau: 0.5\n    K: 4\n", 4, "tau"),
     ("tables:\n  - divergence: kl\n    estimator: plugin\n    K: 200000\n", 4, "absurdly large"),
+    # issue 13: tags, merge keys, ranges, caps, numbers, parameter modes, file-name length
+    ("tables:\n  - divergence: !foo kl\n    estimator: plugin\n    K: 4\n", 2, "tag '!foo' is not supported"),
+    ("tables:\n  - !!python/object:os.system {}\n", 2, "is not supported"),
+    ("base: &b {divergence: kl, estimator: plugin}\ntables:\n  - <<: *b\n    K: 4\n", 3, "merge keys"),
+    ("tables:\n  - divergence: kl\n    estimator: plugin\n    K: 2..100001\n", 4, "absurdly large"),
+    ("tables:\n  - divergence: kl\n    estimator: plugin\n    K: \"\uff12..\uff16\"\n", 4, "neither an integer nor a range"),
+    ("tables:\n  - divergence: alpha:\u0661\n    estimator: plugin\n    K: 4\n", 2, "ASCII digits"),
+    ("tables:\n  - divergence: poly:1e99999999\n    estimator: plugin\n    K: 4\n", 2, "exponent outside"),
+    ("tables:\n  - divergence: alpha:1e10\n    estimator: plugin\n    K: 4\n", 2, "outside the supported range"),
+    ("tables:\n  - divergence: kl\n    estimator: aqp\n    tau: 3\n    max_mse: 1\n    K: 4\n", 4, "give one, not both"),
+    ("tables:\n  - divergence: kl\n    estimator: aqp\n    tau: 1.0e+6\n    K: 4\n", 4, "1 <= tau <= 10000"),
+    ("tables:\n  - divergence: kl\n    estimator: aqp\n    max_mse: 1.0e+308\n    K: 4\n", 4, "0 < V <= 1e+06"),
+    ("tables:\n  - divergence: poly:" + ",".join(["0.000000000001"] * 20) + "\n    estimator: plugin\n    K: 4\n", 2,
+     "255-byte limit"),
+    ("tables:\n" + "".join(f"  - {{divergence: {d}, estimator: plugin, K: 2..2048}}\n"
+                          for d in ("kl", "alpha:2.5", "alpha:0.5", "alpha:1.5", "alpha:3.5")), 6, "more than 10000 tables"),
+    ("tables:\n" + "".join(f"  - {{divergence: alpha:{a}, estimator: aqp, K: 1900..2048}}\n" for a in range(2, 30)),
+     4, "more solver work than the limit"),
 ]
 
 
@@ -147,3 +165,24 @@ def test_embedded_default_spec():
 def test_parse_spec_keeps_relative_output_without_base():
     spec = parse_spec("output: t\ntables:\n  - {divergence: kl, estimator: plugin, K: 4}\n", "<s>", None)
     assert spec.output == "t" and spec.formats == ("json",)
+
+
+def test_twenty_thousand_aliases_to_a_long_range_are_refused_fast(tmp_path):
+    """issue 13, item 9: an 80 KB spec must not expand into 2e9 tables (was 4 GB)."""
+    import time
+
+    for K in ("2..100001", "2..2048"):
+        text = f"tables:\n  - &e {{divergence: kl, estimator: plugin, K: {K}}}\n" + "".join("  - *e\n" for _ in range(20_000))
+        path = write(tmp_path, text)
+        assert len(text) < 200_000
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match="absurdly large|already produced"):
+            load_spec(path)
+        assert time.monotonic() - t0 < 5
+
+
+def test_spec_file_size_is_capped(tmp_path):
+    path = tmp_path / "coefgen.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\ntables: []\n")
+    with pytest.raises(InputError, match="KiB limit"):
+        load_spec(str(path))

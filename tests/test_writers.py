@@ -92,3 +92,112 @@ def test_write_atomic_replaces_and_leaves_no_temp(tmp_path):
     write_atomic(target, b"two")
     assert target.read_bytes() == b"two"
     assert os.listdir(target.parent) == ["t.json"]
+
+
+# --- issue 13, item 5: what write_atomic does with each kind of destination -------------
+
+def test_write_atomic_streams_to_a_character_device_and_keeps_it():
+    import stat
+
+    write_atomic("/dev/null", b"discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_write_atomic_streams_into_a_fifo_and_keeps_it(tmp_path):
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    write_atomic(fifo, b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_write_atomic_writes_through_a_symlink_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    link = tmp_path / "link.json"
+    link.symlink_to("real.json")
+    write_atomic(link, b"new")
+    assert os.path.islink(link) and os.readlink(link) == "real.json"
+    assert target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["link.json", "real.json"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_write_atomic_new_file_respects_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        write_atomic(tmp_path / "t.json", b"x")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "t.json").st_mode & 0o777) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("dest,needle", [
+    ("", "empty"), ("sub", "it is a directory"), ("sub/", "directory"), ("plain/x.json", "not a directory"),
+    ("y" * 256, "255-byte limit"),
+])
+def test_write_atomic_refuses_impossible_destinations(tmp_path, dest, needle):
+    from coefgen.errors import InputError
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "plain").write_bytes(b"keep")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(InputError, match=needle):
+        write_atomic(os.path.join(str(tmp_path), dest) if dest else "", b"data")
+    assert sorted(os.listdir(tmp_path)) == before and (tmp_path / "plain").read_bytes() == b"keep"
+
+
+def test_write_atomic_full_disk_is_an_input_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from coefgen.errors import InputError
+
+    (tmp_path / "t.json").write_bytes(b"previous")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(InputError, match="no space left on the device"):
+        write_atomic(tmp_path / "t.json", b"new")
+    assert os.listdir(tmp_path) == ["t.json"] and (tmp_path / "t.json").read_bytes() == b"previous"
+
+
+def test_temporary_names_carry_the_writer_pid(tmp_path, monkeypatch):
+    from coefgen.writers import tmp_owner_pid
+
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_atomic(tmp_path / "t.json", b"x")
+    assert tmp_owner_pid(seen[0]) == os.getpid()
+
+
+@pytest.mark.parametrize("err,needle", [("EACCES", "permission denied"), ("EROFS", "read-only file system"),
+                                        ("EDQUOT", "disk quota exceeded"), ("ENOSPC", "no space left")])
+def test_write_atomic_os_failures_are_input_errors_naming_the_reason(tmp_path, monkeypatch, err, needle):
+    """A read-only target (root ignores permissions, so simulated), a quota, a full disk."""
+    import errno
+    import tempfile
+
+    from coefgen.errors import InputError
+
+    def refuse(*a, **k):
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(InputError, match=f"cannot write .*t.json: {needle}"):
+        write_atomic(tmp_path / "t.json", b"x")
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,100 @@
+"""verify on a table-set manifest (issue 13, item 8): listed paths stay inside the set's
+directory, regular files only, size-capped; a malformed manifest is one line, exit 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from coefgen.payload import canonical_json
+
+SPEC = "output: t\nformats: [json, npz]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "coefgen.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("set")
+    (root / "coefgen.yaml").write_text(SPEC)
+    r = run("build", "-c", str(root / "coefgen.yaml"), "--quiet", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    return root / "t"
+
+
+def _with_record(built, tmp_path, **rec):
+    """A copy of the set whose manifest gets one more (hostile) record."""
+    import shutil
+
+    d = tmp_path / "t"
+    shutil.copytree(built, d)
+    doc = json.loads((d / "manifest.json").read_text())
+    base = {"format": "json", "sha256": "0" * 64, "table_id": "x"}
+    doc["files"].append(dict(base, **rec))
+    (d / "manifest.json").write_text(canonical_json(doc))
+    return d
+
+
+def test_intact_manifest_verifies(built):
+    r = run("verify", str(built / "manifest.json"))
+    assert r.returncode == 0, r.stderr
+
+
+ESCAPES = [
+    ("../../etc/passwd", "leaves the set's directory"),
+    ("/etc/passwd", "leaves the set's directory"),
+    ("/dev/zero", "leaves the set's directory"),
+    ("sub/../../x.json", "leaves the set's directory"),
+    ("./euclidean-exact-K3.json", "leaves the set's directory"),
+]
+
+
+@pytest.mark.parametrize("path,needle", ESCAPES, ids=[e[0] for e in ESCAPES])
+def test_paths_leaving_the_directory_are_refused_exit_2(built, tmp_path, path, needle):
+    d = _with_record(built, tmp_path, path=path)
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_symlinks_fifos_and_outside_tables_are_not_ok(built, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    outside.write_bytes((built / "euclidean-exact-K3.json").read_bytes())
+    d = _with_record(built, tmp_path, path="link.json")
+    (d / "link.json").symlink_to(outside)
+    doc = json.loads((d / "manifest.json").read_text())
+    doc["files"].append({"format": "json", "path": "pipe.json", "sha256": "0" * 64, "table_id": "y"})
+    (d / "manifest.json").write_text(canonical_json(doc))
+    os.mkfifo(d / "pipe.json")
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 1
+    assert "link.json: listed in" in r.stderr and ("symbolic link" in r.stderr or "outside" in r.stderr)
+    assert "pipe.json: listed in" in r.stderr and "not a regular file" in r.stderr
+
+
+MALFORMED = [
+    {"files": 3},
+    {"files": [1]},
+    {"files": [{"format": "json", "sha256": "0"}]},
+    {"files": [{"path": "a.json", "format": "exe", "sha256": "0"}]},
+    {"files": [{"path": "a.json", "format": "json", "sha256": "0"}, {"path": "a.json", "format": "json", "sha256": "0"}]},
+    {},
+]
+
+
+@pytest.mark.parametrize("doc", MALFORMED, ids=[str(i) for i in range(len(MALFORMED))])
+def test_malformed_manifest_is_one_line_exit_2(tmp_path, doc):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(dict(doc, schema="coefgen.manifest/1")))
+    r = run("verify", str(path))
+    assert r.returncode == 2 and "malformed manifest" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_verify_a_device_is_a_failure_not_a_hang():
+    r = run("verify", "/dev/zero")
+    assert r.returncode == 1 and "not a regular file" in r.stderr
