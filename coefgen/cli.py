@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import sys
 
-import click
+from .canonical import pin_numerics
+
+pin_numerics()  # before anything imports numpy: the same bytes on every x86-64 machine
+
+import click  # noqa: E402
 
 from . import __version__
 from .errors import CheckError, CoefgenError, InputError
