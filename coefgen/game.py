@@ -163,28 +163,65 @@ def expected_reward(values, p):
     return table_mean_derivatives(values, p, 0)[0]
 
 
-def effective_mean(values, p, baseline: str = "none", order: int = 0):
-    """Expected cost per answer (without −r(q)) under ``baseline``, and derivatives up to ``order`` ≤ 1.
+def effective_table(values, baseline: str = "none") -> np.ndarray:
+    """The table whose mean is the expected cost per answer (without −r(q)) under ``baseline``.
 
-    none: T(p);  loo and mean: T(p) − p T′(p)/(K−1)  (the mean baseline's whole expected cost
-    g = T_loo − r(q) is multiplied by (K−1)/K: same equilibrium, see ``baseline_scale``)."""
+    none: t itself.  loo and mean: s_c = t_c − (c − 1)(t_c − t_{c−1})/(K − 1), the Bernstein
+    coefficients of T(p) − p T′(p)/(K − 1)  (p T′ = Σ_c (c−1)(t_c − t_{c−1}) B_c); for mean the
+    whole expected cost s − r(q) is further multiplied by (K − 1)/K (``baseline_scale``)."""
     if baseline not in ("none", "loo", "mean"):
         raise InputError(f"baseline {baseline!r} has no closed-form expected dynamics (none, loo, mean have)")
     t = _table(values)
-    K = t.size
     if baseline == "none":
-        return table_mean_derivatives(t, p, order)
-    d = table_mean_derivatives(t, p, order + 1)
-    p = np.asarray(p, dtype=float)
-    out = [d[0] - p * d[1] / (K - 1)]
-    if order >= 1:
-        out.append(d[1] - (d[1] + p * d[2]) / (K - 1))
-    return out
+        return t
+    K = t.size
+    c = np.arange(1, K + 1)
+    d = np.concatenate([[0.0], np.diff(t)])
+    return t - (c - 1) * d / (K - 1)
+
+
+def effective_mean(values, p, baseline: str = "none", order: int = 0):
+    """[T_b(p), T_b′(p), …] up to ``order``: the mean of ``effective_table(values, baseline)``."""
+    return table_mean_derivatives(effective_table(values, baseline), p, order)
 
 
 def baseline_scale(baseline: str, K: int) -> float:
     """The factor of the expected gradient: (K−1)/K for the group mean (a_i − S/K = (K−1)/K · LOO), else 1."""
     return (K - 1) / K if baseline == "mean" else 1.0
+
+
+CHEBYSHEV_FROM_K = 96   # from this K on, T and T′ are evaluated through their Chebyshev series
+
+
+class MeanEvaluator:
+    """T(p) and T′(p) of one table at many points, fast: for K ≥ CHEBYSHEV_FROM_K through the exact
+    Chebyshev series of the degree-(K−1) polynomial T(p) = Σ_k c_k T_k(1 − 2p) (c from T at K
+    Chebyshev nodes, a DCT; Clenshaw: O(K) vector operations, ~10× faster than the pmf matrix,
+    absolute error ~1e-13 at K = 1024); below, the pmf matrix."""
+
+    def __init__(self, values):
+        self.t = _table(values)
+        K = self.t.size
+        self.cheb = K >= CHEBYSHEV_FROM_K
+        if self.cheb:
+            from scipy.fft import dct
+
+            m = np.arange(K)
+            nodes = 0.5 * (1.0 - np.cos(np.pi * (m + 0.5) / K))
+            v = table_mean_derivatives(self.t, nodes, 0)[0]
+            c = dct(v, type=2) / K
+            c[0] /= 2
+            self.c = c
+            self.dc = np.polynomial.chebyshev.chebder(c) * -2.0
+
+    def __call__(self, p):
+        p = np.asarray(p, dtype=float)
+        if not self.cheb or p.size < 256:   # few points: the pmf matrix beats Clenshaw's K-step loop
+            T, dT = table_mean_derivatives(self.t, p, 1)
+            return T, dT
+        x = 1.0 - 2.0 * np.clip(p, 0.0, 1.0)
+        cv = np.polynomial.chebyshev.chebval
+        return cv(x, self.c), cv(x, self.dc)
 
 
 # --------------------------------------------------------------------------------------
@@ -443,12 +480,11 @@ def _woodbury_step(h, f, p, a, e):
     return y - Z1 * s1[:, None] - Z2 * s2[:, None]
 
 
-def _flow(values, rq, live, baseline, p):
+def _flow(ev, scale, rq, live, p):
     """θ̇ = f, the Jacobian's pieces (a, e) and g, for softmax policies p (rows)."""
-    G, dG = effective_mean(values, p, baseline, order=1)
-    c = baseline_scale(baseline, np.size(values))
-    g = np.where(live, c * (G - rq), 0.0)
-    dg = np.where(live, c * dG, 0.0)
+    G, dG = ev(p)
+    g = np.where(live, scale * (G - rq), 0.0)
+    dg = np.where(live, scale * dG, 0.0)
     gbar = np.sum(p * g, axis=1, keepdims=True)
     f = -p * (g - gbar)
     a = -p * (g - gbar + p * dg)
@@ -457,19 +493,28 @@ def _flow(values, rq, live, baseline, p):
     return f, a, e, g, gbar[:, 0]
 
 
+SMALL_P = 1e-3     # answers below this mass may take 5× longer steps in θ, below SMALL_P² 20× (they only decay
+                   # or grow, slowly: T is nearly constant there)
+
+
 def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", max_step: float = 0.1,
                            t_max: float = 1e15, max_steps: int = 20_000) -> MeanField:
     """Integrate θ̇_k = −p_k (g_k − Σ_j p_j g_j), g_z = T_b(p_z) − r(q_z), from θ = 0 and polish.
 
-    Linearly implicit Euler (exact Jacobian, diagonal + rank 2, solved by Woodbury) with steps
-    limited to max|Δθ| ≤ ``max_step``: L-stable for the survivors' fast relaxation, and the step
-    grows with t along the algebraically dying answers (θ_z ≈ −log t). Integration stops when
-    every answer is settled (|g_z − ḡ| ≤ 1e-9) or dead (p_z ≤ DEAD_P with cost above ḡ at p_z
-    and at 0); then Newton on {T_b(p_z) − r(q_z) = λ on survivors, Σ p = 1}; dead answers are
-    checked to have t_1 − r(q_z) ≥ λ. Identical target rows are solved once."""
+    Linearly implicit Euler (exact Jacobian, diagonal + rank 2, solved by Woodbury): L-stable for
+    the survivors' fast relaxation. Steps are limited to |Δθ_z| ≤ ``max_step`` for answers with
+    p_z ≥ SMALL_P (5×, and 20× below SMALL_P²) and grow at most 2× per step, so θ-time grows
+    geometrically along the algebraically dying answers (θ_z ≈ −log t). Integration stops when
+    every answer is settled (|g_z − ḡ| ≤ 1e-9 (1 + |ḡ|)) or dead (p_z ≤ DEAD_P with cost above ḡ
+    at p_z and at 0); then Newton on {T_b(p_z) − r(q_z) = λ on survivors, Σ p = 1}; dead answers
+    are checked to have t_1 − r(q_z) ≥ λ (the residual reports any violation). Identical target
+    rows are solved once. T_b: ``effective_table(values, baseline)``."""
     reward = _reward(reward)
     t = _table(values)
     K = t.size
+    s_tab = effective_table(t, baseline)
+    scale = baseline_scale(baseline, K)
+    ev = MeanEvaluator(s_tab)
     q = validate_targets(q)
     uq, inverse = np.unique(q, axis=0, return_inverse=True)
     inverse = np.asarray(inverse).reshape(-1)
@@ -481,14 +526,14 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     h = np.full(U, np.nan)
     active = np.ones(U, dtype=bool)
     steps = 0
-    cost0 = t[0] - rq            # cost of an answer at p = 0 (T_b(0) = t_1 for every baseline)
+    cost0 = scale * (s_tab[0] - rq)   # cost of an answer at p = 0 (T_b(0) = s_1 = t_1)
     for steps in range(1, max_steps + 1):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
         th = theta[idx]
         p = softmax(th)
-        f, a, e, g, gbar = _flow(t, rq[idx], live[idx], baseline, p)
+        f, a, e, g, gbar = _flow(ev, scale, rq[idx], live[idx], p)
         lv = live[idx]
         settled = np.abs(g - gbar[:, None]) <= SETTLED_TOL * (1 + np.abs(gbar[:, None]))
         dying = (p <= DEAD_P) & (g > gbar[:, None]) & (cost0[idx] > gbar[:, None])
@@ -499,64 +544,64 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
             idx, th, p, f, a, e = idx[keep], th[keep], p[keep], f[keep], a[keep], e[keep]
             if idx.size == 0:
                 break
-        speed = np.max(np.abs(f), axis=1)
+        fin = np.isfinite(th)
+        limit = np.where(p >= SMALL_P, max_step, np.where(p >= SMALL_P**2, 5 * max_step, 20 * max_step))
+        speed = np.max(np.abs(f) / limit, axis=1)
         hi = h[idx]
-        hi = np.where(np.isnan(hi), max_step / np.maximum(speed, 1e-300), 2.0 * hi)
-        apos = np.max(np.where(np.isfinite(a), a, 0.0), axis=1)
+        hi = np.where(np.isnan(hi), 1.0 / np.maximum(speed, 1e-300), 2.0 * hi)
+        apos = np.max(np.where(fin, a, 0.0), axis=1)
         hi = np.where(apos > 0, np.minimum(hi, 0.5 / np.maximum(apos, 1e-300)), hi)
         hi = np.minimum(hi, np.maximum(t_max - time[idx], 0) + 1.0)
-        pz = np.where(np.isfinite(th), p, 0.0)
-        a0, e0, f0 = np.nan_to_num(a), np.nan_to_num(e), np.nan_to_num(f)
+        pz = np.where(fin, p, 0.0)
+        a0, e0, f0 = np.where(fin, a, 0.0), np.where(fin, e, 0.0), np.where(fin, f, 0.0)
         for _ in range(30):
             d = _woodbury_step(hi, f0, pz, a0, e0)
-            d = np.where(np.isfinite(th), d, 0.0)
+            d = np.where(fin, d, 0.0)
             shift = np.sum(pz * d, axis=1, keepdims=True)
-            big = np.max(np.abs(np.where(np.isfinite(th), d - shift, 0.0)), axis=1)
-            over = ~(big <= max_step)
+            big = np.max(np.where(fin, np.abs(d - shift) / limit, 0.0), axis=1)
+            over = ~(big <= 1.0)
             if not np.any(over):
                 break
-            hi = np.where(over, hi * 0.9 * max_step / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300),
-                          hi)
+            hi = np.where(over, hi * 0.9 / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300), hi)
         theta[idx] = th + d
         theta[idx] -= np.max(theta[idx], axis=1, keepdims=True)
         time[idx] += hi
         h[idx] = hi
     converged_int = not np.any(active)
     p = softmax(theta)
-    G = effective_mean(t, p, baseline)[0]
-    g = np.where(live, G - rq, 0.0)
+    G = ev(p)[0]
+    g = np.where(live, scale * (G - rq), 0.0)
     gbar = np.sum(p * g, axis=1)
     dead = live & (p <= DEAD_P) & (g > gbar[:, None]) & (cost0 > gbar[:, None])
-    ps, lam = _polish(t, rq, live & ~dead, baseline, p)
-    # a dead answer must not want to come back: t_1 − r(q_z) ≥ λ
-    Gs = effective_mean(t, ps, baseline)[0]
     surv = live & ~dead
+    ps, lam = _polish(ev, rq, surv, p)
+    # verification with the pmf-matrix evaluation (not the Chebyshev series used to get there)
+    Gs = table_mean_derivatives(s_tab, ps, 0)[0]
     res_s = np.max(np.where(surv, np.abs(Gs - rq - lam[:, None]), 0.0), axis=1)
-    res_d = np.max(np.where(dead, np.maximum(lam[:, None] - cost0, 0.0), 0.0), axis=1)
+    res_d = np.max(np.where(dead, np.maximum(lam[:, None] - (s_tab[0] - rq), 0.0), 0.0), axis=1)
     res = np.maximum(np.maximum(res_s, res_d), np.abs(ps.sum(axis=1) - 1.0))
     div = bregman_divergence(reward, ps, uq)
     klv = kl_divergence(ps, uq)
-    dead_mass = np.sum(np.where(dead, uq, 0.0), axis=1) + np.sum(np.where(~live, uq, 0.0), axis=1)
+    dead_mass = np.sum(np.where(dead | ~live, uq, 0.0), axis=1)
     min_q = np.min(np.where(surv, uq, np.inf), axis=1)
-    scale = 1.0 + np.abs(lam)
-    converged = bool(converged_int and np.all(res <= 1e-9 * scale) and np.all(np.isfinite(ps)))
+    tol = 1e-9 * (1.0 + np.abs(lam))
+    converged = bool(converged_int and np.all(res <= tol) and np.all(np.isfinite(ps)))
     return MeanField(
         p=ps[inverse], lam=lam[inverse], dead=(dead | ~live)[inverse], divergence=div[inverse], kl=klv[inverse],
         dead_mass=dead_mass[inverse], min_surviving_q=min_q[inverse], residual=res[inverse], steps=steps,
         t_final=time[inverse], converged=converged, baseline=baseline,
-        table_monotone=bool(np.all(np.diff(t) >= 0)),
+        table_monotone=bool(np.all(np.diff(s_tab) >= 0)),
     )
 
 
-def _polish(t, rq, surv, baseline, p0, iters: int = 60):
-    """Newton on {G(p_z) − rq_z = λ (z ∈ survivors), Σ p = 1}, rows vectorised; dead answers p = 0."""
+def _polish(ev, rq, surv, p0, iters: int = 60):
+    """Newton on {T_b(p_z) − rq_z = λ (z ∈ survivors), Σ p = 1}, rows vectorised; dead answers p = 0."""
     p = np.where(surv, p0, 0.0)
     p = p / p.sum(axis=1, keepdims=True)
-    G, dG = effective_mean(t, p, baseline, order=1)
-    F0 = np.where(surv, G - rq, 0.0)
-    lam = np.sum(p * F0, axis=1)
+    G, dG = ev(p)
+    lam = np.sum(p * np.where(surv, G - rq, 0.0), axis=1)
     for _ in range(iters):
-        G, dG = effective_mean(t, p, baseline, order=1)
+        G, dG = ev(p)
         F = np.where(surv, G - rq - lam[:, None], 0.0)
         s = 1.0 - p.sum(axis=1)
         scale = 1.0 + np.abs(lam)
@@ -565,7 +610,8 @@ def _polish(t, rq, surv, baseline, p0, iters: int = 60):
         d = np.where(surv, dG, np.inf)
         d = np.where(surv & (np.abs(d) < 1e-300), 1e-300, d)
         inv = np.where(surv, 1.0 / d, 0.0)
-        dlam = (s + np.sum(F * inv, axis=1)) / np.where(np.sum(inv, axis=1) == 0, 1e-300, np.sum(inv, axis=1))
+        sinv = np.sum(inv, axis=1)
+        dlam = (s + np.sum(F * inv, axis=1)) / np.where(sinv == 0, 1e-300, sinv)
         dp = np.where(surv, (dlam[:, None] - F) * inv, 0.0)
         # damp: keep survivors strictly positive (at most a 90% cut per step)
         ratio = np.where(surv & (dp < 0), -dp / np.maximum(p, 1e-300), 0.0)
