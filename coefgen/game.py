@@ -782,6 +782,17 @@ class StochasticRun:
         hit = np.flatnonzero(self.kl_mean <= eps)
         return int(self.steps[hit[0]]) if hit.size else None
 
+    def steps_to_stay(self, eps: float):
+        """First recorded step from which the mean KL stays ≤ eps to the end of the run, or None.
+
+        (KL often dips below eps on the way from uniform and rises again as rare answers die.)"""
+        above = np.flatnonzero(~(self.kl_mean <= eps))
+        if above.size == 0:
+            return int(self.steps[0])
+        if above[-1] == self.kl_mean.size - 1:
+            return None
+        return int(self.steps[above[-1] + 1])
+
 
 def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", optimizer: str = "sgd", seed: int = 0,
                    reward="kl", record=120, average_from: int | None = None, gradient_checkpoints=(),
