@@ -282,7 +282,7 @@ def kl_divergence(p, q):
     q = np.asarray(q, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * (np.log(np.where(p > 0, p, 1.0)) - np.log(np.where(q > 0, q, 1.0))), 0.0)
-    out = terms.sum(axis=-1)
+    out = np.maximum(terms.sum(axis=-1), 0.0)   # ≥ 0 for normalised p, q (clears rounding)
     return np.where(np.any((p > 0) & (q <= 0), axis=-1), np.inf, out)
 
 
