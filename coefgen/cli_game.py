@@ -175,6 +175,7 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
                 ci = _ci95(per_seed[0].final_kl)
             rdoc = {
                 "lr": lr, "final_kl": _finite(np.mean(finals)), "final_kl_ci95": _finite(ci),
+                "final_divergence": _finite(np.mean([r.divergence_mean[-1] for r in per_seed])),
                 "steps_to_eps": [r.steps_to(eps) for r in per_seed],
                 "steps_to_stay_eps": [r.steps_to_stay(eps) for r in per_seed],
                 "curve": {
@@ -182,18 +183,21 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
                     "kl_mean": [_finite(x) for x in np.mean([r.kl_mean for r in per_seed], axis=0)],
                     "kl_q05": [_finite(x) for x in np.mean([r.kl_q05 for r in per_seed], axis=0)],
                     "kl_q95": [_finite(x) for x in np.mean([r.kl_q95 for r in per_seed], axis=0)],
+                    "divergence_mean": [_finite(x) for x in np.mean([r.divergence_mean for r in per_seed], axis=0)],
                 },
             }
             if gradient_stats:
                 rdoc["gradient"] = [
                     {"step": st, "relative_bias": _finite(g.relative_bias),
                      "relative_bias_stderr": _finite(g.relative_bias_stderr),
-                     "relative_variance": _finite(g.relative_variance)}
+                     "relative_variance": _finite(g.relative_variance), "cosine": _finite(g.cosine)}
                     for st, g in per_seed[0].gradient]
             entry["runs"].append(rdoc)
         if entry["runs"]:
-            finite = [r for r in entry["runs"] if r["final_kl"] is not None]
-            entry["best_lr"] = min(finite, key=lambda r: r["final_kl"])["lr"] if finite else None
+            # lowest final KL; if KL is infinite everywhere (q_z = 0 with a divergence finite there), lowest D_φ
+            key = "final_kl" if any(r["final_kl"] is not None for r in entry["runs"]) else "final_divergence"
+            finite = [r for r in entry["runs"] if r[key] is not None]
+            entry["best_lr"] = min(finite, key=lambda r: r[key])["lr"] if finite else None
         else:
             entry["best_lr"] = None
         doc["tables"].append(entry)
@@ -252,8 +256,14 @@ def summary_text(doc: dict) -> str:
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    for t in doc["tables"]:
+        for r in t["runs"]:
+            if r.get("gradient"):
+                pts = "; ".join(f"step {g['step']}: bias {_fmt(g['relative_bias'], 3)} ± {_fmt(g['relative_bias_stderr'], 2)}, "
+                                f"variance {_fmt(g['relative_variance'], 3)}, cos {_fmt(g['cosine'], 3)}" for g in r["gradient"])
+                lines.append(f"gradient {t['id']} lr={r['lr']:g} (relative to |grad D|): {pts}")
     if not doc["mean_field_only"]:
-        lines.append("* best lr (lowest final KL). eq. KL: mean-field equilibrium KL(p*||q) of the expected dynamics "
+        lines.append("* best lr (lowest final KL; lowest final D_phi if KL is infinite). eq. KL: mean-field equilibrium KL(p*||q) of the expected dynamics "
                      "without baseline, mean over prompts" + (f"; ({eq_b}): of the {eq_b} baseline's expected dynamics"
                                                               if eq_b else "") + ". Steps: median over seeds.")
     return "\n".join(lines)

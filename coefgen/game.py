@@ -419,9 +419,7 @@ def _targets_from_file(path: str, P: int) -> np.ndarray:
     q = validate_targets(q, f"target {path}")
     if q.shape[0] == 1 and P > 1:
         q = np.repeat(q, P, axis=0)
-    elif q.shape[0] != P:
-        q = q  # the file decides the number of prompts
-    return q
+    return q  # a file with several rows sets the number of prompts
 
 
 # --------------------------------------------------------------------------------------
@@ -679,7 +677,7 @@ class GradientStats:
 
     relative_bias = ‖E ĝ − ∇D‖/‖∇D‖ (its MC standard error beside it); relative_variance =
     E‖ĝ − E ĝ‖²/‖∇D‖² per prompt, averaged (trace of the covariance); expected: the closed-form E ĝ
-    (None for grpo) and model_error = ‖measured mean − expected‖/‖expected‖ (a check of the MC)."""
+    (None for grpo); cosine = cos(E ĝ, ∇D), the direction alone (GRPO's 1/std rescales ĝ)."""
 
     mean: np.ndarray
     stderr: np.ndarray
@@ -690,6 +688,7 @@ class GradientStats:
     relative_variance: float
     variance: np.ndarray
     n_draws: int
+    cosine: float = float("nan")   # cos(E ĝ, ∇D): direction only (GRPO's std normalisation rescales ĝ)
 
 
 def gradient_bias_variance(values, q, theta, K=None, reward="kl", baseline: str = "loo", n_draws: int = 2000,
@@ -735,8 +734,11 @@ def gradient_bias_variance(values, q, theta, K=None, reward="kl", baseline: str 
     rb_se = (float(np.sqrt(np.sum(diff**2 * stderr**2))) / dn / norm) if dn > 0 and norm > 0 else 0.0
     var_row = var.sum(axis=1)
     rv = float(np.mean(var_row / np.maximum(np.sum(exact**2, axis=1), 1e-300)))
+    mn = float(np.linalg.norm(mean))
+    cos = float(np.sum(mean * exact)) / (mn * norm) if mn > 0 and norm > 0 else float("nan")
     return GradientStats(mean=mean, stderr=stderr, exact=exact, expected=expected, relative_bias=rb,
-                         relative_bias_stderr=rb_se, relative_variance=rv, variance=var_row, n_draws=n_draws)
+                         relative_bias_stderr=rb_se, relative_variance=rv, variance=var_row, n_draws=n_draws,
+                         cosine=cos)
 
 
 # --------------------------------------------------------------------------------------
