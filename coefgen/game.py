@@ -39,7 +39,11 @@ T′(p)/(K − 1)). The group-mean baseline a_i − S/K equals (K − 1)/K times
 advantage (same equilibrium, slower). For kl, p T′(p) ≈ 1 where T ≈ log p, so T_loo ≈ T −
 1/(K − 1) there (a harmless constant) but not where T flattens (p ≲ 1/K): rare answers pay
 up to 1/(K − 1) more. Even an exact table is biased under LOO (euclidean: T_loo(p) =
-p (K − 2)/(K − 1) − 1). ``baseline="none"`` (advantage = the cost itself) is the unbiased
+p (K − 2)/(K − 1) − 1). Equivalently — an exact identity, since s_c above is the degree
+elevation of t_1..t_{K−1} — **under LOO a K-sample table acts as its first K − 1 entries used
+as a (K − 1)-sample table without baseline**; t_K never matters (when all K samples agree, every
+LOO advantage is 0). So the table to use with LOO at group size K is the one designed for
+K − 1 samples, padded with any t_K (``loo_equivalent_table``). ``baseline="none"`` (advantage = the cost itself) is the unbiased
 estimator of the T-dynamics. GRPO's std normalisation has no closed form; it is measured.
 ``mean_field_equilibrium(..., baseline=...)`` integrates the exact expected dynamics of
 "none" (the issue's definition, the default) or of "loo"/"mean".
@@ -183,6 +187,16 @@ def effective_table(values, baseline: str = "none") -> np.ndarray:
 def effective_mean(values, p, baseline: str = "none", order: int = 0):
     """[T_b(p), T_b′(p), …] up to ``order``: the mean of ``effective_table(values, baseline)``."""
     return table_mean_derivatives(effective_table(values, baseline), p, order)
+
+
+def loo_equivalent_table(values) -> np.ndarray:
+    """t_1..t_{K−1}: the (K−1)-sample table whose mean (no baseline) is the LOO expected cost of t.
+
+    Σ_c s_c B^{K−1}_c with s = effective_table(t, "loo") equals Σ_{c<K} t_c B^{K−2}_c (degree elevation)."""
+    t = _table(values)
+    if t.size < 3:
+        raise InputError("a LOO-equivalent table needs K >= 3 (K - 1 >= 2 samples)")
+    return t[:-1].copy()
 
 
 def baseline_scale(baseline: str, K: int) -> float:

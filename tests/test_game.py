@@ -21,6 +21,7 @@ from coefgen.game import (
     expected_reward,
     gradient_bias_variance,
     kl_divergence,
+    loo_equivalent_table,
     make_targets,
     mean_field_equilibrium,
     stochastic_run,
@@ -375,3 +376,19 @@ def test_chebyshev_evaluation_agrees_with_the_pmf_matrix():
         scale = np.max(np.abs(vals))
         assert np.max(np.abs(T - T0)) < 1e-11 * scale
         assert np.max(np.abs(dT - dT0) / (1 + np.abs(dT0))) < 1e-9 * scale
+
+
+def test_under_loo_a_K_table_acts_as_its_first_K_minus_1_entries():
+    rng = np.random.default_rng(4)
+    t = rng.normal(size=9)
+    p = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(effective_mean(t, p, "loo")[0], expected_reward(loo_equivalent_table(t), p), atol=1e-13)
+    # so the exact euclidean table for K - 1 = 7 samples, padded with any t_8, is LOO-unbiased at K = 8
+    u = table("euclidean", 7, "exact")
+    q = make_targets("dirichlet:1:5", 3, seed=5)
+    for pad in (-5.0, 0.0, 7.0):
+        mf = mean_field_equilibrium(np.append(u, pad), q, "euclidean", baseline="loo")
+        assert np.max(np.abs(mf.p - q)) < 1e-9
+    # while the K = 8 exact table is not
+    mf8 = mean_field_equilibrium(table("euclidean", 8, "exact"), q, "euclidean", baseline="loo")
+    assert np.max(np.abs(mf8.p - q)) > 1e-3
