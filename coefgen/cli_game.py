@@ -116,9 +116,16 @@ def _equilibrium_doc(mf) -> dict:
 # ------------------------------------------------------------------------------ the game
 
 
+def check_work(P: int, M: int, steps: int, runs: int) -> None:
+    work = float(P) * M * steps * runs
+    if work > MAX_WORK:
+        raise InputError(f"prompts x answers x steps x lrs x seeds x tables = {work:.3g} exceeds the cap {MAX_WORK:.0e} "
+                         "(reduce --prompts, --steps, --lr, --seeds or the tables)")
+
+
 def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: list[float], baseline: str,
              optimizer: str, seeds: int, seed: int, eps: float, mean_field_only: bool, gradient_stats: bool,
-             progress=None, log=None) -> dict:
+             progress=None, log=None, q=None) -> dict:
     """Mean-field equilibria and stochastic runs for every table; the ``coefgen.game/1`` document."""
     from . import __version__
     from .game import gradient_bias_variance, make_targets, mean_field_equilibrium, stochastic_run
@@ -133,13 +140,10 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
         raise InputError(f"tables of different divergences ({', '.join(divs)}): a game has one objective")
     K, divergence = Ks[0], divs[0]
     reward = parse_reward(divergence)
-    q = make_targets(target, prompts, seed)
+    if q is None:
+        q = make_targets(target, prompts, seed)
     P, M = q.shape
-    runs_total = 0 if mean_field_only else len(tables) * len(lrs) * seeds
-    work = float(P) * M * steps * runs_total
-    if work > MAX_WORK:
-        raise InputError(f"prompts x answers x steps x lrs x seeds x tables = {work:.3g} exceeds the cap {MAX_WORK:.0e} "
-                         "(reduce --prompts, --steps, --lr, --seeds or the tables)")
+    check_work(P, M, steps, 0 if mean_field_only else len(tables) * len(lrs) * seeds)
     doc = {
         "schema": SCHEMA, "generator_version": __version__, "divergence": divergence, "K": K, "target": target,
         "prompts": P, "answers": M, "steps": steps, "lrs": lrs, "baseline": baseline, "optimizer": optimizer,
@@ -316,11 +320,15 @@ def game(tables, target, prompts, steps, lr, baseline, optimizer, seeds, seed, e
 
     if not 1 <= prompts <= MAX_PROMPTS:
         raise InputError(f"--prompts must be between 1 and {MAX_PROMPTS}, got {prompts}")
+    from .game import make_targets
+
+    q = make_targets(target, prompts, seed)          # bad targets and caps fail before any table is solved
+    check_work(q.shape[0], q.shape[1], steps, 0 if mean_field_only else len(tables) * len(lrs) * seeds)
     resolved = [resolve_table(t) for t in tables]
     total = 0 if mean_field_only else len(resolved) * len(lrs) * seeds * steps
     tty = sys.stderr.isatty()
     kwargs = dict(target=target, prompts=prompts, steps=steps, lrs=lrs, baseline=baseline, optimizer=optimizer,
-                  seeds=seeds, seed=seed, eps=eps, mean_field_only=mean_field_only, gradient_stats=gradient_stats)
+                  seeds=seeds, seed=seed, eps=eps, mean_field_only=mean_field_only, gradient_stats=gradient_stats, q=q)
     if tty and total:
         with click.progressbar(length=total, label="game", file=sys.stderr, show_eta=True) as bar:
             doc = run_game(resolved, progress=bar.update, **kwargs)
