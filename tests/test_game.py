@@ -392,3 +392,30 @@ def test_under_loo_a_K_table_acts_as_its_first_K_minus_1_entries():
     # while the K = 8 exact table is not
     mf8 = mean_field_equilibrium(table("euclidean", 8, "exact"), q, "euclidean", baseline="loo")
     assert np.max(np.abs(mf8.p - q)) > 1e-3
+
+
+def test_mean_field_agrees_with_an_independent_stiff_integrator():
+    """scipy's Radau on θ̇ = −p (g − Σ p g) in log-time to t = 1e7, for a non-monotone table (minimax, K = 8):
+    same survivors, same limit (dying answers are still ~1/(gap·t) there)."""
+    from scipy.integrate import solve_ivp
+
+    t = table("kl", 8, "minimax")
+    q = make_targets("dirichlet:0.3:6", 3, seed=2)
+    mf = mean_field_equilibrium(t, q, "kl")
+    assert not mf.table_monotone and mf.converged and np.any(mf.dead)
+    for i in (0, 2):
+        def rhs(s, th, qi=q[i]):
+            p = np.exp(th - th.max())
+            p /= p.sum()
+            g = expected_reward(t, p) - np.log(qi)
+            return -np.exp(s) * p * (g - p @ g)   # dθ/ds with t = e^s − 1, ×(1 + t)
+        sol = solve_ivp(rhs, (0, np.log1p(1e7)), np.zeros(6), method="Radau", rtol=1e-9, atol=1e-11)
+        th = sol.y[:, -1]
+        p = np.exp(th - th.max())
+        p /= p.sum()
+        dead = mf.dead[i]
+        assert np.all(p[dead] < 2e-5) and np.all(mf.p[i][~dead] > 1e-3)        # the same survivors
+        np.testing.assert_allclose(p[~dead], mf.p[i][~dead], atol=2e-5)          # up to the dying mass left
+    # and it does not depend on the step limit
+    fine = mean_field_equilibrium(t, q, "kl", max_step=0.01)
+    np.testing.assert_allclose(fine.p, mf.p, atol=1e-10)
