@@ -509,7 +509,7 @@ SMALL_P = 1e-3     # answers below this mass may take 5× longer steps in θ, be
                    # or grow, slowly: T is nearly constant there)
 
 
-def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", max_step: float = 0.1,
+def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", max_step: float = 0.25,
                            t_max: float = 1e15, max_steps: int = 20_000) -> MeanField:
     """Integrate θ̇_k = −p_k (g_k − Σ_j p_j g_j), g_z = T_b(p_z) − r(q_z), from θ = 0 and polish.
 
