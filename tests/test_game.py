@@ -87,6 +87,11 @@ def test_zipf_and_dirichlet_targets():
     # Dirichlet(1) on M = 2: the first coordinate is uniform on [0, 1]
     u = make_targets("dirichlet:1:2", 4000, seed=1)[:, 0]
     assert abs(u.mean() - 0.5) < 4 * math.sqrt(1 / 12 / 4000)
+    # alpha < 1 (log-space draws): q_1 has mean 1/M and variance (1/M)(1 − 1/M)/(M alpha + 1)
+    x = make_targets("dirichlet:0.1:4", 20000, seed=2)[:, 0]
+    var = 0.25 * 0.75 / 1.4
+    assert abs(x.mean() - 0.25) < 4 * math.sqrt(var / 20000)
+    assert abs(x.var() - var) < 0.1 * var
 
 
 def test_target_files(tmp_path):
