@@ -128,7 +128,7 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
              progress=None, log=None, q=None) -> dict:
     """Mean-field equilibria and stochastic runs for every table; the ``coefgen.game/1`` document."""
     from . import __version__
-    from .game import gradient_bias_variance, make_targets, mean_field_equilibrium, stochastic_run
+    from .game import make_targets, mean_field_equilibrium, stochastic_run
     from .rewards import parse_reward
 
     payloads = [t["payload"] for t in tables]

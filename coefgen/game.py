@@ -39,12 +39,12 @@ T′(p)/(K − 1)). The group-mean baseline a_i − S/K equals (K − 1)/K times
 advantage (same equilibrium, slower). For kl, p T′(p) ≈ 1 where T ≈ log p, so T_loo ≈ T −
 1/(K − 1) there (a harmless constant) but not where T flattens (p ≲ 1/K): rare answers pay
 up to 1/(K − 1) more. Even an exact table is biased under LOO (euclidean: T_loo(p) =
-p (K − 2)/(K − 1) − 1). Equivalently — an exact identity, since s_c above is the degree
-elevation of t_1..t_{K−1} — **under LOO a K-sample table acts as its first K − 1 entries used
-as a (K − 1)-sample table without baseline**; t_K never matters (when all K samples agree, every
-LOO advantage is 0). So the table to use with LOO at group size K is the one designed for
-K − 1 samples, padded with any t_K (``loo_equivalent_table``). ``baseline="none"`` (advantage = the cost itself) is the unbiased
-estimator of the T-dynamics. GRPO's std normalisation has no closed form; it is measured.
+p (K − 2)/(K − 1) − 1). The Bernstein coefficients of T_loo, s_c = t_c − (c − 1)(t_c − t_{c−1})/(K − 1),
+are exactly the degree elevation of t_1..t_{K−1}: **under LOO a K-sample table acts as its first
+K − 1 entries used as a (K − 1)-sample table without baseline**, and t_K never matters (when all
+K samples agree, every LOO advantage is 0). So the table to use with LOO at group size K is the
+one designed for K − 1 samples, padded with any t_K (``loo_equivalent_table``).
+``baseline="none"`` (advantage = the cost itself) is the unbiased estimator of the T-dynamics. GRPO's std normalisation has no closed form; it is measured.
 ``mean_field_equilibrium(..., baseline=...)`` integrates the exact expected dynamics of
 "none" (the issue's definition, the default) or of "loo"/"mean".
 
