@@ -19,6 +19,7 @@ RUNS = [
     ("build", []),
     ("bon", []),
     ("bon_quantile", []),
+    ("game", []),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 

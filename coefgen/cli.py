@@ -224,5 +224,14 @@ def bon(reference, n_text, json_path, output, per_output):
         click.echo("wrote " + " and ".join(written), err=True)
 
 
+def _register_game_command():
+    """game lives in cli_game (the alignment game, issue 10)."""
+    from .cli_game import game
+
+    main.add_command(game)
+
+
+_register_game_command()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
