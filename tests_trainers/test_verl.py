@@ -165,3 +165,27 @@ def test_refusals_at_construction(tmp_path, tok_dir):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, reward_model=False), char_tokenizer())
     with pytest.raises(ValueError, match=r"rollout.n = 8 responses per prompt but the coefgen table is for K = 4"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, n=8), char_tokenizer())
+
+
+def test_compute_rm_score_with_a_ray_reward_worker(tmp_path, tok_dir):
+    """verl's own RewardLoopManager.compute_rm_score (pad, chunk, ray.get over reward-loop
+    workers, assemble_rm_scores, rm_scores DataProto) with one real local ray worker. Only
+    RewardLoopManager.__init__ is bypassed: it would start a reward-model server (GPU)."""
+    ray = pytest.importorskip("ray")
+    K = 4
+    cfg = make_config(tmp_path, tok_dir, K)
+    batch = make_batch(char_tokenizer(), K, [["1", "2", "1", "1"], [None, "3", "3", None], ["4"] * 4], seed=5)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})
+    try:
+        manager = RewardLoopManager.__new__(RewardLoopManager)
+        manager.config, manager.reward_model_manager, manager.reward_router_address = cfg, None, None
+        manager.reward_loop_workers_class = ray.remote(RewardLoopWorker)
+        manager.reward_manager_cls = resolve_reward_manager_cls(cfg)
+        manager.reward_loop_workers = [manager.reward_loop_workers_class.remote(cfg, None)]
+        out = manager.compute_rm_score(batch)
+    finally:
+        ray.shutdown()
+    expected = expected_rewards(answers_of(batch), list(batch.non_tensor_batch["uid"]), K)
+    assert out.batch["rm_scores"].sum(1).tolist() == pytest.approx(expected, rel=1e-6)
+    assert list(out.non_tensor_batch["coefgen_answer"]) == [a or "" for a in answers_of(batch)]
