@@ -106,3 +106,35 @@ def test_grpo_num_generations_eval_other_than_K_is_refused(tokenizer, tmp_path):
     trainer.eval_dataset = trainer.train_dataset
     with pytest.raises(ValueError, match=r"4 completions per prompt \(num_generations_eval = 4\).*K = 8"):
         trainer.evaluate(trainer.train_dataset)
+
+
+def test_grpo_two_processes_with_gather(tmp_path):
+    """Two CPU processes (torchrun, gloo); per-device batch 6 with K = 4, so a group
+    straddles the processes; the README's gather makes every reward t[c] over whole groups."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import socket
+
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as s:  # a free local port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+           str(here / "two_process_grpo.py"), str(tmp_path), "4", "6"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    calls = [json.loads((tmp_path / f"calls{r}.json").read_text()) for r in (0, 1)]
+    assert len(calls[0]) == len(calls[1]) >= 1
+    for c0, c1 in zip(*calls):
+        assert len(c0["completions"]) == len(c1["completions"]) == 6  # 12 = 3 groups of 4: one straddles
+        prompts = c0["prompts"] + c1["prompts"]
+        completions = c0["completions"] + c1["completions"]
+        groups = [i // 4 for i in range(12)]
+        assert all(len({prompts[i] for i in range(12) if groups[i] == g}) == 1 for g in range(3))
+        answers = [first_char(c) for c in completions]
+        assert c0["rewards"] + c1["rewards"] == pytest.approx(expected_rewards(answers, groups, 4), abs=0, rel=0)
