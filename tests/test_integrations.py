@@ -270,3 +270,8 @@ def test_verl_group_scores_whole_groups_only(table):
     rewards, counts = I.verl_group_scores(table, [None, "z", None, "z", "z", "z", "q", "q"],
                                           ["u", "u", "u", "u", "v", "v", "v", "v"])
     assert counts.tolist() == [1, 2, 1, 2, 2, 2, 2, 2] and rewards.tolist() == [10.0 * c for c in counts]
+
+
+def test_verl_reward_manager_built_like_a_reward_loop_manager_points_to_the_new_one():
+    with pytest.raises(TypeError, match="CoefgenRewardManager"):
+        I.VerlRewardManager(config={}, tokenizer=None, compute_score=None)

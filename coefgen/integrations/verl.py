@@ -75,7 +75,15 @@ class VerlRewardManager:
     ``coefgen.integrations.verl_reward_loop.CoefgenRewardManager``.
     """
 
-    def __init__(self, tokenizer, table_or_path, extract_answer, invalid_reward=None):
+    def __init__(self, tokenizer=None, table_or_path=None, extract_answer=None, invalid_reward=None, **kwargs):
+        if "config" in kwargs or "compute_score" in kwargs:
+            raise TypeError("VerlRewardManager is verl ≤ 0.6's reward_fn(data); verl ≥ 0.7 builds reward-loop managers "
+                            "with config=: use reward.reward_manager.source=importlib, .name=CoefgenRewardManager, "
+                            ".module.path=pkg://coefgen.integrations.verl_reward_loop")
+        if kwargs:
+            raise TypeError(f"unexpected keyword argument(s) {sorted(kwargs)}")
+        if table_or_path is None or extract_answer is None:
+            raise TypeError("VerlRewardManager(tokenizer, table_or_path, extract_answer) needs all three")
         self.tokenizer = tokenizer
         self.table = as_table(table_or_path)
         self.extract_answer = extract_answer
