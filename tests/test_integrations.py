@@ -275,3 +275,18 @@ def test_verl_group_scores_whole_groups_only(table):
 def test_verl_reward_manager_built_like_a_reward_loop_manager_points_to_the_new_one():
     with pytest.raises(TypeError, match="CoefgenRewardManager"):
         I.VerlRewardManager(config={}, tokenizer=None, compute_score=None)
+
+
+def test_verl_padding_rows_recognises_only_verl_padding():
+    K = 2
+    uids = ["a", "a", "b", "b"]
+    resp = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
+    assert I.verl.verl_padding_rows(uids, resp, K) == 0  # whole groups: nothing is padding
+    # pad_dataproto_to_divisor(…, 3): two copies of rows 0, 1 appended
+    padded_uids, padded = uids + uids[:2], np.concatenate([resp, resp[:2]])
+    assert I.verl.verl_padding_rows(padded_uids, padded, K) == 2
+    # the same uids but other responses: real extra samples of uid a, not padding
+    other = np.concatenate([resp, [[9, 9], [3, 4]]])
+    assert I.verl.verl_padding_rows(padded_uids, other, K) == 0
+    # a trailing copy that does not leave whole groups is not taken for padding either
+    assert I.verl.verl_padding_rows(["a", "b", "b", "a"], np.array([[0], [1], [2], [0]]), K) == 0

@@ -32,7 +32,7 @@ def tok_dir(tmp_path):
     return d
 
 
-def make_config(tmp_path, tok_dir, K, *, reward_model=True, val_n=None, validation_reward=None, n=None):
+def make_config(tmp_path, tok_dir, K, *, reward_model=True, use_v1=False, val_n=None, validation_reward=None, n=None):
     cfg = OmegaConf.load(Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml")
     extractor = tmp_path / "answers.py"
     extractor.write_text(EXTRACTOR)
@@ -45,6 +45,7 @@ def make_config(tmp_path, tok_dir, K, *, reward_model=True, val_n=None, validati
     cfg.reward.reward_manager.module.path = "pkg://coefgen.integrations.verl_reward_loop"
     cfg.reward.custom_reward_function.path = str(extractor)
     cfg.reward.custom_reward_function.name = "extract_answer"
+    cfg.trainer.use_v1 = use_v1
     cfg.reward.reward_model.enable = reward_model
     cfg.reward.reward_model.model_path = str(tok_dir)
     with open_dict(cfg):
@@ -150,9 +151,14 @@ def test_validation_with_n_1(tmp_path, tok_dir):
     batch = make_batch(char_tokenizer(), 1, [["1"], ["2"], [None]], validate=True)
     _, rm_scores = score_through_verl(cfg, batch)
     assert torch.count_nonzero(rm_scores).item() == 0  # the documented fixed reward, 0.0
-    batch.meta_info["validate"] = False  # the same groups of 1 in training: refused
+    # groups of 1 beside a whole group (not a validation batch): refused, not given the fixed reward
+    whole = make_batch(char_tokenizer(), K, [["1", "1", "2", "3"]])
+    batch.meta_info, whole.meta_info = {}, {}
+    mixed = DataProto.concat([batch, whole])
+    mixed.non_tensor_batch["uid"][-K:] = "whole-group"
+    mixed.meta_info = {}
     with pytest.raises(ValueError, match="has 1 samples in this batch"):
-        score_through_verl(cfg, batch)
+        score_through_verl(cfg, mixed)
     # validation with val_kwargs.n = K is scored like training
     batch = make_batch(char_tokenizer(), K, [["1", "1", "1", "2"]], validate=True)
     _, rm_scores = score_through_verl(make_config(tmp_path, tok_dir, K, val_n=K), batch)
@@ -163,6 +169,8 @@ def test_validation_with_n_1(tmp_path, tok_dir):
 def test_refusals_at_construction(tmp_path, tok_dir):
     with pytest.raises(ValueError, match="streams rewards from the agent loop"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, reward_model=False), char_tokenizer())
+    with pytest.raises(ValueError, match=r"v1 trainer .*no uid.*trainer.use_v1=False"):
+        load_reward_manager(make_config(tmp_path, tok_dir, 4, use_v1=True), char_tokenizer())
     with pytest.raises(ValueError, match=r"rollout.n = 8 responses per prompt but the coefgen table is for K = 4"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, n=8), char_tokenizer())
 
@@ -189,3 +197,34 @@ def test_compute_rm_score_with_a_ray_reward_worker(tmp_path, tok_dir):
     expected = expected_rewards(answers_of(batch), list(batch.non_tensor_batch["uid"]), K)
     assert out.batch["rm_scores"].sum(1).tolist() == pytest.approx(expected, rel=1e-6)
     assert list(out.non_tensor_batch["coefgen_answer"]) == [a or "" for a in answers_of(batch)]
+
+
+def test_validation_as_verl_0_9_1_sends_it_padded_and_unflagged(tmp_path, tok_dir):
+    """In the legacy trainer's _validate, the batch reaching compute_rm_score carries no
+    meta_info["validate"] (the agent loop's output replaces meta_info) and is padded by
+    pad_dataproto_to_divisor: both are handled."""
+    from verl.protocol import pad_dataproto_to_divisor
+
+    K = 4
+    cfg = make_config(tmp_path, tok_dir, K, val_n=1, validation_reward=-3.0)
+    batch, _ = pad_dataproto_to_divisor(make_batch(char_tokenizer(), 1, [["1"], ["2"], [None]]), 4)
+    batch.meta_info = {}
+    assert len(batch) == 4
+    _, rm_scores = score_through_verl(cfg, batch)
+    assert rm_scores.sum(1).tolist() == [-3.0] * 4
+    # val_kwargs.n = K: whole groups scored, the padding rows get the reward of the rows they copy
+    cfg = make_config(tmp_path, tok_dir, K)
+    real = make_batch(char_tokenizer(), K, [["1", "1", "2", None], ["5", "5", "5", "5"], ["a", "b", "a", "b"]], seed=4)
+    batch, pad = pad_dataproto_to_divisor(real, 7)
+    batch.meta_info = {}
+    assert pad == 2
+    _, rm_scores = score_through_verl(cfg, batch)
+    expected = expected_rewards(answers_of(real), list(real.non_tensor_batch["uid"]), K)
+    assert rm_scores.sum(1).tolist() == pytest.approx(expected + expected[:2], rel=1e-6)
+    # a partial group in a batch that also holds whole groups is still refused
+    keep = list(range(len(real)))
+    drop = [i for i in keep if real.non_tensor_batch["uid"][i] == str(uuid.UUID(int=2))][0]
+    partial = real[[i for i in keep if i != drop]]
+    partial.meta_info = {}
+    with pytest.raises(ValueError, match="has 3 samples"):
+        score_through_verl(cfg, partial)

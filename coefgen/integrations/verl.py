@@ -65,6 +65,33 @@ def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
     return rewards, counts
 
 
+def verl_padding_rows(uids, responses, K: int) -> int:
+    """How many trailing rows of a batch are verl's padding (``pad_dataproto_to_divisor``
+    appends copies of the first rows), or 0.
+
+    p > 0 only when the last p rows equal rows 0..p-1 (cyclically) in uid and response
+    tokens, and without them every uid group has exactly K samples while with them some
+    group has more: nothing else is taken for padding."""
+    uid_list = list(np.asarray(uids).tolist())
+    rows = np.asarray(responses)
+    n = len(uid_list)
+    if n == 0:
+        return 0
+    _, sizes = np.unique(answer_codes(uid_list), return_counts=True)
+    if sizes.max() <= K:
+        return 0
+    for p in range(1, n):
+        real = n - p
+        tail = np.arange(real, n)
+        head = np.arange(p) % real
+        if any(uid_list[i] != uid_list[j] for i, j in zip(tail, head)) or not np.array_equal(rows[tail], rows[head]):
+            continue
+        _, sizes = np.unique(answer_codes(uid_list[:real]), return_counts=True)
+        if np.all(sizes == K):
+            return p
+    return 0
+
+
 class VerlRewardManager:
     """verl ≤ 0.6: ``reward_fn(data, return_dict=False)`` -> token-level reward tensor.
 
@@ -109,4 +136,4 @@ class VerlRewardManager:
         return tensor
 
 
-__all__ = ["verl_rewards", "verl_group_scores", "place_token_level", "VerlRewardManager"]
+__all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager"]

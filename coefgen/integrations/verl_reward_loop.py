@@ -21,18 +21,22 @@ a partial group. verl 0.9.1 calls ``assemble_rm_scores`` only from
 ``RewardLoopManager.compute_rm_score``, i.e. when rewards are not streamed from the agent
 loop; when they are (``reward.reward_model.enable=False``, or ``enable_resource_pool=True``)
 verl places each ``run_single`` score as the sample's reward and no batch-level step runs,
-so the manager refuses that configuration at construction.
+so the manager refuses that configuration at construction. It also refuses verl's v1 trainer
+(``trainer.use_v1=True``, 0.9.1's default), whose colocated reward step passes no ``uid``.
+Where it runs: ``trainer.use_v1=False`` with ``reward.reward_model.enable=True`` and
+``enable_resource_pool=False`` (the legacy trainer's colocated reward path).
 """
 
 from __future__ import annotations
 
 import inspect
 
+import numpy as np
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from .common import as_table
-from .verl import verl_group_scores
+from .common import answer_codes, as_table, to_numpy
+from .verl import verl_group_scores, verl_padding_rows
 
 RECORD = "coefgen"  # the key marking a run_single record
 
@@ -70,6 +74,11 @@ def check_config(config, K: int, validation_reward) -> None:
             "the sample's reward and the batch-level assemble_rm_scores is never called, so counts over a "
             "uid group cannot be taken (verl 0.9.1, experimental/agent_loop/agent_loop.py). coefgen's "
             "group reward needs the non-streamed path (RewardLoopManager.compute_rm_score)")
+    if _get(_get(config, "trainer", {}), "use_v1", False):
+        raise ValueError(
+            "CoefgenRewardManager: verl's v1 trainer (trainer.use_v1=True, the default in 0.9.1) hands the "
+            "colocated reward step only prompts, responses and raw_prompt (trainer/ppo/v1/trainer_base.py, "
+            "_compute_reward_colocate): no uid, so samples cannot be grouped by prompt. Use trainer.use_v1=False")
     if not _get(_get(reward, "custom_reward_function", {}), "path"):
         raise ValueError("CoefgenRewardManager needs the answer extractor as verl's custom reward function: set "
                          "reward.custom_reward_function.path=<file> and .name=<function(data_source, solution_str, "
@@ -145,10 +154,18 @@ class CoefgenRewardManager(RewardManagerBase):
         if any(u is None for u in uids):
             raise ValueError("CoefgenRewardManager: the batch carries no per-sample uid (data.non_tensor_batch['uid']), "
                              "so samples cannot be grouped by prompt")
-        validate = bool(data.meta_info.get("validate", False))
-        rewards, _ = verl_group_scores(table, [s["answer"] for s in scores], uids,
-                                            invalid_reward=first["invalid_reward"],
-                                            other_size_reward=first["validation_reward"] if validate else None)
+        answers = [s["answer"] for s in scores]
+        # verl pads validation batches with copies of their first rows (pad_dataproto_to_divisor)
+        pad = verl_padding_rows(uids, to_numpy(data.batch["responses"]), table.K)
+        real = len(uids) - pad
+        answers, uids = answers[:real], uids[:real]
+        # verl 0.9.1 does not flag validation at this step (meta_info has no "validate" there):
+        # a batch in which no uid group holds K samples is validation with val_kwargs.n != K
+        _, sizes = np.unique(answer_codes(uids), return_counts=True)
+        validate = bool(data.meta_info.get("validate", False)) or not np.any(sizes == table.K)
+        rewards, _ = verl_group_scores(table, answers, uids, invalid_reward=first["invalid_reward"],
+                                       other_size_reward=first["validation_reward"] if validate else None)
+        rewards = np.concatenate([rewards, rewards[np.arange(pad) % max(real, 1)]]) if pad else rewards
         return super().assemble_rm_scores(data, rewards.tolist())
 
 
