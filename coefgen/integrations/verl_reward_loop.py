@@ -30,6 +30,7 @@ Where it runs: ``trainer.use_v1=False`` with ``reward.reward_model.enable=True``
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 from verl import DataProto
@@ -56,7 +57,7 @@ def _settings(config) -> dict:
     if not table:
         raise ValueError("CoefgenRewardManager needs a table: set +reward.reward_kwargs.coefgen_table=<path to a "
                          "coefgen table file>")
-    out = {"table": str(table)}
+    out = {"table": os.path.abspath(str(table))}  # the driver assembles with the file the worker loaded
     for key in ("coefgen_invalid_reward", "coefgen_validation_reward"):
         value = _get(kwargs, key)
         out[key] = None if value is None else float(value)
