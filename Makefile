@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench venv clean
+.PHONY: run test test-trainers bench venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+## make test-trainers: the trainer integrations through TRL's, verl's and OpenRLHF's own code
+## (separate venv .venv-trainers; SKIPPED, loudly, without the machine's local CPU torch wheel)
+test-trainers:
+	bash tests_trainers/run.sh
+
 ## make bench: timings and accuracy figures quoted in the issues' notes
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-trainers build *.egg-info .pytest_cache

@@ -159,7 +159,20 @@ def test_openrlhf_reshaped_batches(table):
     prompts = ["Q1:"] * 4 + ["Q2:"] * 4
     queries = [p + r for p, r in zip(prompts, [" a", " a", " b", " a", " c", " d", " e", " f"])]
     out = f(queries, prompts, labels=None)
-    assert np.asarray(out).tolist() == [30, 30, 10, 30, 10, 10, 10, 10]
+    assert set(out) == {"rewards", "scores", "extra_logs"}  # what OpenRLHF reads from a reward_func
+    assert np.asarray(out["rewards"]).tolist() == [30, 30, 10, 30, 10, 10, 10, 10]
+    assert np.asarray(out["scores"]).tolist() == np.asarray(out["rewards"]).tolist()
+    assert np.asarray(out["extra_logs"]["coefgen_count"]).tolist() == [3, 3, 1, 3, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="once per sample"):
+        f(queries[:1], prompts[:1])  # OpenRLHF's per-sample call
+
+
+def test_openrlhf_reward_func_refuses_to_load_in_openrlhf_per_sample_executor(table):
+    """Created while OpenRLHF's openrlhf.utils.agent runs a --remote_rm_url file: a start-up error."""
+    code = compile("make()", "reward_file.py", "exec")
+    with pytest.raises(RuntimeError, match="once per sample.*--agent_func_path"):
+        exec(code, {"__name__": "openrlhf.utils.agent", "make": lambda: I.openrlhf_reward_func(table, str)})
+    I.openrlhf_reward_func(table, str)  # elsewhere it is created normally
 
 
 def test_completion_text_forms():
@@ -181,3 +194,99 @@ def test_loads_a_table_file(tmp_path, monkeypatch):
     f = I.trl_reward_func(str(path), boxed)
     # euclidean exact K=4: t_c = (c-1)/3 - 1
     assert f(["p"] * 4, [chat("1"), chat("1"), chat("1"), chat("2")]) == pytest.approx([-1 / 3] * 3 + [-1.0])
+
+
+class FakeGRPOTrainer:
+    """What a TRL 1.16 reward function can reach: log_metric/log_extra are bound methods of the trainer."""
+
+    def __init__(self, num_generations, num_generations_eval=None, training=True):
+        self.num_generations = num_generations
+        self.num_generations_eval = num_generations_eval or num_generations
+        self.model = SimpleNamespace(training=training)
+
+    def _log_metric(self, name, value):
+        pass
+
+    def _log_completion_extra(self, column, values):
+        pass
+
+    def kwargs(self):
+        return {"trainer_state": object(), "log_metric": self._log_metric, "log_extra": self._log_completion_extra}
+
+
+def test_trl_group_size_from_the_trainer_catches_larger_groups_with_equal_prompts(table):
+    f = I.trl_reward_func(table, boxed)
+    prompts, comps = ["p"] * 8, [chat("1")] * 8  # one prompt, 8 completions: looks like two groups of 4
+    assert f(prompts, comps) == [40.0] * 8  # without the trainer this is undetectable
+    trainer = FakeGRPOTrainer(num_generations=8)
+    with pytest.raises(ValueError) as e:
+        f(prompts, comps, **trainer.kwargs())
+    msg = str(e.value)
+    assert "8 completions per prompt" in msg and "K = 4" in msg and "num_generations = 4" in msg
+    assert "table built for K = 8" in msg
+    assert f(prompts, comps, **FakeGRPOTrainer(num_generations=4).kwargs()) == [40.0] * 8
+
+
+def test_trl_eval_group_size_is_num_generations_eval(table):
+    f = I.trl_reward_func(table, boxed)
+    ev = FakeGRPOTrainer(num_generations=4, num_generations_eval=2, training=False)
+    with pytest.raises(ValueError, match=r"num_generations_eval = 2\) but the coefgen table is for K = 4"):
+        f(["p", "p", "q", "q"], [chat("1")] * 4, **ev.kwargs())
+    tr = FakeGRPOTrainer(num_generations=4, num_generations_eval=2, training=True)
+    assert f(["p"] * 4, [chat("1")] * 4, **tr.kwargs()) == [40.0] * 4
+
+
+def test_trl_smaller_groups_named_without_the_trainer(table):
+    """num_generations = 2 with a K = 4 table: the message names both numbers, not gathering."""
+    f = I.trl_reward_func(table, boxed)
+    with pytest.raises(ValueError) as e:
+        f(["p", "p", "q", "q", "r", "r", "s", "s"], [chat("1")] * 8)
+    msg = str(e.value)
+    assert "2 completions per prompt" in msg and "K = 4" in msg and "gather" not in msg
+    with pytest.raises(ValueError, match="2 completions per prompt.*K = 4"):
+        f(["p", "p", "q", "q", "r", "r"], [chat("1")] * 6)  # 6 is not a multiple of 4 either
+
+
+def test_trl_partial_slice_message_with_the_trainer_says_gather(table):
+    f = I.trl_reward_func(table, boxed)
+    with pytest.raises(ValueError, match="splits a group; gather"):
+        f(["p", "p", "q", "q", "q", "q"], [chat("1")] * 6, **FakeGRPOTrainer(4).kwargs())
+
+
+def test_trl_prompt_runs():
+    assert I.trl.prompt_runs(["a", "a", "b", "a"]) == [2, 1, 1]
+    assert I.trl.prompt_runs([[{"role": "user", "content": "x"}]] * 3) == [3]
+
+
+def test_verl_group_scores_whole_groups_only(table):
+    answers = ["1", "1", "2", "3", "x", "y"]
+    uids = np.array(["a", "a", "a", "a", "b", "b"], dtype=object)
+    with pytest.raises(ValueError, match="uid 'b' has 2 samples in this batch but the coefgen table is for K = 4"):
+        I.verl_group_scores(table, answers, uids)
+    rewards, counts = I.verl_group_scores(table, answers, uids, other_size_reward=-7.0)
+    assert rewards.tolist() == [20.0, 20.0, 10.0, 10.0, -7.0, -7.0]
+    assert counts.tolist() == [2, 2, 1, 1, 0, 0]
+    # interleaved uids, and None answers as singletons
+    rewards, counts = I.verl_group_scores(table, [None, "z", None, "z", "z", "z", "q", "q"],
+                                          ["u", "u", "u", "u", "v", "v", "v", "v"])
+    assert counts.tolist() == [1, 2, 1, 2, 2, 2, 2, 2] and rewards.tolist() == [10.0 * c for c in counts]
+
+
+def test_verl_reward_manager_built_like_a_reward_loop_manager_points_to_the_new_one():
+    with pytest.raises(TypeError, match="CoefgenRewardManager"):
+        I.VerlRewardManager(config={}, tokenizer=None, compute_score=None)
+
+
+def test_verl_padding_rows_recognises_only_verl_padding():
+    K = 2
+    uids = ["a", "a", "b", "b"]
+    resp = np.array([[1, 2], [3, 4], [5, 6], [7, 8]])
+    assert I.verl.verl_padding_rows(uids, resp, K) == 0  # whole groups: nothing is padding
+    # pad_dataproto_to_divisor(…, 3): two copies of rows 0, 1 appended
+    padded_uids, padded = uids + uids[:2], np.concatenate([resp, resp[:2]])
+    assert I.verl.verl_padding_rows(padded_uids, padded, K) == 2
+    # the same uids but other responses: real extra samples of uid a, not padding
+    other = np.concatenate([resp, [[9, 9], [3, 4]]])
+    assert I.verl.verl_padding_rows(padded_uids, other, K) == 0
+    # a trailing copy that does not leave whole groups is not taken for padding either
+    assert I.verl.verl_padding_rows(["a", "b", "b", "a"], np.array([[0], [1], [2], [0]]), K) == 0

@@ -1,0 +1,30 @@
+"""Trainer integrations (numpy only: no trainer is imported here, torch only lazily).
+
+A sample whose answer is shared by c of the K samples of its group gets reward t[c]. One
+module per trainer turns what that trainer hands to a reward hook into the counts c:
+
+* ``coefgen.integrations.trl`` — TRL ``GRPOTrainer`` reward function (``trl_reward_func``).
+* ``coefgen.integrations.verl`` — verl: uid-keyed rewards, token placement, the verl ≤ 0.6
+  ``reward_fn(data, return_dict=True)`` manager; the verl ≥ 0.7 reward-loop manager lives in
+  ``coefgen.integrations.verl_reward_loop`` (imports verl; verl loads it from its config).
+* ``coefgen.integrations.openrlhf`` — OpenRLHF: reshaped rewards; the group-level agent
+  executor lives in ``coefgen.integrations.openrlhf_agent`` (imports OpenRLHF; loaded by
+  ``--agent_func_path``).
+
+An answer the extractor cannot find (``None``) matches nothing: it counts as a singleton
+(c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to give
+such samples a fixed reward instead.
+"""
+
+from .common import as_table, completion_text, group_rewards, place_token_level
+from .openrlhf import openrlhf_reward_func, openrlhf_rewards
+from .trl import trl_reward_func
+from .verl import VerlRewardManager, verl_group_scores, verl_rewards
+
+# Re-exports added by other modules go below (e.g. best-of-n: bon_quantile_rewards).
+
+__all__ = [
+    "as_table", "completion_text", "group_rewards", "trl_reward_func", "verl_rewards",
+    "verl_group_scores", "place_token_level", "VerlRewardManager", "openrlhf_rewards",
+    "openrlhf_reward_func",
+]
