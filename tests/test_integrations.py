@@ -290,3 +290,11 @@ def test_verl_padding_rows_recognises_only_verl_padding():
     assert I.verl.verl_padding_rows(padded_uids, other, K) == 0
     # a trailing copy that does not leave whole groups is not taken for padding either
     assert I.verl.verl_padding_rows(["a", "b", "b", "a"], np.array([[0], [1], [2], [0]]), K) == 0
+
+
+def test_bon_quantile_rewards_is_exported_by_integrations():
+    import coefgen.bon
+    import coefgen.integrations
+
+    assert coefgen.integrations.bon_quantile_rewards is coefgen.bon.bon_quantile_rewards
+    assert "bon_quantile_rewards" in coefgen.integrations.__all__

@@ -10,6 +10,8 @@ module per trainer turns what that trainer hands to a reward hook into the count
 * ``coefgen.integrations.openrlhf`` — OpenRLHF: reshaped rewards; the group-level agent
   executor lives in ``coefgen.integrations.openrlhf_agent`` (imports OpenRLHF; loaded by
   ``--agent_func_path``).
+* ``bon_quantile_rewards`` (from ``coefgen.bon``) — BOND/vBoN quantile rewards: a kl table of
+  K = k + 1 maps c = 1 + #{reference rewards ≤ the sample's} to an estimate of log p_≤.
 
 An answer the extractor cannot find (``None``) matches nothing: it counts as a singleton
 (c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to give
@@ -21,10 +23,11 @@ from .openrlhf import openrlhf_reward_func, openrlhf_rewards
 from .trl import trl_reward_func
 from .verl import VerlRewardManager, verl_group_scores, verl_rewards
 
-# Re-exports added by other modules go below (e.g. best-of-n: bon_quantile_rewards).
+# best-of-n distillation (BOND, vBoN): quantile rewards log p_<=(y) from k reference samples
+from ..bon import bon_quantile_rewards
 
 __all__ = [
     "as_table", "completion_text", "group_rewards", "trl_reward_func", "verl_rewards",
     "verl_group_scores", "place_token_level", "VerlRewardManager", "openrlhf_rewards",
-    "openrlhf_reward_func",
+    "openrlhf_reward_func", "bon_quantile_rewards",
 ]
