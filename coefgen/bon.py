@@ -41,11 +41,13 @@ from itertools import accumulate
 import numpy as np
 
 from .errors import InputError
+from .spec_numbers import show, spec_number
 
 MAX_OUTCOMES = 1_000_000  # N: outcomes of a reference
 MAX_N = 10**9  # n: draws of best-of-n
 MAX_SWEEP_VALUES = 100_000  # how many n one sweep may hold
 MAX_SWEEP_WORK = 2 * 10**8  # (number of n) × (number of outcomes) in one sweep
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,12}", re.ASCII)  # int() also takes non-ASCII digits
 SUM_TOL = 1e-9  # |Σ probs − 1|
 
 __all__ = [
@@ -100,7 +102,7 @@ def reference_family(spec: str) -> tuple[np.ndarray, np.ndarray]:
     if len(parts) != shape[name]:
         form = {"uniform": "uniform:N", "zipf": "zipf:s:N", "geometric": "geometric:r:N"}[name]
         raise InputError(f"reference {spec!r} must have the form {form}")
-    N = _parse_int(parts[-1], "N", spec)
+    N = spec_number(parts[-1], "N", f"reference {show(spec)}", integer=True)
     if N < 1:
         raise InputError(f"reference {spec!r}: N must be >= 1, got {N}")
     if N > MAX_OUTCOMES:
@@ -109,7 +111,7 @@ def reference_family(spec: str) -> tuple[np.ndarray, np.ndarray]:
     if name == "uniform":
         logw = np.zeros(N)
     else:
-        x = _parse_float(parts[1], "s" if name == "zipf" else "r", spec)
+        x = spec_number(parts[1], "s" if name == "zipf" else "r", f"reference {show(spec)}")
         if name == "zipf":
             logw = -x * np.log(i)
         else:
@@ -122,31 +124,14 @@ def reference_family(spec: str) -> tuple[np.ndarray, np.ndarray]:
     return probs, i.copy()
 
 
-def _parse_int(text: str, what: str, spec: str) -> int:
-    if not re.fullmatch(r"\s*\d+\s*", text):
-        raise InputError(f"reference {spec!r}: {what} must be a positive integer, got {text!r}")
-    return int(text)
-
-
-def _parse_float(text: str, what: str, spec: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise InputError(f"reference {spec!r}: {what} must be a number, got {text!r}") from None
-    if not math.isfinite(x):
-        raise InputError(f"reference {spec!r}: {what} must be finite, got {text!r}")
-    return x
-
-
 def parse_n(text: str) -> list[int]:
     """n values from ``7``, ``1..64`` (every integer) or ``1,2,4,8``; InputError if outside 1..MAX_N."""
     text = str(text).strip()
 
     def as_int(x: str) -> int:
-        try:
-            return int(x)
-        except ValueError:
-            raise InputError(f"--n must be an integer, a range A..B or a list A,B,C; got {text!r}") from None
+        if not _ASCII_INT.fullmatch(x.strip()):
+            raise InputError(f"--n must be an integer, a range A..B or a list A,B,C (ASCII digits); got {show(text)}")
+        return int(x)
 
     if ".." in text:
         a, b = text.split("..", 1)

@@ -114,8 +114,9 @@ def plot_frontier(points: list[dict], path, title: str | None = None) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    from .plot import save_png
+
+    save_png(fig, path)
 
 
 __all__ = ["default_taus", "frontier_points", "plot_frontier"]

@@ -62,6 +62,7 @@ import numpy as np
 
 from .bernstein import log_binomial_coefficients
 from .errors import InputError
+from .spec_numbers import show, spec_number
 from .rewards import KL, Alpha, Poly, Reward, parse_reward
 
 BASELINES = ("loo", "mean", "grpo", "none")
@@ -320,21 +321,8 @@ def softmax(theta):
 # targets
 
 
-def _spec_number(text, what, spec):
-    try:
-        x = float(text)
-    except ValueError:
-        raise InputError(f"target {spec!r}: {what} {text!r} is not a number") from None
-    if not math.isfinite(x):
-        raise InputError(f"target {spec!r}: {what} must be finite")
-    return x
-
-
 def _spec_M(text, spec):
-    try:
-        M = int(text)
-    except ValueError:
-        raise InputError(f"target {spec!r}: M {text!r} is not an integer") from None
+    M = spec_number(text, "M", f"target {show(spec)}", integer=True)
     if M < 2:
         raise InputError(f"target {spec!r}: M = {M}: a target needs M >= 2 answers")
     if M > MAX_M:
@@ -395,13 +383,13 @@ def make_targets(spec: str, prompts: int, seed: int = 0) -> np.ndarray:
         if P * M > MAX_PM:
             raise InputError(f"target {spec!r}: {P} prompts x {M} answers exceeds the cap {MAX_PM}")
         if kind == "zipf":
-            e = _spec_number(parts[1], "exponent s", spec)
+            e = spec_number(parts[1], "exponent s", f"target {show(spec)}")
             if not 0 <= e <= 100:
                 raise InputError(f"target {spec!r}: exponent s must be in [0, 100]")
             w = np.arange(1, M + 1, dtype=float) ** -e
             row = w / w.sum()
             return np.repeat(row[None, :], P, axis=0)
-        a = _spec_number(parts[1], "alpha", spec)
+        a = spec_number(parts[1], "alpha", f"target {show(spec)}")
         if not 1e-3 <= a <= 1e6:
             raise InputError(f"target {spec!r}: alpha must be in [0.001, 1e6]")
         rng = np.random.default_rng(seed)

@@ -6,11 +6,9 @@ baseline); dotted: the equilibrium of the baseline's expected dynamics (loo/mean
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from .writers import write_atomic
+from .plot import save_png
 
 
 def plot_game(doc: dict, output: str) -> None:
@@ -58,7 +56,4 @@ def plot_game(doc: dict, output: str) -> None:
                  f"dashed: mean-field equilibrium (no baseline){eqb}", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    write_atomic(output, buf.getvalue())
+    save_png(fig, output)

@@ -82,10 +82,7 @@ def plot_tables(payloads: list, output: str, points: int = 800) -> None:
     for ax in (ax_b, ax_v):
         ax.grid(True, which="major", alpha=0.3)
     ax_b.legend(fontsize=8, loc="best")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    write_atomic(output, buf.getvalue())
+    save_png(fig, output)
 
 
 def _num(x):
@@ -93,3 +90,14 @@ def _num(x):
         return float(x)
     except (TypeError, ValueError):
         return None
+
+
+def save_png(fig, output: str) -> None:
+    """Render a matplotlib figure to PNG bytes (no software/date metadata: the same figure gives
+    the same bytes) and write them atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    write_atomic(output, buf.getvalue())

@@ -6,12 +6,10 @@ lies on it; a discrete one lies below-left of its point for the same n.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 from .bon import kl_bound, win_rate_bound
-from .writers import write_atomic
+from .plot import save_png
 
 
 def plot_bon(doc: dict, output: str) -> None:
@@ -57,7 +55,4 @@ def plot_bon(doc: dict, output: str) -> None:
     ax.set_ylim(0.45, 1.0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    write_atomic(output, buf.getvalue())
+    save_png(fig, output)

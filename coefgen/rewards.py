@@ -19,47 +19,14 @@ import mpmath
 import numpy as np
 
 from .errors import InputError
+from .spec_numbers import MAX_EXPONENT, MAX_NUMBER_CHARS, parse_exact, show, spec_number  # noqa: F401 (re-exported)
 
 VALID_FORMS = "valid forms: kl, euclidean, alpha:<a> with a > 0 (e.g. alpha:0.5, alpha:3, alpha:1/3), poly:<c0>,<c1>,... (e.g. poly:0,1 or poly:1/2,-3)"
 
-# ASCII digits only: str.isdigit/int() also accept e.g. Arabic-Indic or full-width digits.
-_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE]([+-]?[0-9]+))?", re.ASCII)
-_RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+", re.ASCII)
-MAX_NUMBER_CHARS = 64      # one number of a name (alpha:<a>, a poly coefficient)
-MAX_EXPONENT = 30          # |decimal exponent| of a number as written, checked before converting
 MAX_NAME_CHARS = 140_000   # a whole divergence name (2048 coefficients of up to 64 characters)
 MAX_POLY_TERMS = 2_048     # poly coefficients (degree <= K-1, K <= 2048)
 ALPHA_RANGE = (Fraction(1, 100), Fraction(1000))        # alpha:<a>, a in [0.01, 1000]
 POLY_COEFF_RANGE = (Fraction(1, 10**12), Fraction(10**12))  # |c| of a nonzero poly coefficient
-
-
-def show(text, limit: int = 80) -> str:
-    """``repr(text)`` for a one-line error: at most ``limit`` characters, the rest elided."""
-    text = str(text)
-    if len(text) <= limit:
-        return repr(text)
-    return repr(text[:limit]) + f"... ({len(text)} characters)"
-
-
-def parse_exact(text: str) -> Fraction:
-    """An exact decimal (``0.25``, ``-3``, ``1e-3``) or ratio ``p/q`` as a Fraction.
-
-    ASCII digits only; at most 64 characters; a decimal exponent within ±30 (checked before
-    converting, so ``1e99999999`` costs nothing)."""
-    s = text.strip()
-    if len(s) > MAX_NUMBER_CHARS:
-        raise ValueError(f"{show(text)} is longer than {MAX_NUMBER_CHARS} characters")
-    m = _DECIMAL.fullmatch(s)
-    if m is None and not _RATIO.fullmatch(s):
-        raise ValueError(f"{show(text)} is not an exact decimal or p/q (ASCII digits)")
-    if "/" in s:
-        num, den = s.split("/")
-        if int(den) == 0:
-            raise ValueError(f"{show(text)} has a zero denominator")
-        return Fraction(int(num), int(den))
-    if m.group(4) is not None and abs(int(m.group(4))) > MAX_EXPONENT:
-        raise ValueError(f"{show(text)}: exponent outside ±{MAX_EXPONENT}")
-    return Fraction(s)
 
 
 def format_exact(x: Fraction) -> str:

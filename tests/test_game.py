@@ -115,8 +115,8 @@ def test_bad_target_files(tmp_path, content, msg):
 
 
 @pytest.mark.parametrize("spec,msg", [
-    ("zipf:1.5:1", "M >= 2"), ("zipf:x:3", "not a number"), ("dirichlet:-1:4", "alpha"), ("zipf:1:3:4", "expected"),
-    ("zipf:1:100000000", "cap"), ("nonexistent.json", "nor an existing file"), ("zipf:nan:3", "finite"),
+    ("zipf:1.5:1", "M >= 2"), ("zipf:x:3", "not an exact decimal"), ("dirichlet:-1:4", "alpha"), ("zipf:1:3:4", "expected"),
+    ("zipf:1:100000000", "cap"), ("nonexistent.json", "nor an existing file"), ("zipf:nan:3", "not an exact decimal"), ("zipf:1.5:١٠", "ASCII digits"),
 ])
 def test_bad_target_specs(spec, msg):
     with pytest.raises(InputError, match=msg):
