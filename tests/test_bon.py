@@ -263,7 +263,10 @@ def test_quantile_rewards_torch_in_torch_out():
     table = _table(5, "plugin")
     refs = torch.tensor([[0.1, 0.5, 0.5, 0.9]])
     out = bon.bon_quantile_rewards(table, torch.tensor([0.5]), refs)
-    assert isinstance(out, torch.Tensor) and out.tolist() == [float(table.values[2])]
+    # ties count as <=: 0.1, 0.5, 0.5 are <= 0.5, so c = 1 + 3 = 4 (and numpy agrees)
+    assert isinstance(out, torch.Tensor) and out.tolist() == [float(table.values[3])]
+    same = bon.bon_quantile_rewards(table, np.array([0.5]), refs.numpy())
+    assert out.tolist() == same.tolist()
 
 
 def test_rank_plugin_is_coefgens_plugin_table():
