@@ -17,6 +17,7 @@ RUNS = [
     ("aqp", ["128,256,512,1024", "--max-mse", "plugin"]),
     ("aqp", ["1024", "--tau", "100"]),
     ("build", []),
+    ("game", []),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -175,5 +175,14 @@ def _register_tableset_commands():
 
 _register_tableset_commands()
 
+def _register_game_command():
+    """game lives in cli_game (the alignment game, issue 10)."""
+    from .cli_game import game
+
+    main.add_command(game)
+
+
+_register_game_command()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
