@@ -60,14 +60,15 @@ CANDIDATES = {
     "aqp tau=3": ("aqp", {"tau": 3}),
     "aqp tau=10": ("aqp", {"tau": 10}),
     "aqp max_mse=plugin": ("aqp", {"max_mse": "plugin"}),
-    "aqp 10plugin g=1": ("aqp", {"max_mse": "10plugin"}),
-    "aqp 10plugin g=0.75": ("aqp", {"max_mse": "10plugin", "gamma": 0.75}),
-    "aqp 4plugin g=1": ("aqp", {"max_mse": "4plugin"}),
-    "aqp 4plugin g=0.5": ("aqp", {"max_mse": "4plugin", "gamma": 0.5}),
-    "aqp 4plugin g=0.75 monotone": ("aqp", {"max_mse": "4plugin", "gamma": 0.75, "monotone": True}),
+    "aqp max_mse=2plugin": ("aqp", {"max_mse": "2plugin"}),
+    "aqp max_mse=10plugin": ("aqp", {"max_mse": "10plugin"}),
+    "aqp max_mse=4plugin gamma=0.75": ("aqp", {"max_mse": "4plugin", "gamma": 0.75}),
+    "aqp max_mse=4plugin gamma=0.5": ("aqp", {"max_mse": "4plugin", "gamma": 0.5}),
+    "aqp max_mse=10plugin gamma=0.5": ("aqp", {"max_mse": "10plugin", "gamma": 0.5}),
+    "aqp max_mse=4plugin monotone": ("aqp", {"max_mse": "4plugin", "monotone": True}),
 }
-STOCH_CANDIDATES = ["plugin", "digamma", "minimax", "aqp tau=1.5", "aqp max_mse=plugin", "aqp 10plugin g=1",
-                    "aqp 10plugin g=0.75", "aqp 4plugin g=1", "default"]
+STOCH_CANDIDATES = ["plugin", "digamma", "minimax", "aqp tau=1.5", "aqp tau=10", "aqp max_mse=plugin",
+                    "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin gamma=0.75", "default"]
 LARGE_K_CANDIDATES = ["plugin", "digamma", "aqp max_mse=plugin", "default"]
 
 
@@ -143,9 +144,53 @@ def candidates_at(K: int, divergence: str = "kl"):
     return out
 
 
+def kkt_equilibrium(values, q, divergence="kl"):
+    """Independent check for a table with increasing T (then the stationary point is unique, the
+    minimiser of a convex potential): p_z = T^{-1}(r(q_z) + λ) (0 below T(0) = t_1), Σ p = 1."""
+    from coefgen.rewards import parse_reward
+
+    reward = parse_reward(divergence)
+    lp = np.concatenate([np.linspace(-80, -10, 400), np.linspace(-10, 0, 20001)[1:]])
+    T = game.expected_reward(values, np.exp(lp))
+    if np.any(np.diff(T) < -1e-12 * (1 + np.abs(T[1:]))):
+        return None
+    T = np.maximum.accumulate(T)
+    with np.errstate(divide="ignore"):
+        rq = np.where(q > 0, reward.r(np.where(q > 0, q, 1.0)), -np.inf)
+    t1 = float(values[0])
+
+    def p_of(lam):
+        y = rq + lam[:, None]
+        p = np.exp(np.interp(y, T, lp, left=-np.inf, right=0.0))
+        return np.where(y < t1, 0.0, p)
+
+    fin = np.where(np.isfinite(rq), rq, np.nan)
+    lo = t1 - np.nanmax(fin, axis=1) - 1e-12
+    hi = T[-1] - np.nanmin(fin, axis=1) + 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        below = p_of(mid).sum(axis=1) < 1
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    p = p_of(0.5 * (lo + hi))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+ENGINE_DISAGREEMENTS = []
+
+
 def mean_field_kl(values, q, divergence="kl"):
+    """Mean-field KL(p*‖q) from coefgen.game; for an increasing T also the independent KKT solve —
+    where the engine reports no convergence and they disagree, the KKT value is used (and logged)."""
     r = game.mean_field_equilibrium(values, q, reward=divergence)
-    return float(np.mean(r.kl)), bool(np.all(r.converged))
+    kl = float(np.mean(r.kl))
+    if not np.all(r.converged):
+        p = kkt_equilibrium(np.asarray(values, float), q, divergence)
+        if p is not None:
+            kk = float(np.mean(game.kl_divergence(p, q)))
+            if abs(kk - kl) > 1e-3 * max(kk, 1e-12):
+                ENGINE_DISAGREEMENTS.append({"K": len(values), "engine": kl, "kkt": kk})
+                kl = kk
+    return kl, bool(np.all(r.converged))
 
 
 def best_final(values, q, divergence="kl"):
@@ -220,8 +265,8 @@ def study(quick: bool, cache: str | None):
         out["alpha"][div] = {}
         for K in (8, 32):
             cands = {"plugin": ("plugin", {}), "aqp tau=10": ("aqp", {"tau": 10}),
-                     "aqp 4plugin g=0.75": ("aqp", {"max_mse": "4plugin", "gamma": 0.75}),
-                     "aqp 4plugin g=1": ("aqp", {"max_mse": "4plugin"})}
+                     "aqp max_mse=plugin": ("aqp", {"max_mse": "plugin"}),
+                     "aqp max_mse=4plugin": ("aqp", {"max_mse": "4plugin"})}
             d = default_entry(K, div)
             if d is not None:
                 cands["default"] = d
@@ -238,6 +283,7 @@ def study(quick: bool, cache: str | None):
             for r in row.values():
                 r["max_ratio"] = max(r["kl"][s] / base[s] for s in TARGETS)
             out["alpha"][div][K] = row
+    out["engine_disagreements"] = ENGINE_DISAGREEMENTS
     out["seconds"] = time.perf_counter() - t_start
     return out
 
@@ -299,7 +345,8 @@ def plot(out, path):
     mf = out["mean_field"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ax = axes[0]
-    show = ["plugin", "digamma", "minimax", "aqp tau=10", "aqp max_mse=plugin", "aqp 10plugin g=1", "default"]
+    show = ["plugin", "digamma", "minimax", "aqp tau=10", "aqp max_mse=plugin", "aqp max_mse=10plugin",
+            "aqp max_mse=4plugin gamma=0.75", "default"]
     for n in show:
         ks = [K for K in mf if n in mf[K]]
         if not ks:
