@@ -8,6 +8,10 @@ Problem (t ∈ R^K, B_c(p) the count law, r the reward):
     worst:    minimise sup_p m(p)      s.t. sup_p |b(p)| ≤ τ·E*_K
     mean:     minimise ∫₀¹ m(p) dp     s.t. sup_p |b(p)| ≤ τ·E*_K
     max_mse:  minimise sup_p |b(p)|    s.t. sup_p m(p) ≤ V
+              (V a number, or k × the plug-in's certified sup m: '<k>plugin')
+    gamma:    with max_mse, minimise sup_p p^γ·|T(p) − r(p)| instead (0 < γ ≤ 1; γ = 1 is b):
+              the game's equilibrium is set by the unweighted error at small p (DESIGN §10)
+    monotone: any mode with the linear constraints t_1 ≤ … ≤ t_K added
 
 Method: a cutting-plane (exchange) scheme for the semi-infinite program. Each round solves
 the cone program restricted to finite sets of points p with Clarabel (the solver cvxpy
