@@ -346,6 +346,12 @@ def plot(out, path):
     import matplotlib.pyplot as plt
 
     mf = out["mean_field"]
+    order = list(CANDIDATES) + ["default"]
+    cmap = plt.get_cmap("tab20")
+
+    def color(n):
+        return "black" if n == "default" else cmap(order.index(n) % 20) if n in order else None
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ax = axes[0]
     show = ["plugin", "digamma", "minimax", "aqp tau=10", "aqp max_mse=plugin", "aqp max_mse=10plugin",
@@ -355,9 +361,10 @@ def plot(out, path):
         if not ks:
             continue
         ax.plot(ks, [mf[K][n]["max_ratio"] for K in ks], marker="o", ms=3, lw=2.2 if n == "default" else 1.2,
-                label=n)
+                label=n, color=color(n))
     ks = list(mf)
-    ax.plot(ks, [0.5 if K <= 8 else 0.25 if K <= 16 else 0.1 for K in ks], "k--", lw=0.8, label="issue's bar")
+    kb = [K for K in ks if K >= 8]
+    ax.plot(kb, [0.5 if K <= 8 else 0.25 if K <= 16 else 0.1 for K in kb], "k--", lw=0.8, label="issue's bar")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("K")
@@ -371,10 +378,11 @@ def plot(out, path):
         for n in st[K]:
             if n not in names:
                 names.append(n)
+    names.sort(key=lambda n: order.index(n) if n in order else 99)
     for n in names:
         ks = [K for K in st if n in st[K]]
         ax.plot(ks, [max(st[K][n][s]["rel_best"] for s in STOCH_TARGETS) for K in ks], marker="o", ms=3,
-                lw=2.2 if n == "default" else 1.2, label=n)
+                lw=2.2 if n == "default" else 1.2, label=n, color=color(n))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("K")
@@ -385,13 +393,25 @@ def plot(out, path):
     fig.savefig(path, dpi=80)
 
 
+def _int_keys(x):
+    """JSON turns the K keys into strings: turn them back (recursively)."""
+    if isinstance(x, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in x.items()}
+    return x
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few K only (smoke run)")
     ap.add_argument("--cache", default=None, help="directory to cache solved tables in")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where to write study_game.json and the plot")
+    ap.add_argument("--from-json", default=None, help="re-plot and re-print a previous run's study_game.json")
     a = ap.parse_args(argv)
-    out = study(a.quick, a.cache)
+    if a.from_json:
+        with open(a.from_json) as f:
+            out = _int_keys(json.load(f))
+    else:
+        out = study(a.quick, a.cache)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "study_game.json"), "w") as f:
         json.dump(out, f, indent=1, sort_keys=True, default=str)
