@@ -62,14 +62,17 @@ CANDIDATES = {
     "aqp max_mse=plugin": ("aqp", {"max_mse": "plugin"}),
     "aqp max_mse=2plugin": ("aqp", {"max_mse": "2plugin"}),
     "aqp max_mse=10plugin": ("aqp", {"max_mse": "10plugin"}),
+    "aqp max_mse=4plugin": ("aqp", {"max_mse": "4plugin"}),
     "aqp max_mse=4plugin gamma=0.75": ("aqp", {"max_mse": "4plugin", "gamma": 0.75}),
     "aqp max_mse=4plugin gamma=0.5": ("aqp", {"max_mse": "4plugin", "gamma": 0.5}),
     "aqp max_mse=10plugin gamma=0.5": ("aqp", {"max_mse": "10plugin", "gamma": 0.5}),
     "aqp max_mse=4plugin monotone": ("aqp", {"max_mse": "4plugin", "monotone": True}),
 }
 STOCH_CANDIDATES = ["plugin", "digamma", "minimax", "aqp tau=1.5", "aqp tau=10", "aqp max_mse=plugin",
-                    "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin gamma=0.75", "default"]
-LARGE_K_CANDIDATES = ["plugin", "digamma", "aqp max_mse=plugin", "default"]
+                    "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin",
+                    "aqp max_mse=4plugin gamma=0.75", "default"]
+LARGE_K_CANDIDATES = ["plugin", "digamma", "aqp max_mse=plugin", "aqp max_mse=4plugin", "aqp max_mse=4plugin gamma=0.75",
+                      "default"]
 
 
 def default_entry(K: int, divergence: str = "kl"):
