@@ -291,3 +291,10 @@ def test_gamma_mode_is_reproducible():
     a = solve_aqp(KL, K, max_mse="3plugin", gamma=0.5)
     b = solve_aqp(KL, K, max_mse="3plugin", gamma=0.5)
     assert a.values.tobytes() == b.values.tobytes()
+
+
+def test_monotone_can_be_infeasible():
+    """A monotone table cannot reach every bias budget: tau = 3 at K = 16 is out of reach (the
+    unconstrained optimum oscillates), and the error says so."""
+    with pytest.raises(CheckError, match="no monotone table"):
+        solve_aqp(KL, 16, tau=3, monotone=True)

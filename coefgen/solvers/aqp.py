@@ -505,6 +505,11 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
                         monotone=monotone)
         status, x, obj, dual, nit = prog.solve()
         if status == "infeasible":
+            if monotone:
+                raise CheckError(
+                    f"aqp {reward.name} K={K}: no monotone table (t_1 <= ... <= t_K) has bias within tau*E*_K = "
+                    f"{beta:.6g} (tau = {tau}), even on a finite grid; use a larger tau or drop monotone"
+                )
             raise CheckError(
                 f"aqp {reward.name} K={K}: the bias budget tau*E*_K = {beta:.6g} (tau = {tau}) is infeasible even on a "
                 f"finite grid in double precision; tau is too close to 1 (or E*_K is wrong)"
