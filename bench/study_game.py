@@ -10,9 +10,11 @@ For every candidate table and group size K it measures, with coefgen.game,
 * held-out checks of the shipped default (targets and K never used to choose it);
 * the same comparison for alpha:0.5 and alpha:1.5 at K = 8, 32.
 
-Scoped to stay near 20 minutes on 2 cores: the stochastic part uses 3 targets and the candidates
-named in STOCH_CANDIDATES; at K >= 512 only plugin, digamma, aqp max_mse=plugin (the previous
-large-K default) and the default are solved (an aqp solve takes ~1 min there).
+Scoped to stay near 10-15 minutes on 2 cores: the stochastic part uses 3 targets and the
+candidates named in STOCH_CANDIDATES; at K >= 512 only LARGE_K_CANDIDATES are solved (an aqp
+solve takes up to ~1 min there). Mean-field values come from coefgen.game; where the engine
+reports no convergence for a table with increasing T, an independent KKT solve (exact there)
+replaces it and the case is logged in "engine_disagreements".
 
 Writes docs/study_game.json (every number), docs/choosing_a_table.png, and prints the tables
 quoted in the README ("Choosing a table").
