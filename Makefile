@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-trainers bench venv clean
+.PHONY: run test test-trainers bench study venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-trainers:
 ## make bench: timings and accuracy figures quoted in the issues' notes
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+## make study: the game study behind the default kl tables (README "Choosing a table"; ~20 min on 2 cores)
+study: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --cache .study-cache
 
 clean:
 	rm -rf $(VENV) .venv-trainers build *.egg-info .pytest_cache

@@ -72,19 +72,23 @@ def main(ctx, debug):
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
 @click.option("--objective", default=None, type=click.Choice(["worst", "mean"]), help="aqp: sup of m(p) or its integral.")
-@click.option("--max-mse", "max_mse", default=None, help="aqp: minimise the bias subject to sup m <= V (a number, or 'plugin').")
+@click.option("--max-mse", "max_mse", default=None,
+              help="aqp: minimise the bias subject to sup m <= V (a number, 'plugin', or '<k>plugin': k times the plug-in's).")
+@click.option("--gamma", default=None, help="aqp with --max-mse: weight the bias by p^gamma, 0 < gamma <= 1 (default 1).")
+@click.option("--monotone", is_flag=True, default=None, help="aqp: require t_1 <= ... <= t_K.")
 @click.option("--format", "fmt", default="json", type=click.Choice(["json", "npz", "c"]), help="Output format.")
 @click.option("-o", "--output", required=True, help="Output file, or - for stdout (json or c).")
-def solve(divergence, K, estimator, tau, objective, max_mse, fmt, output):
+def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
     from .writers import check_destination, render, write_atomic
 
     params = {}
     if estimator == "aqp":
-        params = {"tau": tau, "objective": objective, "max_mse": max_mse}  # validated by precheck
-    elif tau is not None or objective is not None or max_mse is not None:
-        raise InputError(f"--tau/--objective/--max-mse apply to --estimator aqp only, not {estimator}")
+        params = {"tau": tau, "objective": objective, "max_mse": max_mse,  # validated by precheck
+                  "gamma": gamma, "monotone": monotone or None}
+    elif tau is not None or objective is not None or max_mse is not None or gamma is not None or monotone:
+        raise InputError(f"--tau/--objective/--max-mse/--gamma/--monotone apply to --estimator aqp only, not {estimator}")
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params)  # fail fast, before any solving

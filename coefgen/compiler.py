@@ -26,7 +26,7 @@ ESTIMATOR_DEFAULTS: dict[str, dict] = {
     "plugin": {},
     "digamma": {},
     "minimax": {},
-    "aqp": {"tau": 10, "objective": "worst", "max_mse": None},
+    "aqp": {"tau": 10, "objective": "worst", "max_mse": None, "gamma": 1, "monotone": False},
 }
 
 

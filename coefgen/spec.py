@@ -30,7 +30,7 @@ from .errors import InputError
 from .payload import canonical_json
 
 TOP_KEYS = ("output", "formats", "tables")
-PARAM_KEYS = ("tau", "objective", "max_mse")
+PARAM_KEYS = ("tau", "objective", "max_mse", "gamma", "monotone")
 ENTRY_KEYS = ("divergence", "estimator", "K") + PARAM_KEYS
 FORMATS = ("json", "npz", "c")
 DEFAULT_SPEC_NAME = "default_spec.yaml"
@@ -269,9 +269,18 @@ def _param(ctx, key, node):
             ctx.fail(node, f"objective must be 'worst' or 'mean', got {_typename(node)}")
         return v
     if key == "max_mse":
-        if v == "plugin" or (not isinstance(v, bool) and isinstance(v, (int, float))):
+        if (isinstance(v, str) and v.strip().lower().endswith("plugin")) or (
+                not isinstance(v, bool) and isinstance(v, (int, float))):
             return v
-        ctx.fail(node, f"max_mse must be a positive number or 'plugin', got {_typename(node)}")
+        ctx.fail(node, f"max_mse must be a positive number, 'plugin' or '<k>plugin', got {_typename(node)}")
+    if key == "gamma":
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            ctx.fail(node, f"gamma must be a number in (0, 1], got {_typename(node)}")
+        return v
+    if key == "monotone":
+        if not isinstance(v, bool):
+            ctx.fail(node, f"monotone must be true or false, got {_typename(node)}")
+        return v
     raise AssertionError(key)  # pragma: no cover
 
 
@@ -345,7 +354,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
                 knode, vnode = entry[key]
                 if key not in compiler.ESTIMATOR_DEFAULTS[estimator]:
                     ctx.fail(knode, f"{what}: parameter {key!r} does not apply to estimator {estimator!r} "
-                                    "(only aqp takes tau, objective, max_mse)")
+                                    "(only aqp takes tau, objective, max_mse, gamma, monotone)")
                 params[key] = _param(ctx, key, vnode)
         try:
             full = compiler.normalize_params(estimator, params)

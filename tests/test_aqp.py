@@ -31,11 +31,18 @@ def tables():
 
 # --------------------------------------------------------------------------- parameters
 def test_normalize_defaults_and_canonical_values():
-    assert normalize_aqp_params({}) == {"tau": 10, "objective": "worst", "max_mse": None}
+    game = {"gamma": 1, "monotone": False}
+    assert normalize_aqp_params({}) == {"tau": 10, "objective": "worst", "max_mse": None, **game}
     p = normalize_aqp_params({"tau": 10.0, "objective": "mean", "max_mse": None})
-    assert p == {"tau": 10, "objective": "mean", "max_mse": None} and isinstance(p["tau"], int)
+    assert p == {"tau": 10, "objective": "mean", "max_mse": None, **game} and isinstance(p["tau"], int)
     assert normalize_aqp_params({"tau": "2.5"})["tau"] == 2.5
-    assert normalize_aqp_params({"tau": 10, "max_mse": "plugin"}) == {"tau": None, "objective": "worst", "max_mse": "plugin"}
+    assert normalize_aqp_params({"tau": 10, "max_mse": "plugin"}) == {"tau": None, "objective": "worst",
+                                                                     "max_mse": "plugin", **game}
+    assert normalize_aqp_params({"max_mse": "10*plugin"})["max_mse"] == "10plugin"
+    assert normalize_aqp_params({"max_mse": "2.5 x Plugin"})["max_mse"] == "2.5plugin"
+    assert normalize_aqp_params({"max_mse": "1plugin"})["max_mse"] == "plugin"
+    p = normalize_aqp_params({"max_mse": "plugin", "gamma": "0.50", "monotone": "true"})
+    assert p["gamma"] == 0.5 and p["monotone"] is True
     assert normalize_aqp_params({"max_mse": 0.25})["max_mse"] == 0.25
     assert normalize_aqp_params({"max_mse": 1.0})["max_mse"] == 1
 
@@ -52,6 +59,14 @@ def test_normalize_defaults_and_canonical_values():
         ({"max_mse": 0}, "max_mse must be positive or 'plugin'"),
         ({"max_mse": "lots"}, "max_mse must be positive or 'plugin'"),
         ({"max_mse": 1, "objective": "mean"}, "cannot be combined"),
+        ({"max_mse": "0.5plugin"}, "needs k >= 1"),
+        ({"max_mse": "xyplugin"}, "max_mse must be positive"),
+        ({"gamma": 0.5}, "gamma .* needs max_mse"),
+        ({"max_mse": "plugin", "gamma": 0}, r"gamma must be a number in \(0, 1\]"),
+        ({"max_mse": "plugin", "gamma": 1.5}, r"gamma must be a number in \(0, 1\]"),
+        ({"max_mse": "plugin", "monotone": "yes"}, "monotone must be true or false"),
+        ({"max_mse": "plugin", "monotone": 1}, "monotone must be true or false"),
+        ({"kappa": 1}, "has no parameter 'kappa'"),
     ],
 )
 def test_normalize_rejects(params, message):
@@ -295,3 +310,74 @@ def test_small_alpha_mean_objective_gives_a_table():
         integral = mpmath.quad(m, [0, mpmath.mpf(10) ** -6, mpmath.mpf(10) ** -3, 0.1, 1])
     assert d["objective_upper"] == pytest.approx(float(integral), rel=1e-8)
     assert d["objective_lower"] <= d["objective_upper"] * (1 + 1e-8)
+
+
+# --------------------------------------------------------------------------- game modes (issue 10)
+def _weighted_bias_sup(t, gamma):
+    """sup_p p^γ |T(p) − log p| on an independent dense grid (uniform in √p, log-spaced near 0)."""
+    from coefgen.bernstein import table_mean
+
+    p = np.unique(np.concatenate([np.linspace(0, 1, 20001)[1:] ** 2, np.logspace(-14, -2, 3000)]))
+    return float(np.max(p**gamma * np.abs(table_mean(t, p) - np.log(p))))
+
+
+def test_gamma_mode_meets_its_caps_and_minimises_its_criterion():
+    """max_mse = 10plugin, gamma = 0.5: certified sup m within 10x the plug-in's; the measured √p-weighted
+    bias matches the stated objective and is below that of the gamma = 1 table under the same cap (the
+    gamma = 1 table is feasible for the gamma = 0.5 problem, so it cannot do better) and of the plug-in."""
+    plug = certify(solve_plugin(KL, K).values, KL)
+    sol = solve_aqp(KL, K, max_mse="10plugin", gamma=0.5)
+    cert = certify(sol.values, KL)
+    assert cert.mse.upper <= 10 * plug.mse.upper
+    assert sol.params["max_mse_value"] == pytest.approx(10 * plug.mse.upper, rel=1e-8)
+    ours = _weighted_bias_sup(sol.values, 0.5)
+    assert ours == pytest.approx(sol.params["objective_upper"], rel=1e-4)
+    other = solve_aqp(KL, K, max_mse="10plugin")
+    assert ours < 0.9 * _weighted_bias_sup(other.values, 0.5)
+    assert ours < 0.5 * _weighted_bias_sup(solve_plugin(KL, K).values, 0.5)
+
+
+def test_gamma_mode_matches_an_independent_grid_solve():
+    """cvxpy on a fixed grid (a relaxation: its optimum is a lower bound) agrees with the exchange method."""
+    cp = pytest.importorskip("cvxpy")
+    from coefgen.bernstein import count_pmf
+
+    sol = solve_aqp(KL, K, max_mse="10plugin", gamma=0.5)
+    V = sol.params["max_mse_value"]
+    th = np.linspace(0, np.pi / 2, 800)[1:]
+    p = np.unique(np.concatenate([np.sin(th) ** 2, np.logspace(-14, -2, 300)]))
+    B = count_pmf(K, p)
+    r = np.log(p)
+    t = cp.Variable(K)
+    s = cp.Variable()
+    Wm = p[:, None] * B
+    D = cp.square(np.ones((len(p), 1)) @ cp.reshape(t, (1, K), order="C") - r[:, None])
+    cons = [cp.abs(cp.multiply(np.sqrt(p), B @ t - r)) <= s, cp.sum(cp.multiply(Wm, D), axis=1) <= V]
+    cp.Problem(cp.Minimize(s), cons).solve(solver="CLARABEL")
+    upper = sol.params["objective_upper"]
+    assert s.value <= upper * (1 + 1e-6)
+    assert upper <= s.value * (1 + 1e-2)
+
+
+@pytest.mark.parametrize("params", [{"max_mse": "10plugin", "gamma": 0.5}, {"max_mse": "10plugin"}])
+def test_monotone_when_asked(params):
+    free = solve_aqp(KL, 16, **params)
+    mono = solve_aqp(KL, 16, monotone=True, **params)
+    assert np.all(np.diff(mono.values) >= 0)
+    assert not np.all(np.diff(free.values) >= 0)  # the constraint binds here: it is not vacuous
+    # the monotone table solves a more constrained problem: its objective cannot be lower
+    assert mono.params["objective_upper"] >= free.params["objective_upper"] * (1 - 1e-6)
+    assert certify(mono.values, KL).mse.upper <= mono.params["max_mse_value"]
+
+
+def test_gamma_mode_is_reproducible():
+    a = solve_aqp(KL, K, max_mse="3plugin", gamma=0.5)
+    b = solve_aqp(KL, K, max_mse="3plugin", gamma=0.5)
+    assert a.values.tobytes() == b.values.tobytes()
+
+
+def test_monotone_can_be_infeasible():
+    """A monotone table cannot reach every bias budget: tau = 3 at K = 16 is out of reach (the
+    unconstrained optimum oscillates), and the error says so."""
+    with pytest.raises(CheckError, match="no monotone table"):
+        solve_aqp(KL, 16, tau=3, monotone=True)

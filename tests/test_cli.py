@@ -30,6 +30,9 @@ BAD = [
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--tau", "3"], "aqp only"),
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--tau", "abc"], "tau must be a number >= 1"),
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "-1"], "max_mse must be positive"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--gamma", "0.5"], "needs max_mse"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "plugin", "--gamma", "2"], "gamma must be"),
+    (["solve", "-d", "kl", "--K", "4", "-e", "plugin", "--monotone"], "aqp only"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz"], "binary"),
     (["solve", "-d", "euclidean", "--K", "x", "-e", "exact"], "not a valid integer"),
     (["solve", "-d", "euclidean", "--K", "4", "-e", "best"], "best"),
@@ -190,3 +193,15 @@ def test_solve_refuses_non_finite_claims(tmp_path, monkeypatch):
     out = tmp_path / "t.json"
     r = CliRunner().invoke(main, ["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", str(out)])
     assert r.exit_code == 1 and "did not prove finite bounds" in r.output and not out.exists(), r.output
+
+
+def test_solve_game_modes(tmp_path):
+    """--max-mse <k>plugin --gamma --monotone reach the solver and name the table."""
+    out = tmp_path / "t.json"
+    r = run("solve", "-d", "kl", "--K", "8", "-e", "aqp", "--max-mse", "4*plugin", "--gamma", "0.75", "--monotone",
+            "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert d["table_id"] == "kl-aqp-gamma0.75-max_mse4plugin-monotoneTrue-K8"
+    assert d["estimator_params"]["gamma"] == 0.75 and d["estimator_params"]["monotone"] is True
+    assert all(a <= b for a, b in zip(d["values"], d["values"][1:]))

@@ -149,10 +149,10 @@ def test_embedded_default_spec():
     spec = load_spec(None)
     ids = {t.table_id for t in spec.tables}
     assert spec.output == "tables" and spec.formats == ("json", "npz", "c")
-    for K in range(2, 65):
-        assert f"kl-aqp-K{K}" in ids
-    for K in (128, 256, 512, 1024):  # README "Choosing tau": fixed tau = 10 explodes the variance there
-        assert f"kl-aqp-max_mseplugin-K{K}" in ids
+    for K in [*range(2, 65), 128, 256]:  # README "Choosing a table": chosen by the game
+        assert f"kl-aqp-gamma0.75-max_mse4plugin-K{K}" in ids
+    for K in (512, 1024):
+        assert f"kl-aqp-max_mse4plugin-K{K}" in ids
     for K in range(2, 65):
         assert f"euclidean-exact-K{K}" in ids
     for K in range(3, 65):

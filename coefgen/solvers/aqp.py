@@ -8,6 +8,10 @@ Problem (t ∈ R^K, B_c(p) the count law, r the reward):
     worst:    minimise sup_p m(p)      s.t. sup_p |b(p)| ≤ τ·E*_K
     mean:     minimise ∫₀¹ m(p) dp     s.t. sup_p |b(p)| ≤ τ·E*_K
     max_mse:  minimise sup_p |b(p)|    s.t. sup_p m(p) ≤ V
+              (V a number, or k × the plug-in's certified sup m: '<k>plugin')
+    gamma:    with max_mse, minimise sup_p p^γ·|T(p) − r(p)| instead (0 < γ ≤ 1; γ = 1 is b):
+              the game's equilibrium is set by the unweighted error at small p (DESIGN §10)
+    monotone: any mode with the linear constraints t_1 ≤ … ≤ t_K added
 
 Method: a cutting-plane (exchange) scheme for the semi-infinite program. Each round solves
 the cone program restricted to finite sets of points p with Clarabel (the solver cvxpy
@@ -50,13 +54,16 @@ from ..bernstein import count_pmf
 from ..errors import CheckError, InputError
 from ..rewards import KL, Alpha, Poly, Reward
 from . import Solution
-from .aqp_params import DEFAULT_TAU, OBJECTIVES, check_aqp_reward, normalize_aqp_params  # noqa: F401 (re-exported)
+from .aqp_params import (  # noqa: F401 (re-exported)
+    DEFAULT_TAU, OBJECTIVES, check_aqp_reward, normalize_aqp_params, plugin_factor,
+)
 
 B_CUTOFF = 1e-17           # B_c(p) below this is dropped from a row
 MAX_ROUNDS = 40
 MAX_ALMOST = 5            # consecutive reduced-accuracy rounds before giving up
 SLACK = 2e-5              # relative tightening of the bias budget handed to the solver
 M_REL_TOL = 2e-6           # stop when the rounded table's sup m is within this of the round's optimum
+SMALL_P_GAMMA = 1e-12      # γ < 1: bias points and the scan reach down to this·/K² (the weighted bias peaks near 1/K²)
 _DEBUG = bool(__import__("os").environ.get("COEFGEN_AQP_DEBUG"))
 SOLVER_NAME = "clarabel (exchange method, native API)"
 
@@ -139,16 +146,21 @@ def _sub(fun, x, mask):
 
 
 class _Scan:
-    """Dense scan + refined local maxima of |b| and m for one table."""
+    """Dense scan + refined local maxima of |b_γ| and m for one table, b_γ(p) = p^γ·(T(p) − r(p))
+    (γ = 1: the weighted bias b of DESIGN §4)."""
 
-    def __init__(self, K: int):
+    def __init__(self, K: int, gamma: float = 1.0):
         self.K = K
+        self.gamma = gamma
         n = 12 * K + 1000
-        self.p = np.unique(np.concatenate([_theta_grid(n), _small_grid(K, 60, lo=1e-6), [1.0]]))
+        lo = 1e-6 if gamma == 1 else SMALL_P_GAMMA
+        self.p = np.unique(np.concatenate([_theta_grid(n), _small_grid(K, 60 if gamma == 1 else 200, lo=lo), [1.0]]))
 
     def run(self, t, reward, *, want_m=True):
         p = self.p
         b, m = profile(t, reward, p)
+        if self.gamma != 1:
+            b = b * p ** (self.gamma - 1)
         out = {}
         for name, f in (("b", np.abs(b)), ("m", m)) if want_m else (("b", np.abs(b)),):
             idx = _local_max_idx(f)
@@ -156,7 +168,8 @@ class _Scan:
             hi = p[np.minimum(idx + 1, len(p) - 1)]
             at_end = idx == len(p) - 1  # p = 1 is an endpoint: keep it as is
             k = 0 if name == "b" else 1
-            fun = (lambda x, k=k: np.abs(profile(t, reward, x)[k])) if k == 0 else (lambda x: profile(t, reward, x)[1])
+            g1 = self.gamma - 1
+            fun = (lambda x: np.abs(profile(t, reward, x)[0]) * x**g1) if k == 0 else (lambda x: profile(t, reward, x)[1])
             x = p[idx].copy()
             fx = f[idx].copy()
             inner = ~at_end & (hi > lo)
@@ -251,7 +264,7 @@ class _Program:
     their right-hand side then exceeds 1e6 (they cannot become active)."""
 
     def __init__(self, mode, reward, K, t_ref, p_b, p_m, *, sigma=1.0, beta=None, beta_solve=None, V=None,
-                 V_solve=None, beta0=None, mean=None):
+                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False):
         import clarabel
 
         self.mode, self.K, self.sigma = mode, K, sigma
@@ -259,8 +272,9 @@ class _Program:
         blocks_A, blocks_b, blocks_b_loose, cones = [], [], [], []
 
         Bb, rb = _rows(K, p_b, reward)
-        Dp = sp.diags(p_b)
-        e = p_b * (Bb @ t_ref - rb)  # current bias at the bias points
+        w_b = p_b if gamma == 1 else p_b**gamma
+        Dp = sp.diags(w_b)
+        e = w_b * (Bb @ t_ref - rb)  # current (weighted) bias at the bias points
         unit = beta if mode in ("worst", "mean") else beta0
         a = (Dp @ Bb) * (sigma / unit)
         if mode in ("worst", "mean"):
@@ -313,6 +327,16 @@ class _Program:
             blocks_b.append(bm)
             blocks_b_loose.append(bm_loose)
             cones.extend(clarabel.SecondOrderConeT(int(c) + 1) for c in counts)
+
+        if monotone:
+            # t_c − t_{c+1} ≤ 0:  σ(δ_c − δ_{c+1}) + s = t_ref_{c+1} − t_ref_c, s ≥ 0
+            D = sp.diags([np.ones(K - 1), -np.ones(K - 1)], [0, 1], shape=(K - 1, K)) * sigma
+            Amono = sp.hstack([D, sp.csr_matrix((K - 1, nx - K))]).tocsr()
+            dt = np.diff(t_ref)
+            blocks_A.append(Amono)
+            blocks_b.append(dt)
+            blocks_b_loose.append(dt)
+            cones.append(clarabel.NonnegativeConeT(K - 1))
 
         self.A = sp.vstack(blocks_A).tocsc()
         self.b = np.concatenate(blocks_b)
@@ -436,10 +460,13 @@ def _dedupe_add(grid: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- driver
-def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max_mse=None, level=None) -> Solution:
+def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max_mse=None, level=None,
+              gamma=1, monotone=False) -> Solution:
     """The AQP table (see module docstring). Returns a Solution with certified diagnostics."""
-    prm = normalize_aqp_params({"tau": tau, "objective": objective, "max_mse": max_mse})
+    prm = normalize_aqp_params({"tau": tau, "objective": objective, "max_mse": max_mse, "gamma": gamma,
+                                "monotone": monotone})
     tau, objective, max_mse = prm["tau"], prm["objective"], prm["max_mse"]
+    gamma, monotone = prm["gamma"], prm["monotone"]
     check_aqp_reward(reward, prm)
     if reward.is_polynomial and reward.degree <= K - 1 and max_mse is None:
         # E*_K = 0: the only table within any budget τ·0 is the exact one.
@@ -450,7 +477,7 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
         return sol
     t0 = time.perf_counter()
     if max_mse is not None:
-        return _solve_max_mse(reward, K, max_mse, t0)
+        return _solve_max_mse(reward, K, max_mse, t0, gamma=gamma, monotone=monotone)
     E = _level_value(reward, K, level)
     beta = tau * E
     slack = min(SLACK * beta, 0.5 * (beta - E))
@@ -477,9 +504,15 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     grid_lower = None
     n_almost = 0
     for it in range(1, MAX_ROUNDS + 1):
-        prog = _Program(mode, reward, K, t_ref, p_b, p_m, sigma=sigma, beta=beta, beta_solve=beta_s, mean=mean)
+        prog = _Program(mode, reward, K, t_ref, p_b, p_m, sigma=sigma, beta=beta, beta_solve=beta_s, mean=mean,
+                        monotone=monotone)
         status, x, obj, dual, nit = prog.solve()
         if status == "infeasible":
+            if monotone:
+                raise CheckError(
+                    f"aqp {reward.name} K={K}: no monotone table (t_1 <= ... <= t_K) has bias within tau*E*_K = "
+                    f"{beta:.6g} (tau = {tau}), even on a finite grid; use a larger tau or drop monotone"
+                )
             raise CheckError(
                 f"aqp {reward.name} K={K}: the bias budget tau*E*_K = {beta:.6g} (tau = {tau}) is infeasible even on a "
                 f"finite grid in double precision; tau is too close to 1 (or E*_K is wrong)"
@@ -621,25 +654,28 @@ def min_sup_mse(reward: Reward, K: int) -> tuple[float, float, np.ndarray]:
     return lower, upper, t_ref
 
 
-def _solve_max_mse(reward: Reward, K: int, max_mse, t0) -> Solution:
-    if max_mse == "plugin":
-        V = plugin_sup_mse(reward, K)
-        V_name = "plugin"
+def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=False) -> Solution:
+    k_plugin = plugin_factor(max_mse)
+    if k_plugin is not None:
+        V = k_plugin * plugin_sup_mse(reward, K)
+        V_name = max_mse
     else:
         V = float(max_mse)
         V_name = V
     V_s = V * (1 - 1e-4)
-    beta0 = 1.0 / K**2
+    beta0 = float(K) ** (-2 * gamma)
     q = quantum_for(1e-4 / K**2)
-    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), _small_grid(K, 30), [1.0]])))
+    small = _small_grid(K, 30) if gamma == 1 else _small_grid(K, 80, lo=SMALL_P_GAMMA)
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), small, [1.0]])))
     p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
-    scan = _Scan(K)
+    scan = _Scan(K, gamma)
     t_ref = round_table(_initial_table(reward, K), q)
     best = None
     history = []
     sigma = 1.0
     for it in range(1, MAX_ROUNDS + 1):
-        prog = _Program("bias", reward, K, t_ref, p_b, p_m, sigma=sigma, V=V, V_solve=V_s, beta0=beta0)
+        prog = _Program("bias", reward, K, t_ref, p_b, p_m, sigma=sigma, V=V, V_solve=V_s, beta0=beta0,
+                        gamma=gamma, monotone=monotone)
         status, x, obj, dual, nit = prog.solve()
         if status == "infeasible":
             lo, up, _ = min_sup_mse(reward, K)
@@ -666,7 +702,7 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0) -> Solution:
         if ok_m and ok_b and status == "solved":
             cert = _certify(t, reward)
             if cert.mse.upper <= V:
-                best = (t, cert, max(dual, 0.0) * beta0, it)
+                best = (t, cert, max(dual, 0.0) * beta0, it, sup_b)
                 break
             p_m = _dedupe_add(p_m, np.array([cert.mse.witness]))
     if best is None:
@@ -674,12 +710,12 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0) -> Solution:
             f"aqp {reward.name} K={K}: could not certify sup m <= max_mse = {V:.6g} for a float64 table; "
             "V is too close to the smallest reachable sup m"
         )
-    t, cert, lower, it = best
-    upper = float(cert.bias.upper)
+    t, cert, lower, it, sup_bw = best
+    upper = float(cert.bias.upper) if gamma == 1 else sup_bw
     params = {
         "method": "exchange (cutting-plane) method for the semi-infinite cone program",
         "solver": SOLVER_NAME,
-        "objective": "sup_p |b(p)|",
+        "objective": "sup_p |b(p)|" if gamma == 1 else f"sup_p p^{gamma}*|T(p) - r(p)| (measured on the exchange grid)",
         "objective_upper": _f(upper),
         "objective_lower": _f(lower),
         "gap": _f((upper - lower) / upper if upper > 0 else 0.0),

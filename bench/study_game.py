@@ -1,0 +1,430 @@
+"""The game study of issue 10: which kl table makes training reach the target (`make study`).
+
+For every candidate table and group size K it measures, with coefgen.game,
+
+* the mean-field equilibrium KL(p*‖q) reached from the uniform policy (DESIGN §10), on the
+  issue's target families — Zipf s ∈ {1.1, 1.5, 2} × M ∈ {10, 100}, Dirichlet α ∈ {0.1, 1} ×
+  M ∈ {10, 100} (Dirichlet: 32 prompts, seed 0) — and its ratio to the plug-in's;
+* the stochastic final KL after 5000 steps (SGD, leave-one-out baseline, 64 prompts, seed 1) at
+  the table's best lr ∈ {0.3, 1, 3}, on three targets, at K = 8, 16, 64, 256;
+* held-out checks of the shipped default (targets and K never used to choose it);
+* the same comparison for alpha:0.5 and alpha:1.5 at K = 8, 32.
+
+Scoped to stay near 10-15 minutes on 2 cores: the stochastic part uses 3 targets and the
+candidates named in STOCH_CANDIDATES; at K >= 512 only LARGE_K_CANDIDATES are solved (an aqp
+solve takes up to ~1 min there). Mean-field values come from coefgen.game; where the engine
+reports no convergence for a table with increasing T, an independent KKT solve (exact there)
+replaces it and the case is logged in "engine_disagreements".
+
+Writes docs/study_game.json (every number), docs/choosing_a_table.png, and prints the tables
+quoted in the README ("Choosing a table").
+
+    python bench/study_game.py [--quick] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from coefgen import game  # noqa: E402
+from coefgen.compiler import compile_table, normalize_params  # noqa: E402
+from coefgen.errors import CheckError, InputError  # noqa: E402
+from coefgen.spec import load_spec  # noqa: E402
+
+KS = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+TARGETS = ["zipf:1.1:10", "zipf:1.5:10", "zipf:2:10", "zipf:1.1:100", "zipf:1.5:100", "zipf:2:100",
+           "dirichlet:0.1:10", "dirichlet:1:10", "dirichlet:0.1:100", "dirichlet:1:100"]
+HELD_OUT_TARGETS = ["zipf:1.3:30", "dirichlet:0.3:50", "zipf:1.8:200", "dirichlet:0.5:20"]
+HELD_OUT_KS = [12, 24, 48, 100, 384]
+STOCH_KS = [8, 16, 64, 256]
+STOCH_TARGETS = ["zipf:1.1:10", "zipf:1.5:100", "dirichlet:1:10"]
+LRS = [0.3, 1.0, 3.0]
+STEPS = 5000
+P_MEAN_FIELD = 32
+P_STOCH = 64
+
+# candidates: name -> (estimator, params)
+CANDIDATES = {
+    "plugin": ("plugin", {}),
+    "digamma": ("digamma", {}),
+    "minimax": ("minimax", {}),
+    "aqp tau=1.5": ("aqp", {"tau": 1.5}),
+    "aqp tau=3": ("aqp", {"tau": 3}),
+    "aqp tau=10": ("aqp", {"tau": 10}),
+    "aqp max_mse=plugin": ("aqp", {"max_mse": "plugin"}),
+    "aqp max_mse=2plugin": ("aqp", {"max_mse": "2plugin"}),
+    "aqp max_mse=10plugin": ("aqp", {"max_mse": "10plugin"}),
+    "aqp max_mse=4plugin": ("aqp", {"max_mse": "4plugin"}),
+    "aqp max_mse=4plugin gamma=0.75": ("aqp", {"max_mse": "4plugin", "gamma": 0.75}),
+    "aqp max_mse=4plugin gamma=0.5": ("aqp", {"max_mse": "4plugin", "gamma": 0.5}),
+    "aqp max_mse=10plugin gamma=0.5": ("aqp", {"max_mse": "10plugin", "gamma": 0.5}),
+    "aqp max_mse=4plugin monotone": ("aqp", {"max_mse": "4plugin", "monotone": True}),
+}
+STOCH_CANDIDATES = ["plugin", "digamma", "minimax", "aqp tau=1.5", "aqp tau=10", "aqp max_mse=plugin",
+                    "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin",
+                    "aqp max_mse=4plugin gamma=0.75", "default"]
+LARGE_K_CANDIDATES = ["plugin", "digamma", "aqp max_mse=plugin", "aqp max_mse=4plugin", "aqp max_mse=4plugin gamma=0.75",
+                      "default"]
+
+
+def default_entry(K: int, divergence: str = "kl"):
+    """(estimator, params) of the embedded default set's table for divergence at K (aqp preferred)."""
+    found = []
+    for req in load_spec(None).tables:
+        if req.divergence == divergence and req.K == K:
+            found.append((req.estimator, {k: v for k, v in req.params.items() if v is not None}))
+    for est, prm in found:
+        if est == "aqp":
+            return est, prm
+    return found[0] if found else None
+
+
+def label(est, prm) -> str:
+    from coefgen.compiler import key_params
+
+    user = key_params(est, normalize_params(est, prm))
+    return est + "".join(f" {k}={v}" for k, v in sorted(user.items()))
+
+
+class Tables:
+    """Solve (and cache) tables; None when the estimator refuses (e.g. tau too tight in float64)."""
+
+    def __init__(self, cache: str | None):
+        self.cache = cache
+        self.mem = {}
+        self.solve_seconds = {}
+
+    def get(self, divergence, K, est, prm):
+        key = (divergence, K, label(est, prm))
+        if key in self.mem:
+            return self.mem[key]
+        path = None
+        if self.cache:
+            os.makedirs(self.cache, exist_ok=True)
+            path = os.path.join(self.cache, f"{divergence.replace(':', '')}-{label(est, prm).replace(' ', '_')}-K{K}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    v = json.load(f)
+                self.mem[key] = None if v is None else np.array(v)
+                return self.mem[key]
+        t0 = time.perf_counter()
+        try:
+            vals = np.array(compile_table(divergence, K, est, prm)["values"])
+        except (CheckError, InputError) as e:
+            print(f"  [{divergence} K={K} {label(est, prm)}: refused: {str(e)[:90]}]", flush=True)
+            vals = None
+        self.solve_seconds[key] = time.perf_counter() - t0
+        if path:
+            with open(path, "w") as f:
+                json.dump(None if vals is None else [float(x) for x in vals], f)
+        self.mem[key] = vals
+        return vals
+
+
+def candidates_at(K: int, divergence: str = "kl"):
+    out = {}
+    d = default_entry(K, divergence)
+    for name, (est, prm) in CANDIDATES.items():
+        if K >= 512 and name not in LARGE_K_CANDIDATES:
+            continue
+        if est == "minimax" and K > 24:
+            continue  # float64 does not hold the minimax guarantee above K = 24 (README)
+        if est == "aqp" and "tau" in prm and prm["tau"] < 10 and K > 32:
+            continue  # refused in float64 (entries too large), checked at K <= 32
+        if est == "digamma" and divergence != "kl":
+            continue
+        out[name] = (est, prm)
+    if d is not None:
+        out["default"] = d
+    return out
+
+
+def kkt_equilibrium(values, q, divergence="kl"):
+    """Independent check for a table with increasing T (then the stationary point is unique, the
+    minimiser of a convex potential): p_z = T^{-1}(r(q_z) + λ) (0 below T(0) = t_1), Σ p = 1."""
+    from coefgen.rewards import parse_reward
+
+    reward = parse_reward(divergence)
+    lp = np.concatenate([np.linspace(-80, -10, 400), np.linspace(-10, 0, 20001)[1:]])
+    T = game.expected_reward(values, np.exp(lp))
+    if np.any(np.diff(T) < -1e-12 * (1 + np.abs(T[1:]))):
+        return None
+    T = np.maximum.accumulate(T)
+    with np.errstate(divide="ignore"):
+        rq = np.where(q > 0, reward.r(np.where(q > 0, q, 1.0)), -np.inf)
+    t1 = float(values[0])
+
+    def p_of(lam):
+        y = rq + lam[:, None]
+        p = np.exp(np.interp(y, T, lp, left=-np.inf, right=0.0))
+        return np.where(y < t1, 0.0, p)
+
+    fin = np.where(np.isfinite(rq), rq, np.nan)
+    lo = t1 - np.nanmax(fin, axis=1) - 1e-12
+    hi = T[-1] - np.nanmin(fin, axis=1) + 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        below = p_of(mid).sum(axis=1) < 1
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    p = p_of(0.5 * (lo + hi))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+ENGINE_DISAGREEMENTS = []
+
+
+def mean_field_kl(values, q, divergence="kl"):
+    """Mean-field KL(p*‖q) from coefgen.game; for an increasing T also the independent KKT solve —
+    where the engine reports no convergence and they disagree, the KKT value is used (and logged)."""
+    r = game.mean_field_equilibrium(values, q, reward=divergence)
+    kl = float(np.mean(r.kl))
+    if not np.all(r.converged):
+        p = kkt_equilibrium(np.asarray(values, float), q, divergence)
+        if p is not None:
+            kk = float(np.mean(game.kl_divergence(p, q)))
+            if abs(kk - kl) > 1e-3 * max(kk, 1e-12):
+                ENGINE_DISAGREEMENTS.append({"K": len(values), "engine": kl, "kkt": kk})
+                kl = kk
+    return kl, bool(np.all(r.converged))
+
+
+def best_final(values, q, divergence="kl"):
+    res = {}
+    for lr in LRS:
+        run = game.stochastic_run(values, q, steps=STEPS, lr=lr, baseline="loo", optimizer="sgd", seed=1,
+                                  reward=divergence, record=[STEPS])
+        res[lr] = float(np.mean(run.final_kl))
+    lr = min(res, key=res.get)
+    return res[lr], lr, res
+
+
+def study(quick: bool, cache: str | None):
+    tabs = Tables(cache)
+    Ks = [8, 16, 64] if quick else KS
+    Qmf = {s: game.make_targets(s, 1 if s.startswith("zipf") else P_MEAN_FIELD, 0)
+           for s in TARGETS + HELD_OUT_TARGETS}
+    out = {"mean_field": {}, "stochastic": {}, "held_out": {}, "alpha": {}, "defaults": {}, "protocol": {
+        "targets": TARGETS, "prompts_mean_field": P_MEAN_FIELD, "stochastic_targets": STOCH_TARGETS,
+        "prompts_stochastic": P_STOCH, "steps": STEPS, "lrs": LRS, "baseline": "loo", "optimizer": "sgd"}}
+    t_start = time.perf_counter()
+    for K in Ks:
+        cands = candidates_at(K)
+        out["defaults"][K] = label(*cands["default"]) if "default" in cands else None
+        row = {}
+        for name, (est, prm) in cands.items():
+            t = tabs.get("kl", K, est, prm)
+            if t is None:
+                continue
+            kls, conv = {}, True
+            for s in TARGETS:
+                kls[s], c = mean_field_kl(t, Qmf[s])
+                conv &= c
+            row[name] = {"kl": kls, "converged": conv, "monotone": bool(np.all(np.diff(t) >= 0)),
+                         "max_abs": float(np.max(np.abs(t)))}
+        base = row["plugin"]["kl"]
+        for name, r in row.items():
+            r["ratio"] = {s: r["kl"][s] / base[s] for s in TARGETS}
+            r["max_ratio"] = max(r["ratio"].values())
+        out["mean_field"][K] = row
+        print(f"K={K}: mean field done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    Qst = {s: game.make_targets(s, P_STOCH, 0) for s in STOCH_TARGETS}
+    for K in ([16, 64] if quick else STOCH_KS):
+        cands = candidates_at(K)
+        row = {}
+        for name in STOCH_CANDIDATES:
+            if name not in cands:
+                continue
+            t = tabs.get("kl", K, *cands[name])
+            if t is None:
+                continue
+            row[name] = {}
+            for s in STOCH_TARGETS:
+                best, lr, allr = best_final(t, Qst[s])
+                row[name][s] = {"final_kl": best, "best_lr": lr, "by_lr": allr}
+        for s in STOCH_TARGETS:
+            b = min(r[s]["final_kl"] for r in row.values())
+            for r in row.values():
+                r[s]["rel_best"] = r[s]["final_kl"] / b
+        out["stochastic"][K] = row
+        print(f"K={K}: stochastic done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    fam = default_entry(64)  # the default family, solved at held-out K that the set does not ship
+    for K in ([12, 48] if quick else HELD_OUT_KS):
+        d = fam
+        row = {}
+        for name, (est, prm) in {"plugin": ("plugin", {}), "digamma": ("digamma", {}), "default-family": d}.items():
+            t = tabs.get("kl", K, est, prm)
+            if t is None:
+                continue
+            row[name] = {s: mean_field_kl(t, Qmf[s])[0] for s in TARGETS + HELD_OUT_TARGETS}
+        row["default-family"]["label"] = label(*d)
+        out["held_out"][K] = row
+    print(f"held-out done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    for div in ("alpha:0.5", "alpha:1.5"):
+        out["alpha"][div] = {}
+        for K in (8, 32):
+            cands = {"plugin": ("plugin", {}), "aqp tau=10": ("aqp", {"tau": 10}),
+                     "aqp max_mse=plugin": ("aqp", {"max_mse": "plugin"}),
+                     "aqp max_mse=4plugin": ("aqp", {"max_mse": "4plugin"})}
+            d = default_entry(K, div)
+            if d is not None:
+                cands["default"] = d
+            row = {}
+            for name, (est, prm) in cands.items():
+                t = tabs.get(div, K, est, prm)
+                if t is None:
+                    continue
+                row[name] = {"kl": {s: mean_field_kl(t, Qmf[s], div)[0] for s in TARGETS}}
+                best, lr, _ = best_final(t, Qst["dirichlet:1:10"], div)
+                row[name]["final_kl_dirichlet:1:10"] = best
+                row[name]["best_lr"] = lr
+            base = row["plugin"]["kl"]
+            for r in row.values():
+                r["max_ratio"] = max(r["kl"][s] / base[s] for s in TARGETS)
+            out["alpha"][div][K] = row
+    out["engine_disagreements"] = ENGINE_DISAGREEMENTS
+    out["seconds"] = time.perf_counter() - t_start
+    return out
+
+
+def report(out) -> str:
+    lines = []
+    mf = out["mean_field"]
+    names = []
+    for K in mf:
+        for n in mf[K]:
+            if n not in names:
+                names.append(n)
+    lines.append("Mean-field equilibrium: worst ratio KL(p*||q) / plug-in's over the 10 target families")
+    lines.append("| table | " + " | ".join(f"K={K}" for K in mf) + " |")
+    lines.append("|---|" + "---|" * len(mf))
+    for n in names:
+        cells = [f"{mf[K][n]['max_ratio']:.3g}" if n in mf[K] else "—" for K in mf]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("default per K: " + ", ".join(f"{K}: {v}" for K, v in out["defaults"].items()))
+    lines.append("")
+    lines.append("Mean-field KL of plug-in / digamma / default per target")
+    for K in mf:
+        lines.append(f"K={K}: " + "; ".join(
+            f"{s} {mf[K]['plugin']['kl'][s]:.3g}/{mf[K]['digamma']['kl'][s]:.3g}/"
+            f"{mf[K]['default']['kl'][s]:.3g}" if 'default' in mf[K] else s for s in TARGETS))
+    lines.append("")
+    st = out["stochastic"]
+    lines.append("Stochastic: final KL after 5000 steps at best lr (ratio to the best candidate)")
+    for K in st:
+        lines.append(f"K={K}")
+        lines.append("| table | " + " | ".join(STOCH_TARGETS) + " |")
+        lines.append("|---|" + "---|" * len(STOCH_TARGETS))
+        for n, r in st[K].items():
+            lines.append(f"| {n} | " + " | ".join(
+                f"{r[s]['final_kl']:.3g} (x{r[s]['rel_best']:.2f}, lr {r[s]['best_lr']:g})" for s in STOCH_TARGETS) + " |")
+    lines.append("")
+    lines.append("Held out (default vs plug-in): worst ratio over targets, and per target")
+    for K, row in out["held_out"].items():
+        ts = [s for s in row["plugin"]]
+        ratio = {s: row["default-family"][s] / row["plugin"][s] for s in ts}
+        lines.append(f"K={K} ({row['default-family']['label']}): max ratio {max(ratio.values()):.3g}; " + "; ".join(
+            f"{s} {ratio[s]:.3g}" for s in ts))
+    lines.append("")
+    for div, rows in out["alpha"].items():
+        for K, row in rows.items():
+            lines.append(f"{div} K={K}: " + "; ".join(
+                f"{n}: mf max ratio {r['max_ratio']:.3g}, final KL {r['final_kl_dirichlet:1:10']:.3g}" for n, r in row.items()))
+    lines.append(f"\ncompute: {out['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def plot(out, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mf = out["mean_field"]
+    order = list(CANDIDATES) + ["default"]
+    cmap = plt.get_cmap("tab20")
+
+    def color(n):
+        return "black" if n == "default" else cmap(order.index(n) % 20) if n in order else None
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    show = ["plugin", "digamma", "minimax", "aqp tau=10", "aqp max_mse=plugin", "aqp max_mse=10plugin",
+            "aqp max_mse=4plugin gamma=0.75", "default"]
+    for n in show:
+        ks = [K for K in mf if n in mf[K]]
+        if not ks:
+            continue
+        ax.plot(ks, [mf[K][n]["max_ratio"] for K in ks], marker="o", ms=3, lw=2.2 if n == "default" else 1.2,
+                label=n, color=color(n))
+    ks = list(mf)
+    kb = [K for K in ks if K >= 8]
+    ax.plot(kb, [0.5 if K <= 8 else 0.25 if K <= 16 else 0.1 for K in kb], "k--", lw=0.8, label="issue's bar")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("equilibrium KL / plug-in's (worst target)")
+    ax.set_title("mean field", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    st = out["stochastic"]
+    names = []
+    for K in st:
+        for n in st[K]:
+            if n not in names:
+                names.append(n)
+    names.sort(key=lambda n: order.index(n) if n in order else 99)
+    for n in names:
+        ks = [K for K in st if n in st[K]]
+        ax.plot(ks, [max(st[K][n][s]["rel_best"] for s in STOCH_TARGETS) for K in ks], marker="o", ms=3,
+                lw=2.2 if n == "default" else 1.2, label=n, color=color(n))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("final KL / best table's (worst target)")
+    ax.set_title("5000 SGD steps, best lr", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def _int_keys(x):
+    """JSON turns the K keys into strings: turn them back (recursively)."""
+    if isinstance(x, dict):
+        return {(int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v) for k, v in x.items()}
+    return x
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few K only (smoke run)")
+    ap.add_argument("--cache", default=None, help="directory to cache solved tables in")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where to write study_game.json and the plot")
+    ap.add_argument("--from-json", default=None, help="re-plot and re-print a previous run's study_game.json")
+    a = ap.parse_args(argv)
+    if a.from_json:
+        with open(a.from_json) as f:
+            out = _int_keys(json.load(f))
+    else:
+        out = study(a.quick, a.cache)
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "study_game.json"), "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    plot(out, os.path.join(a.out, "choosing_a_table.png"))
+    print(report(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
