@@ -12,9 +12,8 @@ For every candidate table and group size K it measures, with coefgen.game,
 
 Scoped to stay near 10-15 minutes on 2 cores: the stochastic part uses 3 targets and the
 candidates named in STOCH_CANDIDATES; at K >= 512 only LARGE_K_CANDIDATES are solved (an aqp
-solve takes up to ~1 min there). Mean-field values come from coefgen.game; where the engine
-reports no convergence for a table with increasing T, an independent KKT solve (exact there)
-replaces it and the case is logged in "engine_disagreements".
+solve takes up to ~1 min there). Mean-field values come from coefgen.game (the limit of the
+expected dynamics from the uniform policy, starved answers included: see MeanField.starved).
 
 Writes docs/study_game.json (every number), docs/choosing_a_table.png, and prints the tables
 quoted in the README ("Choosing a table").
@@ -149,53 +148,11 @@ def candidates_at(K: int, divergence: str = "kl"):
     return out
 
 
-def kkt_equilibrium(values, q, divergence="kl"):
-    """Independent check for a table with increasing T (then the stationary point is unique, the
-    minimiser of a convex potential): p_z = T^{-1}(r(q_z) + λ) (0 below T(0) = t_1), Σ p = 1."""
-    from coefgen.rewards import parse_reward
-
-    reward = parse_reward(divergence)
-    lp = np.concatenate([np.linspace(-80, -10, 400), np.linspace(-10, 0, 20001)[1:]])
-    T = game.expected_reward(values, np.exp(lp))
-    if np.any(np.diff(T) < -1e-12 * (1 + np.abs(T[1:]))):
-        return None
-    T = np.maximum.accumulate(T)
-    with np.errstate(divide="ignore"):
-        rq = np.where(q > 0, reward.r(np.where(q > 0, q, 1.0)), -np.inf)
-    t1 = float(values[0])
-
-    def p_of(lam):
-        y = rq + lam[:, None]
-        p = np.exp(np.interp(y, T, lp, left=-np.inf, right=0.0))
-        return np.where(y < t1, 0.0, p)
-
-    fin = np.where(np.isfinite(rq), rq, np.nan)
-    lo = t1 - np.nanmax(fin, axis=1) - 1e-12
-    hi = T[-1] - np.nanmin(fin, axis=1) + 1.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        below = p_of(mid).sum(axis=1) < 1
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    p = p_of(0.5 * (lo + hi))
-    return p / p.sum(axis=1, keepdims=True)
-
-
-ENGINE_DISAGREEMENTS = []
-
-
 def mean_field_kl(values, q, divergence="kl"):
-    """Mean-field KL(p*‖q) from coefgen.game; for an increasing T also the independent KKT solve —
-    where the engine reports no convergence and they disagree, the KKT value is used (and logged)."""
+    """Mean-field KL(p*‖q) from coefgen.game (the flow's limit from the uniform policy) and whether
+    the engine reports convergence."""
     r = game.mean_field_equilibrium(values, q, reward=divergence)
-    kl = float(np.mean(r.kl))
-    if not np.all(r.converged):
-        p = kkt_equilibrium(np.asarray(values, float), q, divergence)
-        if p is not None:
-            kk = float(np.mean(game.kl_divergence(p, q)))
-            if abs(kk - kl) > 1e-3 * max(kk, 1e-12):
-                ENGINE_DISAGREEMENTS.append({"K": len(values), "engine": kl, "kkt": kk})
-                kl = kk
-    return kl, bool(np.all(r.converged))
+    return float(np.mean(r.kl)), bool(np.all(r.converged))
 
 
 def best_final(values, q, divergence="kl"):
@@ -291,7 +248,6 @@ def study(quick: bool, cache: str | None):
             for r in row.values():
                 r["max_ratio"] = max(r["kl"][s] / base[s] for s in TARGETS)
             out["alpha"][div][K] = row
-    out["engine_disagreements"] = ENGINE_DISAGREEMENTS
     out["seconds"] = time.perf_counter() - t_start
     return out
 

@@ -424,3 +424,25 @@ def test_mean_field_agrees_with_an_independent_stiff_integrator():
     # and it does not depend on the step limit
     fine = mean_field_equilibrium(t, q, "kl", max_step=0.01)
     np.testing.assert_allclose(fine.p, mf.p, atol=1e-10)
+
+
+def test_increasing_table_equilibrium_is_the_kkt_point_even_with_many_rare_answers():
+    """zipf:1.5:100 at K = 8 (the exact flow starves rare survivors there, see kkt_equilibrium): the
+    reported p* satisfies the KKT conditions, checked with scipy's binomial pmf (independent of the
+    engine's evaluator): T(p_z) − log q_z = λ on survivors, t_1 − log q_z ≥ λ on dead answers."""
+    from scipy.stats import binom
+
+    K = 8
+    t = np.log(np.arange(1, K + 1) / K)
+    q = game.make_targets("zipf:1.5:100", 1, 0)
+    r = game.mean_field_equilibrium(t, q)
+    assert r.converged
+    p = r.p[0]
+    T = np.array([np.dot(t, binom.pmf(np.arange(K), K - 1, pz)) for pz in p])
+    g = T - np.log(q[0])
+    surv = p > 0
+    lam = g[surv].mean()
+    assert 1 < surv.sum() < 100
+    assert np.max(np.abs(g[surv] - lam)) < 1e-9
+    assert np.all(t[0] - np.log(q[0][~surv]) >= lam - 1e-12)
+    assert abs(p.sum() - 1) < 1e-12
