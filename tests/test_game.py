@@ -432,6 +432,8 @@ def test_increasing_table_equilibrium_is_the_kkt_point_even_with_many_rare_answe
     engine's evaluator): T(p_z) − log q_z = λ on survivors, t_1 − log q_z ≥ λ on dead answers."""
     from scipy.stats import binom
 
+    from coefgen import game
+
     K = 8
     t = np.log(np.arange(1, K + 1) / K)
     q = game.make_targets("zipf:1.5:100", 1, 0)
