@@ -1,6 +1,6 @@
 """Runtime: load a table and turn answer counts into rewards (numpy only; torch lazy).
 
-    table = coefgen.runtime.load("tables/kl-aqp-K16.json")
+    table = coefgen.runtime.load("tables/kl-aqp-gamma0.75-max_mse4plugin-K16.json")
     counts = answer_counts(answers, group_ids)     # c_i: samples in i's group sharing i's answer
     rewards = table(counts)                        # t[c_i], same shape as counts
 

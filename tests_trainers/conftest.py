@@ -20,7 +20,10 @@ CHARS = "0123456789+=?abx "
 
 
 def table_path(K: int) -> Path:
-    return REPO / "tables" / f"kl-aqp-K{K}.json"
+    """The default set's kl aqp table for group size K (whatever its parameters are named)."""
+    found = sorted((REPO / "tables").glob(f"kl-aqp-*K{K}.json")) + sorted((REPO / "tables").glob(f"kl-aqp-K{K}.json"))
+    assert len(found) == 1, f"expected one default kl aqp table for K = {K} in tables/, found {found}"
+    return found[0]
 
 
 def table_values(K: int) -> list[float]:

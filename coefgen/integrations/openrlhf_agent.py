@@ -10,7 +10,7 @@ and ``extra_logs["coefgen_count"]`` to c. Use it with ``--agent_func_path``::
     # coefgen_agent.py
     from coefgen.integrations.openrlhf_agent import group_reward_executor
     def extract_answer(text): ...                  # hashable answer or None
-    AgentExecutor = group_reward_executor("tables/kl-aqp-K8.json", extract_answer)
+    AgentExecutor = group_reward_executor("tables/kl-aqp-gamma0.75-max_mse4plugin-K8.json", extract_answer)
 
 A group whose size is not K (``--n_samples_per_prompt`` ≠ K, or an evaluation with another
 n) raises a ValueError that ends the rollout, unless ``other_size_reward`` gives such

@@ -8,7 +8,7 @@ reward_model_tokenizer=)`` (``verl/trainer/ppo/reward.py``) from::
     reward.reward_manager.module.path=pkg://coefgen.integrations.verl_reward_loop
     reward.custom_reward_function.path=my_answers.py      # the answer extractor, see below
     reward.custom_reward_function.name=extract_answer
-    +reward.reward_kwargs.coefgen_table=tables/kl-aqp-K8.json
+    +reward.reward_kwargs.coefgen_table=tables/kl-aqp-gamma0.75-max_mse4plugin-K8.json
     # optional: +reward.reward_kwargs.coefgen_invalid_reward=-1.0
     #           +reward.reward_kwargs.coefgen_validation_reward=0.0
 
