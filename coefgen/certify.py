@@ -175,7 +175,7 @@ def _pr2_bound(reward: Reward, a: float) -> float:
         if reward.a > 1:  # |p^(α−1) − 1| ≤ 1
             return a / (al - 1) ** 2 * _MARGIN
         # α < 1: 0 ≤ r ≤ p^(α−1)/(1−α), p·r² ≤ p^(2α−1)/(1−α)²
-        if 2 * reward.a < 1:
+        if reward.mse_sup_infinite:
             return math.inf
         return a ** (2 * al - 1) / (1 - al) ** 2 * (1 + 1e-10)
     if isinstance(reward, Poly):
@@ -674,7 +674,7 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
             mp_cache[w] = _mp_values(t, reward, delta_exact, w)
         lo = mp_cache[w][g]
         up = float(upper[g])
-        if g == 2 and isinstance(reward, Alpha) and 2 * reward.a < 1:
+        if g == 2 and reward.mse_sup_infinite:
             up = math.inf
         brackets.append(Bracket(lo, max(up, lo), w))
     return Certificate(bias=brackets[0], variance=brackets[1], mse=brackets[2], method=METHOD)

@@ -295,17 +295,14 @@ def require_finite_claims(payload: dict) -> None:
 
 
 def mse_sup_is_infinite(divergence) -> bool:
-    """True for alpha:a with a < 1/2: sup_p m(p) = ∞ for every table (p·r(p)² ~ p^(2a−1) as p → 0),
-    so ``mse_bound: "inf"`` is a proven claim there (and only there)."""
-    if not isinstance(divergence, str) or not divergence.startswith("alpha:"):
+    """True where ``mse_bound: "inf"`` is a proven claim: the divergence's sup m is infinite for
+    every table (``Reward.mse_sup_infinite``: alpha:a, a < 1/2)."""
+    if not isinstance(divergence, str):
         return False
-    from .rewards import Alpha, parse_reward
-
     try:
-        reward = parse_reward(divergence)
-    except Exception:  # noqa: BLE001 - malformed names are reported elsewhere
-        return False
-    return isinstance(reward, Alpha) and 2 * reward.a < 1
+        return parse_reward(divergence).mse_sup_infinite
+    except InputError:
+        return False  # malformed names are reported elsewhere
 
 
 def _up(x: float) -> str:

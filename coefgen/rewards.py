@@ -68,6 +68,11 @@ class Reward:
         return self.poly_coefficients is not None
 
     @property
+    def mse_sup_infinite(self) -> bool:
+        """sup_p m(p) = ∞ for every table: p·r(p)² → ∞ as p → 0 (alpha:a with a < 1/2 only)."""
+        return False
+
+    @property
     def poly_coefficients(self) -> tuple[Fraction, ...] | None:
         """Exact monomial coefficients a_0..a_d of r(p) = Σ a_m p^m, or None."""
         return None
@@ -165,6 +170,10 @@ class Alpha(Reward):
     @property
     def formula(self) -> str:
         return f"(p^(a-1) - 1)/(a - 1), a = {format_exact(self.a)}"
+
+    @property
+    def mse_sup_infinite(self) -> bool:
+        return 2 * self.a < 1  # p·r² ~ p^(2a−1)/(1−a)²
 
     @property
     def poly_coefficients(self):

@@ -150,7 +150,7 @@ def check_aqp_reward(reward, params: dict) -> None:
         return
     has_v = params.get("max_mse") is not None
     what = "max_mse" if has_v else "objective 'worst'"
-    if 2 * a < 1:
+    if reward.mse_sup_infinite:
         raise InputError(
             f"aqp {reward.name}: {what} is void: sup_p m(p) is infinite for every table when a < 1/2 "
             f"(p*r(p)^2 ~ p^(2a-1) -> inf as p -> 0); use --objective mean (the integral of m is finite)"
