@@ -200,6 +200,7 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
         "K": K,
         "estimator": estimator,
         "estimator_params": estimator_params,
+        "baseline": "none",
         "values": [float(v) for v in solution.values],
         "values_exact": list(solution.values_exact),
         "certified": True,

@@ -58,14 +58,17 @@ def c_identifier(text: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
 
 
-def table_id(divergence: str, estimator: str, params: dict | None, K: int) -> str:
-    """Name of a table: ``<divergence>-<estimator>[-<param><value>…]-K<K>``, file-name safe.
+def table_id(divergence: str, estimator: str, params: dict | None, K: int, baseline: str = "none") -> str:
+    """Name of a table: ``<divergence>-<estimator>[-<param><value>…][-<baseline>]-K<K>``, file-name safe.
 
-    ``params`` are the user-facing estimator parameters that differ from their defaults."""
+    ``params`` are the user-facing estimator parameters that differ from their defaults; the
+    trainer's group baseline (loo, mean) is named when it is not "none"."""
     slug = divergence.replace(":", "").replace("/", "over").replace(",", "_")
     parts = [slug, estimator]
     for k in sorted(params or {}):
         parts.append(f"{k}{params[k]}".replace("/", "over").replace(" ", ""))
+    if baseline != "none":
+        parts.append(baseline)
     parts.append(f"K{K}")
     return "-".join(parts)
 
