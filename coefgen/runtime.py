@@ -527,9 +527,8 @@ def _check_default_args(divergence, K, baseline):
     return int(K)
 
 
-@functools.lru_cache(maxsize=4096)
-def _default_table_cached(directory: str, stamp, divergence: str, K: int, baseline: str) -> RewardTable:
-    index = _default_index(directory, stamp)
+def _default_record(directory: str, divergence: str, K: int, baseline: str):
+    index = _default_index(directory, _stamp(directory))
     found = index.get((divergence, K, baseline))
     if found is None:
         divs = sorted({d for d, _, _ in index})
@@ -539,16 +538,15 @@ def _default_table_cached(directory: str, stamp, divergence: str, K: int, baseli
         have = f"K = {_ranges(sizes)}" if sizes else "none at all"
         raise ValueError(f"the default set has no {divergence} table with baseline {baseline!r} for K = {K} "
                          f"({divergence}/{baseline} tables: {have})")
-    _, _, name, digest = found
-    path = os.path.join(directory, name)
+    return found[2], found[3]
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_default(path: str, file_stamp, digest: str) -> RewardTable:
     data = read_regular(path)
     if hashlib.sha256(data).hexdigest() != digest:
         raise TableError(f"{_short(path)}: sha256 differs from the default set's manifest.json (file altered)")
-    table = _load_bytes(data, path)
-    if (table.divergence, table.K, table.baseline) != (divergence, K, baseline):
-        raise TableError(f"{_short(path)}: holds {table.divergence}/K={table.K}/baseline {table.baseline}, "
-                         f"not the {divergence}/K={K}/baseline {baseline} its manifest record states")
-    return table
+    return _load_bytes(data, path)
 
 
 def default_table(divergence: str = "kl", K: int | None = None, baseline: str = "none") -> RewardTable:
@@ -561,7 +559,18 @@ def default_table(divergence: str = "kl", K: int | None = None, baseline: str = 
     checked against the sha256 in the set's manifest.json and against its own seal."""
     K = _check_default_args(divergence, K, baseline)
     directory = os.fspath(DEFAULT_TABLES_DIR)
-    return _default_table_cached(directory, _stamp(directory), divergence, K, baseline)
+    name, digest = _default_record(directory, divergence, K, baseline)
+    path = os.path.join(directory, name)
+    try:
+        st = os.stat(path)
+        file_stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        file_stamp = None  # read_regular names the problem
+    table = _load_default(path, file_stamp, digest)  # re-read (and re-checked) when the file changes
+    if (table.divergence, table.K, table.baseline) != (divergence, K, baseline):
+        raise TableError(f"{_short(path)}: holds {table.divergence}/K={table.K}/baseline {table.baseline}, "
+                         f"not the {divergence}/K={K}/baseline {baseline} its manifest record states")
+    return table
 
 
 def default_family(divergence: str = "kl", K: int | None = None, baseline: str = "none") -> TableFamily:

@@ -162,7 +162,10 @@ def _processes(trainer):
     """(number of processes, this process's index, gather_object) of the run."""
     acc = getattr(trainer, "accelerator", None) if trainer is not None else None
     if acc is not None and int(getattr(acc, "num_processes", 1)) > 1:
-        from accelerate.utils import gather_object  # lazy: present wherever TRL is
+        def gather_object(obj):
+            from accelerate.utils import gather_object as gather  # lazy: present wherever TRL is
+
+            return gather(obj)
 
         return int(acc.num_processes), int(acc.process_index), gather_object
     dist = sys.modules.get("torch.distributed")
