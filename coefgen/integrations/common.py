@@ -141,8 +141,9 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
     if std_normalized:
         if not allow_std_normalization:
             raise BaselineMismatch(f"coefgen: {trainer} divides each group's advantages by the group's reward std "
-                                   f"({setting}): {STD_COST}. Fix: {fix}; or pass allow_std_normalization=True "
-                                   "to accept the bias")
+                                   f"({setting}), which is not linear in the table: no fixed table is unbiased under "
+                                   "it (in a two-answer group only the sign of the cost difference survives). "
+                                   f"Fix: {fix}; or pass allow_std_normalization=True to accept the bias")
         key = (trainer, setting)
         if key not in _logged:
             _logged.add(key)
