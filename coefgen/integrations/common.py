@@ -26,6 +26,10 @@ import numpy as np
 from ..runtime import (OBJECTIVES, RewardTable, TableFamily, answer_codes as _runtime_answer_codes, compose_rewards,
                        default_family, group_codes, is_missing, load)
 
+__all__ = ["as_table", "resolve_family", "family_name", "check_baseline", "BaselineMismatch", "STD_COST", "Composition",
+           "answer_codes", "group_codes", "is_missing", "rewards_by_group", "group_rewards", "completion_text",
+           "place_token_level", "to_numpy", "object_array"]
+
 log = logging.getLogger("coefgen")
 
 
@@ -134,7 +138,15 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
 
     Matching is strict: none ↔ none, loo ↔ loo, mean ↔ mean. Group std normalisation is
     refused (BaselineMismatch naming ``setting`` and ``fix``) unless ``allow_std_normalization``,
-    which logs once (per trainer and setting) what it costs. Messages are one line."""
+    which logs once (per trainer and setting) what it costs. Messages are one line.
+
+    Example (verl's GRPO with its default ``norm_adv_by_std_in_grpo=True``)::
+
+        check_baseline(family.baseline, "mean", std_normalized=True,
+                       setting="algorithm.adv_estimator=grpo with algorithm.norm_adv_by_std_in_grpo=True (the default)",
+                       fix="set algorithm.norm_adv_by_std_in_grpo=False",
+                       allow_std_normalization=allow, trainer="verl")
+    """
     for name, value in (("table_baseline", table_baseline), ("trainer_baseline", trainer_baseline)):
         if value not in BASELINE_WORDS:
             raise ValueError(f"{name} must be one of {', '.join(BASELINE_WORDS)}, got {value!r}")
@@ -144,10 +156,6 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
                                    f"({setting}), which is not linear in the table: no fixed table is unbiased under "
                                    "it (in a two-answer group only the sign of the cost difference survives). "
                                    f"Fix: {fix}; or pass allow_std_normalization=True to accept the bias")
-        key = (trainer, setting)
-        if key not in _logged:
-            _logged.add(key)
-            log.warning("coefgen: allow_std_normalization=True with %s (%s): %s", trainer, setting, STD_COST)
     if table_baseline != trainer_baseline:
         raise BaselineMismatch(
             f"coefgen: {trainer} uses {BASELINE_WORDS[trainer_baseline]} ({setting}) but the table is made for "
@@ -156,6 +164,11 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
             f"baseline={trainer_baseline!r}))" if trainer_baseline != "none" else
             f"coefgen: {trainer} uses {BASELINE_WORDS[trainer_baseline]} ({setting}) but the table is made for "
             f"baseline {table_baseline!r}: load the table with baseline 'none' for the same group size")
+    if std_normalized:  # allowed (else refused above): say once what it costs
+        key = (trainer, setting)
+        if key not in _logged:
+            _logged.add(key)
+            log.warning("coefgen: allow_std_normalization=True with %s (%s): %s", trainer, setting, STD_COST)
 
 
 # ---------------------------------------------------------------------------------------------
