@@ -338,11 +338,19 @@ def answer_counts(answers: Sequence, group_ids: Sequence | None = None) -> np.nd
 
 
 def grouped_counts(answers) -> np.ndarray:
-    """Counts for a 2-D array of integer answer ids, one group per row (n_groups, K)."""
+    """Counts for a 2-D array of answers, one group per row (n_groups, K): integer ids (fast
+    path), floats (NaN: a missing answer, c = 1) or objects (the module's rule, row by row)."""
     a = np.asarray(answers)
     if a.ndim != 2:
         raise ValueError(f"expected a 2-D (n_groups, K) array, got shape {a.shape}")
-    return (a[:, :, None] == a[:, None, :]).sum(axis=2)
+    if a.dtype.kind in "iubUS":
+        return (a[:, :, None] == a[:, None, :]).sum(axis=2)
+    if a.dtype.kind == "f":
+        counts = (a[:, :, None] == a[:, None, :]).sum(axis=2)
+        counts[np.isnan(a)] = 1  # NaN equals nothing, itself included: a singleton
+        return counts
+    rows = [answer_counts(list(row)) for row in a]
+    return np.array(rows, dtype=np.int64).reshape(a.shape)
 
 
 def read_regular(path, limit: int = _payload.MAX_FILE_BYTES) -> bytes:

@@ -389,3 +389,10 @@ def test_kl_regularized_reward_is_stationary_at_q():
     assert np.ptp(compose_rewards(np.log(q), "kl_regularized", beta, R, lp)) < 1e-12
     p = np.array([0.4, 0.4, 0.2])
     assert np.ptp(compose_rewards(np.log(p), "kl_regularized", beta, R, lp)) > 1e-3
+
+
+def test_grouped_counts_follows_the_missing_answer_rule():
+    assert grouped_counts(np.array([[1.0, np.nan, np.nan, 1.0]])).tolist() == [[2, 1, 1, 2]]
+    obj = np.empty((1, 4), dtype=object)
+    obj[0] = [None, None, "a", np.nan]
+    assert grouped_counts(obj).tolist() == [[1, 1, 1, 1]]
