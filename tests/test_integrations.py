@@ -523,3 +523,16 @@ def test_resolve_family_from_paths_tables_and_keywords(tmp_path, monkeypatch):
         I.resolve_family(str(path), K=4)
     with pytest.raises(TypeError, match="K="):
         I.resolve_family()
+
+
+def test_check_trl_trainer_checks_the_evaluation_size_only_with_an_eval_dataset():
+    fam = TableFamily([fake_table(4, "mean")])
+    f = I.trl_reward_func(fam, boxed, objective="consensus")
+    trainer = GRPOTrainer(num_generations=4, num_generations_eval=3)
+    trainer.reward_funcs = [f, lambda **kw: [0.0]]  # other reward functions are left alone
+    I.check_trl_trainer(trainer)
+    trainer = GRPOTrainer(num_generations=4, num_generations_eval=3)
+    trainer.eval_dataset = ["rows"]
+    trainer.reward_funcs = [f]
+    with pytest.raises(ValueError, match=r"num_generations_eval = 3\) but the coefgen table family has no table for 3"):
+        I.check_trl_trainer(trainer)

@@ -229,9 +229,13 @@ def trl_reward_func(table_or_path=None, extract_answer: Callable[[str], Hashable
         adv = trl_advantage(trainer)
         check_baseline(family.baseline, adv["baseline"], adv["std_normalized"], adv["setting"], adv["fix"],
                        allow_std_normalization, trainer=adv["trainer"])
-        g = trl_group_size(trainer)
-        if g is not None and not family.signal_free(g[0]) and g[0] not in family.sizes:
-            raise ValueError(group_size_mismatch(g[0], family, g[1]))
+        sizes = [(int(trainer.num_generations), "num_generations")]
+        if getattr(trainer, "eval_dataset", None) is not None:  # evaluation groups: num_generations_eval
+            sizes.append((int(getattr(trainer, "num_generations_eval", None) or trainer.num_generations),
+                          "num_generations_eval"))
+        for g, option in sizes:
+            if not family.signal_free(g) and g not in family.sizes:
+                raise ValueError(group_size_mismatch(g, family, option))
         checked.add(id(trainer))
 
     def reward_func(prompts=None, completions=None, **kwargs) -> list[float]:
