@@ -13,13 +13,13 @@ module per trainer turns what that trainer hands to a reward hook into the count
 * ``bon_quantile_rewards`` (from ``coefgen.bon``) — BOND/vBoN quantile rewards: a kl table of
   K = k + 1 maps c = 1 + #{reference rewards ≤ the sample's} to an estimate of log p_≤.
 
-Every integration takes a table (RewardTable), a family (TableFamily: each group scored with
-the table of its own size) or a path — or the keywords ``divergence=, K=, baseline=`` for the
-default set's family — and ``objective=`` (required: "kl_regularized", "entropy_bonus",
-"consensus"), ``beta=``, ``task_reward=``, ``log_p_ref=`` (``coefgen.runtime.compose_rewards``).
-Each checks the table's baseline against the trainer's advantage step with
-``common.check_baseline`` (one rule for all; refuses group std normalisation unless
-``allow_std_normalization=True``).
+The TRL and OpenRLHF functions take a table (RewardTable), a family (TableFamily: each group
+scored with the table of its own size) or a path — or the keywords ``divergence=, K=,
+baseline=`` for the default set's family — and ``objective=`` (required: "kl_regularized",
+"entropy_bonus", "consensus"), ``beta=``, ``task_reward=``, ``log_p_ref=``
+(``coefgen.runtime.compose_rewards``). The rule matching a table's baseline to a trainer's
+advantage step is ``common.check_baseline`` (strict none/loo/mean; group std normalisation
+refused unless ``allow_std_normalization=True``).
 
 An answer the extractor cannot find (``None``, or a NaN) matches nothing: it counts as a
 singleton (c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to
