@@ -536,3 +536,45 @@ def test_check_trl_trainer_checks_the_evaluation_size_only_with_an_eval_dataset(
     trainer.reward_funcs = [f]
     with pytest.raises(ValueError, match=r"num_generations_eval = 3\) but the coefgen table family has no table for 3"):
         I.check_trl_trainer(trainer)
+
+
+def test_trl_self_gather_a_failing_extractor_fails_every_process(table, monkeypatch):
+    """An extractor that raises on one process: every process raises (none waits forever)."""
+    import threading
+
+    import coefgen.integrations.trl as T
+
+    barrier = threading.Barrier(2)
+    box, local = {}, threading.local()
+
+    def fake_gather_object(records):
+        box[local.rank] = records
+        barrier.wait()
+        out = box[0] + box[1]
+        barrier.wait()
+        return out
+
+    monkeypatch.setattr(T, "_processes", lambda trainer: (2, local.rank, fake_gather_object))
+    errors = {}
+
+    def worker(rank):
+        local.rank = rank
+
+        def extract(text):
+            if rank == 1:
+                raise KeyError("boom")
+            return boxed(text)
+
+        f = I.trl_reward_func(table, extract, objective="consensus")
+        try:
+            f(None, [chat(a) for a in SLICES[rank]])
+        except Exception as e:  # noqa: BLE001
+            errors[rank] = e
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert isinstance(errors[1], KeyError)
+    assert isinstance(errors[0], RuntimeError) and "process 1 failed to extract its answers (KeyError" in str(errors[0])

@@ -259,15 +259,32 @@ def trl_reward_func(table_or_path=None, extract_answer: Callable[[str], Hashable
         n = len(completions)
         if prompts is not None and len(prompts) != n:
             raise ValueError(f"coefgen: {len(prompts)} prompts for {n} completions")
-        texts = [completion_text(c) for c in completions]
-        answers = [extract_answer(t) for t in texts]
         world, rank, gather_object = _processes(trainer)
+        if world > 1 and gather is None:
+            # every process must reach the gather: a local failure travels with the records and is
+            # raised on every process afterwards (instead of leaving the others waiting)
+            try:
+                texts = [completion_text(c) for c in completions]
+                answers = [extract_answer(t) for t in texts]
+                keys = [_prompt_digest(p) for p in prompts] if (check_prompts and prompts is not None) else [None] * n
+                mine = [(rank, i, n, keys[i], a) for i, a in enumerate(answers)]
+            except Exception as e:  # noqa: BLE001 (re-raised below, on every process)
+                mine, failure = [(rank, -1, n, None, f"{type(e).__name__}: {e}")], e
+            else:
+                failure = None
+            records = gather_object(mine)
+            failed = [rec for rec in records if rec[1] == -1]
+            if failed:
+                if failure is not None:
+                    raise failure
+                raise RuntimeError(f"coefgen: process {failed[0][0]} failed to extract its answers ({failed[0][4][:200]})")
+        else:
+            texts = [completion_text(c) for c in completions]
+            answers = [extract_answer(t) for t in texts]
         if gather is not None:
             all_answers, offset = _checked_gather(gather, answers, world, rank, trainer is not None)
             local = slice(offset, offset + n)
         elif world > 1:
-            keys = [_prompt_digest(p) for p in prompts] if (check_prompts and prompts is not None) else [None] * n
-            records = gather_object([(rank, i, n, keys[i], a) for i, a in enumerate(answers)])
             all_answers, all_keys, offset = _check_records(records, world, rank, n)
             if check_prompts and prompts is not None:
                 _check_groups(all_keys, g, "of the gathered batch")
