@@ -199,3 +199,17 @@ def test_grpo_two_processes_without_a_gather(tmp_path):
         assert prompts[4:6] == prompts[6:8]  # the middle group is split between the processes
         answers = [first_char(c) for c in completions]
         assert c0["rewards"] + c1["rewards"] == pytest.approx(expected_rewards(answers, groups, 4, values), abs=0, rel=0)
+
+
+def test_grpo_default_scale_rewards_accepted_with_the_opt_in_which_logs_its_cost_once(tokenizer, tmp_path, caplog):
+    import coefgen.integrations.common as common
+
+    common._logged.clear()
+    table = baseline_table(tmp_path, 4, "mean")
+    trainer, reward = make_trainer(tokenizer, tmp_path, str(table), per_device_train_batch_size=4, num_generations=4,
+                                   reward_kwargs=dict(objective="consensus", allow_std_normalization=True))
+    with caplog.at_level("WARNING", logger="coefgen"):
+        trainer.train()
+    check_calls(reward, {4: file_values(table)}, 2)
+    costs = [r for r in caplog.records if "allow_std_normalization=True" in r.getMessage()]
+    assert len(costs) == 1 and "scale_rewards='group'" in costs[0].getMessage()
