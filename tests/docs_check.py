@@ -6,7 +6,8 @@ Rules (the same for every page):
   be copied and run as it stands); it passes when it exits 0. State what a block computes with
   ``assert`` or ``print`` — printed output is not compared.
 * ```console: lines starting with ``$ `` are commands (a trailing ``\\`` continues a command on
-  the next line); the lines after a command, up to the next ``$ ``, are its expected output
+  the next line, and a here-document's lines up to its delimiter belong to its command); the
+  lines after a command, up to the next ``$ ``, are its expected output
   (stdout and stderr, as a terminal shows them). Output is compared line by line after
   stripping trailing spaces and normalising durations (``0.25s``, ``1m10s`` → ``<T>``); a
   line ``...`` stands for any number of lines, and ``…`` inside a line for any text. A command
@@ -121,6 +122,13 @@ def commands(text: str) -> list[tuple[str, list[str]]]:
         while cmd.endswith("\\") and i + 1 < len(lines):
             i += 1
             cmd = cmd[:-1].rstrip() + " " + lines[i].strip()
+        here = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", cmd)
+        if here:  # a here-document: its lines belong to the command, up to the delimiter
+            while i + 1 < len(lines):
+                i += 1
+                cmd += "\n" + lines[i]
+                if lines[i].strip() == here.group(1):
+                    break
         out.append((cmd, []))
         i += 1
     return out

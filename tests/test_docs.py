@@ -79,6 +79,7 @@ def test_console_parsing_and_matching():
 
     cmds = commands("$ coefgen solve \\\n    -d kl --K 8\nwrote x (0.25s)\n$ echo hi\nhi")
     assert cmds == [("coefgen solve -d kl --K 8", ["wrote x (0.25s)"]), ("echo hi", ["hi"])]
+    assert commands("$ cat > a <<'EOF'\nx\nEOF\n$ cat a\nx") == [("cat > a <<'EOF'\nx\nEOF", []), ("cat a", ["x"])]
     assert output_matches(["wrote x (0.25s)"], ["wrote x (1m02s)  "])
     assert output_matches(["a", "...", "z"], ["a", "b", "c", "z"]) and output_matches(["a", "...", "z"], ["a", "z"])
     assert not output_matches(["a", "z"], ["a", "b", "z"])
