@@ -55,6 +55,17 @@ def test_readme_is_short():
     assert n <= 300, f"README.md has {n} lines (at most 300: move detail to docs/)"
 
 
+def test_readme_layout_names_every_module():
+    """The README's layout lists every module of the package (a new module must be placed)."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    layout = text[text.index("## Layout"):]
+    pkg = os.path.join(ROOT, "coefgen")
+    names = [f for f in os.listdir(pkg) if (f.endswith(".py") or f.endswith(".yaml")) and f != "__init__.py"]
+    names += [d + "/" for d in os.listdir(pkg) if os.path.isdir(os.path.join(pkg, d)) and not d.startswith("__")]
+    missing = sorted(n for n in names if not re.search(r"(?<![\w.])" + re.escape(n), layout))
+    assert not missing, f"README.md's Layout does not mention: {missing}"
+
+
 def test_docs_point_inside_the_repository():
     """No dead references: nothing outside the repository, every relative link resolves."""
     bad = []
