@@ -76,9 +76,12 @@ def main(ctx, debug):
               help="aqp: minimise the bias subject to sup m <= V (a number, 'plugin', or '<k>plugin': k times the plug-in's).")
 @click.option("--gamma", default=None, help="aqp with --max-mse: weight the bias by p^gamma, 0 < gamma <= 1 (default 1).")
 @click.option("--monotone", is_flag=True, default=None, help="aqp: require t_1 <= ... <= t_K.")
+@click.option("--baseline", default="none", type=click.Choice(["none", "loo", "mean"]),
+              help="The group baseline your trainer subtracts: none, loo (leave-one-out, RLOO) or mean (GRPO, "
+                   "Dr.GRPO). Under loo/mean the table is the K-1 solution padded with t_K = t_(K-1).")
 @click.option("--format", "fmt", default="json", type=click.Choice(["json", "npz", "c"]), help="Output format.")
 @click.option("-o", "--output", required=True, help="Output file, or - for stdout (json or c).")
-def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fmt, output):
+def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, baseline, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
     from .writers import check_destination, render, write_atomic
@@ -91,10 +94,10 @@ def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fm
         raise InputError(f"--tau/--objective/--max-mse/--gamma/--monotone apply to --estimator aqp only, not {estimator}")
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
-    precheck(divergence, K, estimator, params)  # fail fast, before any solving
+    precheck(divergence, K, estimator, params, baseline)  # fail fast, before any solving
     if output != "-":
         check_destination(output)  # a directory, an unwritable or too long name: before solving
-    payload = compile_table(divergence, K, estimator, params)
+    payload = compile_table(divergence, K, estimator, params, baseline)
     data = render(payload, fmt, __version__)
     if output == "-":
         sys.stdout.write(data.decode("utf-8"))

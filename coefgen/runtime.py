@@ -33,6 +33,7 @@ class RewardTable:
         self.K: int = payload["K"]
         self.divergence: str = payload["divergence"]
         self.estimator: str = payload["estimator"]
+        self.baseline: str = _payload.baseline_of(payload)  # the trainer's group baseline: none, loo, mean
         self.sha256: str = payload["sha256"]
         self.values = np.asarray(payload["values"], dtype=np.float64)
         self.values.setflags(write=False)
@@ -40,7 +41,8 @@ class RewardTable:
         self._lookup = np.concatenate([[np.nan], self.values])
 
     def __repr__(self) -> str:
-        return f"RewardTable(divergence={self.divergence!r}, estimator={self.estimator!r}, K={self.K})"
+        return (f"RewardTable(divergence={self.divergence!r}, estimator={self.estimator!r}, K={self.K}, "
+                f"baseline={self.baseline!r})")
 
     def rewards(self, counts):
         """t[c] for an integer array of counts in 1..K (any shape); torch in, torch out."""
@@ -71,6 +73,81 @@ class RewardTable:
             raise ValueError(f"a group has {int(sizes[sizes != self.K][0])} samples but the table is for K = {self.K}; "
                              "every group must hold exactly K samples (in multi-process training, gather the groups first)")
         return self.rewards(counts)
+
+
+class TableFamily:
+    """Tables of one reward and one trainer baseline for several group sizes: each group is
+    scored with the table of its own size k (a group of k i.i.d. samples is a k-sample group).
+
+    Under a group baseline (loo, mean) a group of 1 or 2 samples carries no count signal (every
+    advantage in it is 0 whatever the rewards), so such groups get reward 0.0 without a table."""
+
+    def __init__(self, tables):
+        tables = list(tables)
+        if not tables:
+            raise ValueError("a table family needs at least one table")
+        for t in tables:
+            if not isinstance(t, RewardTable):
+                raise TypeError(f"a table family holds RewardTables, got {type(t).__name__}")
+        first = tables[0]
+        by_k: dict[int, RewardTable] = {}
+        for t in tables:
+            if (t.divergence, t.baseline) != (first.divergence, first.baseline):
+                raise ValueError(f"a table family holds one reward and one baseline: {first.divergence}/{first.baseline} "
+                                 f"and {t.divergence}/{t.baseline} differ")
+            if t.K in by_k and by_k[t.K].sha256 != t.sha256:
+                raise ValueError(f"two different tables for group size {t.K}")
+            by_k[t.K] = t
+        self.divergence: str = first.divergence
+        self.baseline: str = first.baseline
+        self._by_k = dict(sorted(by_k.items()))
+        self.sizes: tuple = tuple(self._by_k)
+        self.K: int = self.sizes[-1]
+
+    def __repr__(self) -> str:
+        return f"TableFamily(divergence={self.divergence!r}, baseline={self.baseline!r}, sizes={_ranges(self.sizes)})"
+
+    def signal_free(self, k: int) -> bool:
+        """True for a group size whose advantages are 0 whatever the rewards (k <= 2 under loo/mean)."""
+        return self.baseline != "none" and 1 <= k <= 2
+
+    def table_for(self, k: int) -> RewardTable:
+        """The table for groups of k samples; ValueError naming the sizes the family holds."""
+        t = self._by_k.get(int(k))
+        if t is None:
+            if k > self.K:
+                raise ValueError(f"a group has {k} samples, more than the largest table of this family "
+                                 f"(K = {self.K}; sizes {_ranges(self.sizes)})")
+            raise ValueError(f"a group has {k} samples and this family has no table for that size "
+                             f"(sizes {_ranges(self.sizes)})")
+        return t
+
+    def rewards_for(self, answers, group_ids=None) -> np.ndarray:
+        """t_k[c_i] for a flat batch: c_i counted in i's group, k = the size of i's group."""
+        counts, sizes = _counts_and_sizes(answers, group_ids)
+        out = np.zeros(counts.shape, dtype=np.float64)
+        for k in np.unique(sizes):
+            k = int(k)
+            if self.signal_free(k):
+                continue  # reward 0.0: every advantage in such a group is 0
+            sel = sizes == k
+            out[sel] = self.table_for(k).rewards(counts[sel])
+        return out
+
+
+def _ranges(sizes) -> str:
+    """'2..8, 16' for (2, 3, ..., 8, 16)."""
+    parts, run = [], []
+    for k in sizes:
+        if run and k == run[-1] + 1:
+            run.append(k)
+            continue
+        if run:
+            parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}..{run[-1]}")
+        run = [k]
+    if run:
+        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}..{run[-1]}")
+    return ", ".join(parts)
 
 
 def _is_torch(x) -> bool:
