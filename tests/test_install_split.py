@@ -27,13 +27,28 @@ from conftest import ROOT
 
 PKG = os.path.join(ROOT, "coefgen")
 STDLIB = set(sys.stdlib_module_names)
-# runtime side: these files, and every coefgen module they import at module level
-RUNTIME_FILES = ["runtime.py", "payload.py"] + sorted(
-    os.path.join("integrations", f) for f in os.listdir(os.path.join(PKG, "integrations")) if f.endswith(".py"))
-# modules loaded by a trainer from its own configuration: they subclass that trainer's classes
-TRAINER_MODULES = {"integrations/verl_reward_loop.py": {"verl"}, "integrations/openrlhf_agent.py": {"openrlhf"}}
-LAZY_OK = {"torch", "accelerate", "verl", "openrlhf", "trl", "transformers"}
+TRAINERS = {"verl", "openrlhf", "trl"}
+# imports the runtime side may make inside functions (a trainer's environment has them)
+LAZY_OK = {"torch", "accelerate", "transformers"} | TRAINERS
 COMPILER = ["click", "scipy", "cvxpy", "clarabel", "mpmath", "gmpy2", "flint", "yaml", "matplotlib"]
+
+
+def _integration_files():
+    d = os.path.join(PKG, "integrations")
+    return sorted(os.path.join("integrations", f) for f in os.listdir(d) if f.endswith(".py"))
+
+
+def _trainer_module(rel: str) -> bool:
+    """A module a trainer loads from its own configuration: it subclasses that trainer's
+    classes, so it imports the trainer (and what the trainer brings: torch, ...) at module level."""
+    return any(at_top and not level and module.split(".")[0] in TRAINERS
+               for module, level, at_top, _ in _imports(os.path.join(PKG, rel)))
+
+
+def runtime_files():
+    """The runtime side: runtime.py, payload.py and every integration module except those a
+    trainer loads itself (``import coefgen.integrations`` must never import those)."""
+    return ["runtime.py", "payload.py"] + [f for f in _integration_files() if not _trainer_module(f)]
 
 
 def _imports(path: str):
@@ -69,7 +84,7 @@ def _resolve(rel_file: str, module: str, level: int, names) -> list[str]:
 
 def _closure():
     """Every coefgen file reachable from the runtime side by module-level imports."""
-    seen, todo = set(), list(RUNTIME_FILES)
+    seen, todo = set(), runtime_files()
     while todo:
         f = todo.pop()
         if f in seen:
@@ -87,21 +102,31 @@ def _closure():
 
 def test_runtime_side_imports_numpy_and_stdlib_only():
     files = _closure()
-    assert "runtime.py" in files and "payload.py" in files and "integrations/__init__.py" in files
+    assert {"runtime.py", "payload.py", "integrations/__init__.py", "integrations/trl.py"} <= set(files)
+    listed = set(runtime_files())
     bad = []
     for f in files:
-        allowed_top = {"numpy", "__future__"} | TRAINER_MODULES.get(f, set())
+        if _trainer_module(f):
+            bad.append(f"{f}: imports a trainer at module level but is imported by the runtime side")
+            continue
         for module, level, at_top, _ in _imports(os.path.join(PKG, f)):
             root = module.split(".")[0]
-            if level or root == "coefgen" or root in STDLIB:
+            if level or root in ("coefgen", "__future__", "numpy") or root in STDLIB:
                 continue
-            if at_top and root not in allowed_top:
+            if at_top:
                 bad.append(f"{f}: module-level import of {module}")
-            elif not at_top and f in RUNTIME_FILES and root not in allowed_top | LAZY_OK:
-                bad.append(f"{f}: import of {module} (a trainer may not have it)")
+            elif f in listed and root not in LAZY_OK:
+                bad.append(f"{f}: import of {module} (a trainer's environment may not have it)")
     assert not bad, "the numpy-only runtime imports more:\n" + "\n".join(bad)
     # the compiler side must not sneak in through a shared helper module
     assert not {"compiler.py", "certify.py", "cli.py", "build.py", "spec.py", "rewards.py"} & set(files), files
+
+
+def test_trainer_modules_are_only_loaded_by_the_trainer():
+    """verl_reward_loop, openrlhf_agent, ...: present, and not imported by coefgen.integrations."""
+    trainer_mods = [f for f in _integration_files() if _trainer_module(f)]
+    assert "integrations/verl_reward_loop.py" in trainer_mods and "integrations/openrlhf_agent.py" in trainer_mods
+    assert not set(trainer_mods) & set(_closure())
 
 
 def test_runtime_import_loads_no_compiler_package():
