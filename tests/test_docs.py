@@ -55,6 +55,13 @@ def test_readme_is_short():
     assert n <= 300, f"README.md has {n} lines (at most 300: move detail to docs/)"
 
 
+def test_readme_links_every_docs_page():
+    """Nothing in docs/ is orphaned: the README's "Where the rest lives" links every page."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    missing = [p for p in pages()[1:] if f"]({p})" not in text]
+    assert not missing, f"README.md does not link: {missing}"
+
+
 def test_readme_layout_names_every_module():
     """The README's layout lists every module of the package (a new module must be placed)."""
     text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
