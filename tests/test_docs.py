@@ -50,6 +50,20 @@ def test_markers_are_well_formed():
     assert not bad, "\n".join(bad)
 
 
+def test_command_examples_are_console_blocks():
+    """A block showing `$ command` lines is a ```console block (so the docs check runs it)."""
+    bad = []
+    for page in pages():
+        lines = open(os.path.join(ROOT, page), encoding="utf-8").read().splitlines()
+        fence = None
+        for i, line in enumerate(lines):
+            if line.startswith("```"):
+                fence = None if fence is not None else (line[3:].strip(), i + 1)
+            elif fence is not None and fence[0] != "console" and line.startswith("$ "):
+                bad.append(f"{page}:{fence[1]}: a ```{fence[0]} block with `$ ` command lines: make it ```console")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
 def test_readme_is_short():
     n = len(open(os.path.join(ROOT, "README.md"), encoding="utf-8").read().splitlines())
     assert n <= 300, f"README.md has {n} lines (at most 300: move detail to docs/)"
