@@ -43,6 +43,10 @@ assert [float(r) for r in rewards] == [values[c - 1] for c in counts], rewards
 if hasattr(runtime, "default_table"):  # the packaged set by name (coefgen >= 0.3)
     t = runtime.default_table("kl", K=8)
     assert t.sha256 == table.sha256, (t, table)
+    fam = runtime.default_family("kl", K=8, baseline="mean")  # a group of 3 gets its own size's table
+    t3 = runtime.default_table("kl", K=3, baseline="mean").values
+    r = fam.rewards_for(["x", "x", "y"] + answers[:8], group_ids=[5, 5, 5] + uids[:8])
+    assert [float(v) for v in r[:3]] == [t3[1], t3[1], t3[0]], r
 print(f"base install ok: {len(ids)} default tables in the package, {kl8[0]} scores 2 groups of 8; "
       f"installed: {', '.join(dists)}")
 EOF
