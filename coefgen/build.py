@@ -285,9 +285,17 @@ def _fmt_seconds(s: float) -> str:
 
 
 class Progress:
-    """A bar with ETA on a terminal, plain log lines otherwise, nothing when quiet."""
+    """A bar with ETA on a terminal, plain log lines otherwise, nothing when quiet.
+
+    Off a terminal: a line per finished table, and while nothing finishes a line every
+    HEARTBEAT_SECONDS saying how far the run is (big tables go first and can take a minute).
+    A daemon thread keeps the bar's clock (and the heartbeat) moving while a table solves."""
+
+    HEARTBEAT_SECONDS = 15.0
 
     def __init__(self, todo: list, label: str, quiet: bool, stream=None):
+        import threading
+
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.tty = (not quiet) and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -297,44 +305,75 @@ class Progress:
         self.done = 0
         self.done_cost = 0.0
         self.t0 = time.monotonic()
+        self.last_line = self.t0
         self.current = ""
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._ticker = None
+
+    def _eta(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        return "?" if self.done_cost == 0 else _fmt_seconds(elapsed * (self.total_cost - self.done_cost) / self.done_cost)
 
     def log(self, text: str):
         if self.quiet:
             return
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.redraw()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\033[K")
+            self.stream.write(text + "\n")
+            self.last_line = time.monotonic()
+            self.redraw()
+
+    def _tick(self):
+        while not self._stop.wait(1.0):
+            self.redraw()
 
     def redraw(self):
-        if not self.tty or self.n == 0:
+        if self.quiet or self.n == 0:
             return
-        width = 30
-        frac = self.done_cost / self.total_cost
-        filled = int(width * frac)
-        elapsed = time.monotonic() - self.t0
-        eta = "?" if self.done_cost == 0 else _fmt_seconds(elapsed * (self.total_cost - self.done_cost) / self.done_cost)
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r\033[K{self.label} [{bar}] {self.done}/{self.n}  {_fmt_seconds(elapsed)} elapsed, ETA {eta}")
-        self.stream.flush()
+        with self._lock:
+            if self._ticker is None and not self._stop.is_set():
+                import threading
 
-    def finished(self, req: TableRequest, seconds: float, ok: bool):
-        self.done += 1
-        self.done_cost += req.cost()
-        if self.tty:
-            if not ok:
-                self.log(f"FAILED {req.table_id}")
-            self.redraw()
-        elif not self.quiet:
-            self.stream.write(f"[{self.done:>{len(str(self.n))}}/{self.n}] {req.table_id}: "
-                              f"{'solved' if ok else 'FAILED'} in {seconds:.2f}s\n")
+                self._ticker = threading.Thread(target=self._tick, name="coefgen-progress", daemon=True)
+                self._ticker.start()
+            elapsed = time.monotonic() - self.t0
+            if not self.tty:
+                if self.done < self.n and time.monotonic() - self.last_line >= self.HEARTBEAT_SECONDS:
+                    self.stream.write(f"{self.label}: {self.done}/{self.n} table(s) done, {_fmt_seconds(elapsed)} "
+                                      f"elapsed, ETA {self._eta()}\n")
+                    self.stream.flush()
+                    self.last_line = time.monotonic()
+                return
+            width = 30
+            frac = self.done_cost / self.total_cost
+            filled = int(width * frac)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r\033[K{self.label} [{bar}] {self.done}/{self.n}  {_fmt_seconds(elapsed)} elapsed, "
+                              f"ETA {self._eta()}")
             self.stream.flush()
+
+    def finished(self, req, seconds: float, ok: bool):
+        with self._lock:
+            self.done += 1
+            self.done_cost += req.cost()
+            if self.tty:
+                if not ok:
+                    self.log(f"FAILED {req.table_id}")
+                self.redraw()
+            elif not self.quiet:
+                self.stream.write(f"[{self.done:>{len(str(self.n))}}/{self.n}] {req.table_id}: "
+                                  f"{'solved' if ok else 'FAILED'} in {seconds:.2f}s\n")
+                self.stream.flush()
+                self.last_line = time.monotonic()
 
     def close(self):
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self._stop.set()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
 
 
 # --------------------------------------------------------------------------- build
@@ -653,7 +692,7 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
                           f"{n_todo - done} not built (run it again to continue)") from None
     finally:
         _restore_sigterm(previous_term)
-    progress.close()
+        progress.close()
 
     result.results = [by_id[r.table_id] for r in spec.tables]
     # aggregate C header (from the per-table headers on disk), only when every table is there

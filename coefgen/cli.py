@@ -127,14 +127,20 @@ def show(files):
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def verify(files):
     """Re-certify table files from their float64 values; exit 1 if a claim fails."""
-    from .verify import verify_file
+    from .verify import _manifest, verify_file
 
     failures = []
     for path in files:
         lines = verify_file(path)
         failures += lines
         if not lines:
-            click.echo(f"ok {path}")
+            doc = _manifest(path)
+            if doc is None:
+                click.echo(f"ok {path}")
+            else:  # a set: say how much was re-proven
+                recs = doc["files"]
+                tables = {r.get("table_id") for r in recs if r.get("table_id")}
+                click.echo(f"ok {path}: {len(recs)} file(s) intact, the claims of {len(tables)} table(s) re-proven")
     for line in failures:
         click.echo(line, err=True)
     if failures:
@@ -174,7 +180,7 @@ def level(divergence, K, digits, as_json):
 def frontier(divergence, K, output, json_path):
     """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
     from .compiler import check_K, check_K_level
-    from .frontier import frontier_points, plot_frontier
+    from .frontier import frontier_points, plot_frontier  # noqa: I001
     from .payload import canonical_json
     from .rewards import parse_reward
     from .writers import write_atomic
@@ -188,7 +194,16 @@ def frontier(divergence, K, output, json_path):
 
     for dest in (output, json_path) if json_path is not None else (output,):
         check_destination(dest)  # before the sweep
-    points = frontier_points(reward, K)
+    from .build import Progress
+    from .frontier import frontier_steps
+
+    steps = frontier_steps(reward)
+    progress = Progress(steps, "frontier", False)  # a bar on a terminal, a line per point otherwise
+    progress.redraw()
+    try:
+        points = frontier_points(reward, K, on_step=lambda i, sec, ok: progress.finished(steps[i], sec, ok))
+    finally:
+        progress.close()
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
     if json_path:
         write_atomic(json_path, canonical_json({"divergence": reward.name, "K": K, "points": points}).encode())
