@@ -10,11 +10,14 @@ below are what it computes with, plus ``VerlRewardManager`` for verl ≤ 0.6's
 
 from __future__ import annotations
 
+import math
+import os
+import re
 from typing import Hashable, Sequence
 
 import numpy as np
 
-from ..runtime import answer_counts
+from ..runtime import RewardTable, TableFamily, answer_counts, load
 from .common import answer_codes, as_table, place_token_level, rewards_by_group, to_numpy
 
 
@@ -136,4 +139,189 @@ class VerlRewardManager:
         return tensor
 
 
-__all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager"]
+# ---- verl's advantage estimators and the table baseline they need (verl 0.9.1, trainer/ppo/core_algos.py) ----
+
+#: estimator -> the group baseline it subtracts. grpo is listed separately (it depends on
+#: norm_adv_by_std_in_grpo); grpo_vectorized never receives that flag from verl's
+#: compute_advantage and always divides by the group std.
+_BASELINE_OF = {
+    "rloo": "loo",                           # r_i - mean_{j != i} r_j  (times n/(n-1))
+    "rloo_vectorized": "loo",                # the same, vectorised
+    "reinforce_plus_plus_baseline": "mean",  # r_i - mean_j r_j, then one whitening over the batch
+}
+_STD_ALWAYS = ("grpo_vectorized",)
+_REFUSED = {
+    "gae": "a learned critic (no group baseline)",
+    "reinforce_plus_plus": "a batch-whitened return without a group baseline",
+    "remax": "a greedy-rollout baseline",
+    "opo": "a length-weighted group baseline",
+    "gpg": "a group baseline rescaled by the fraction of non-zero rewards",
+    "grpo_passk": "a pass@k advantage (only the best sample)",
+    "gdpo": "per-dimension group normalisation",
+    "optimal_token_baseline": "a per-token baseline",
+    "tir_optimal_token_baseline": "a per-token baseline",
+}
+SUPPORTED_ESTIMATORS = ("grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "reinforce_plus_plus_baseline")
+
+
+def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False) -> str:
+    """The table baseline ("none" | "loo" | "mean") that verl's ``algorithm.adv_estimator``
+    (with ``algorithm.norm_adv_by_std_in_grpo``) runs, or ValueError (one line, naming the
+    setting and the fix).
+
+    grpo + norm_adv_by_std_in_grpo=False (verl's Dr.GRPO: verl 0.9.1 has no ``dr_grpo``
+    estimator) -> "mean"; grpo with the std, and grpo_vectorized (which always divides), are
+    refused unless ``allow_std_normalization``; rloo / rloo_vectorized -> "loo";
+    reinforce_plus_plus_baseline -> "mean" (its batch whitening is one positive scale and shift
+    for the whole batch)."""
+    name = str(getattr(adv_estimator, "value", adv_estimator))
+    std_fix = ("coefgen: algorithm.adv_estimator={} divides each group's advantages by the group's std, which is not "
+               "linear in the reward (no fixed table is unbiased under it): set {}, or opt in with "
+               "allow_std_normalization=True")
+    if name == "grpo":
+        if norm_adv_by_std_in_grpo and not allow_std_normalization:
+            raise ValueError(std_fix.format(name, "algorithm.norm_adv_by_std_in_grpo=False (Dr.GRPO) or "
+                                                  "algorithm.adv_estimator=rloo"))
+        return "mean"
+    if name in _STD_ALWAYS:
+        if not allow_std_normalization:
+            raise ValueError(std_fix.format(name, "algorithm.adv_estimator=grpo with "
+                                                  "algorithm.norm_adv_by_std_in_grpo=False, or rloo"))
+        return "mean"
+    if name in _BASELINE_OF:
+        return _BASELINE_OF[name]
+    what = _REFUSED.get(name, "an estimator coefgen does not know")
+    raise ValueError(f"coefgen: algorithm.adv_estimator={name} uses {what}; coefgen's tables are made for the group "
+                     "baselines of grpo (with algorithm.norm_adv_by_std_in_grpo=False), rloo, rloo_vectorized and "
+                     "reinforce_plus_plus_baseline: set one of them")
+
+
+def verl_check_baseline(table_baseline: str, adv_estimator, norm_adv_by_std_in_grpo: bool = True,
+                        allow_std_normalization: bool = False) -> str:
+    """Refuse a table whose baseline is not the one verl's estimator runs (strict match);
+    returns the baseline."""
+    need = verl_baseline(adv_estimator, norm_adv_by_std_in_grpo, allow_std_normalization)
+    if table_baseline != need:
+        name = str(getattr(adv_estimator, "value", adv_estimator))
+        fix = (f"load the table with baseline {need!r} (file name ...-{need}-K<k>.json)" if need != "none"
+               else "load a table with baseline 'none' (file name ...-K<k>.json)")
+        raise ValueError(f"coefgen: algorithm.adv_estimator={name} subtracts the {_BASELINE_WORDS[need]}, but the "
+                         f"table is made for baseline {table_baseline!r}: {fix}")
+    return need
+
+
+_BASELINE_WORDS = {"mean": "group mean (baseline 'mean')", "loo": "leave-one-out mean (baseline 'loo')",
+                   "none": "no baseline"}
+
+
+# ---- answers as reward_extra_info values, and families of tables ----
+
+def answer_key(answer) -> str | None:
+    """A string standing for ``answer`` in verl's ``reward_extra_info`` (which verl's metrics
+    read: strings are skipped, numbers averaged), equal for answers Python finds equal
+    (1 == 1.0 == True, numpy scalars as their Python values), different otherwise; None for no
+    answer (None or a NaN: it matches nothing). Strings, numbers, bytes and tuples of these are
+    encoded exactly; any other hashable by its type and repr."""
+    if answer is None:
+        return None
+    if isinstance(answer, np.generic):
+        answer = answer.item()
+    if isinstance(answer, float) and math.isnan(answer):
+        return None
+    try:
+        if answer != answer:  # any NaN-like object
+            return None
+    except Exception:
+        pass
+    return _encode(answer)
+
+
+def _encode(a) -> str:
+    if isinstance(a, np.generic):
+        a = a.item()
+    if isinstance(a, str):
+        return "s:" + a
+    if isinstance(a, (bool, int)):
+        return f"n:{int(a)}"
+    if isinstance(a, float):
+        if math.isfinite(a) and a == int(a):
+            return f"n:{int(a)}"
+        return f"n:{a!r}"
+    if isinstance(a, bytes):
+        return "b:" + a.hex()
+    if isinstance(a, tuple):
+        return "t:(" + ",".join(_encode(x) if x is not None else "None" for x in a) + ")"
+    return f"o:{type(a).__module__}.{type(a).__qualname__}:{a!r}"
+
+
+_K_SUFFIX = re.compile(r"^(?P<stem>.*)-K(?P<k>[0-9]+)\.(?P<ext>json|npz)$")
+
+
+def family_from_table(path) -> TableFamily:
+    """The family of a table file and its siblings for smaller group sizes: the files beside it
+    whose names differ only in ``-K<k>`` (``kl-aqp-...-K8.json`` -> ``...-K2.json`` .. ``-K7.json``,
+    whichever exist), all of one divergence, estimator and baseline."""
+    path = os.fspath(path)
+    top = load(path)
+    m = _K_SUFFIX.match(os.path.basename(path))
+    tables = [top]
+    if m:
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in sorted(os.listdir(folder)):
+            s = _K_SUFFIX.match(name)
+            if s and s["stem"] == m["stem"] and s["ext"] == m["ext"] and int(s["k"]) < top.K:
+                t = load(os.path.join(folder, name))
+                if (t.divergence, t.estimator, t.baseline) == (top.divergence, top.estimator, top.baseline):
+                    tables.append(t)
+    return TableFamily(tables)
+
+
+def as_family(tables) -> TableFamily:
+    """A TableFamily from a family, a table, a path (the file and its smaller-K siblings) or a
+    list of tables / paths."""
+    if isinstance(tables, TableFamily):
+        return tables
+    if isinstance(tables, RewardTable):
+        return TableFamily([tables])
+    if isinstance(tables, (str, os.PathLike)):
+        return family_from_table(tables)
+    return TableFamily([as_table(t) for t in tables])
+
+
+def _bad_key(k) -> bool:
+    if k is None:
+        return True
+    try:
+        return bool(k != k)
+    except Exception:
+        return False
+
+
+def family_group_rewards(family, answers, group_ids, invalid_reward=None):
+    """(rewards, counts, sizes) for a flat batch: t_k[c_i] with k the size of i's group (keys
+    compared as Python objects, in any order) and c_i counted in it; a None / NaN answer is a
+    singleton (or gets ``invalid_reward``). A group of a size the family lacks, or larger than
+    its K, raises ValueError naming the sizes."""
+    family = as_family(family)
+    answers = [None if answer_key(a) is None else a for a in answers]
+    group_ids = list(group_ids)
+    if len(group_ids) != len(answers):
+        raise ValueError(f"{len(group_ids)} group ids for {len(answers)} answers")
+    if any(_bad_key(g) for g in group_ids):
+        raise ValueError("a group key is None or NaN: every sample needs its prompt's key")
+    n = len(answers)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    codes = answer_codes(answers)
+    gcodes = answer_codes(group_ids)
+    rewards = family.rewards_for(codes, gcodes).astype(np.float64)
+    counts = answer_counts(codes, gcodes)
+    _, inv, sizes = np.unique(gcodes, return_inverse=True, return_counts=True)
+    if invalid_reward is not None:
+        rewards[np.array([a is None for a in answers])] = float(invalid_reward)
+    return rewards, counts, sizes[inv.reshape(-1)]
+
+
+__all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager",
+           "verl_baseline", "verl_check_baseline", "SUPPORTED_ESTIMATORS", "answer_key", "family_from_table",
+           "as_family", "family_group_rewards"]
