@@ -18,29 +18,31 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from ..runtime import RewardTable, TableFamily, answer_counts, load
-from .common import answer_codes, as_table, place_token_level, rewards_by_group, to_numpy
+from .common import answer_codes, as_table, place_token_level, to_numpy
 
 
 def verl_rewards(table_or_path, answers: Sequence[Hashable | None], uids,
                  invalid_reward: float | None = None) -> np.ndarray:
-    """Per-sample t[c] keyed by verl's per-sample ``uid``; the samples of a uid need not be
-    contiguous; each uid must have exactly K samples in the batch."""
-    table = as_table(table_or_path)
+    """Per-sample t_k[c] keyed by verl's per-sample ``uid`` (samples of a uid need not be
+    contiguous), k = the uid's number of samples, from a table family (a table, a path: the
+    file and its smaller-K siblings, or a TableFamily); a size the family lacks is refused."""
     uids = np.asarray(uids)
     if uids.ndim != 1 or len(uids) != len(answers):
         raise ValueError(f"{len(uids)} uids for {len(answers)} answers")
-    return rewards_by_group(table, answers, list(uids.tolist()), invalid_reward)
+    return family_group_rewards(table_or_path, answers, list(uids.tolist()), invalid_reward)[0]
 
 
 def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
                       invalid_reward: float | None = None, other_size_reward: float | None = None):
-    """(rewards, counts) for a whole verl batch: t[c_i] with c_i counted over i's uid group.
+    """(rewards, counts) for a whole verl batch: t_k[c_i] with c_i counted over i's uid group and
+    k its size, from a table family (a path loads the file and its smaller-K siblings, see
+    ``family_from_table``).
 
-    Every uid must hold exactly K samples, else a ValueError naming the uid and its size
-    (never a count over a partial group) — unless ``other_size_reward`` is given: then the
-    samples of a uid whose size is not K get that fixed value (verl's validation batches,
-    ``val_kwargs.n`` samples per prompt). ``counts`` are the c_i, 0 for those samples."""
-    table = as_table(table_or_path)
+    A uid whose size the family lacks (or larger than its K) raises a ValueError naming the uid,
+    its size and the family's sizes (never a count over a wrong table) — unless
+    ``other_size_reward`` is given: then those samples get that fixed value (verl's validation
+    batches, ``val_kwargs.n`` samples per prompt). ``counts`` are the c_i, 0 for those samples."""
+    family = as_family(table_or_path)
     answers = list(answers)
     uid_list = list(np.asarray(uids).tolist())
     if len(uid_list) != len(answers):
@@ -50,21 +52,19 @@ def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     _, inverse, sizes = np.unique(answer_codes(uid_list), return_inverse=True, return_counts=True)
     size_of = sizes[inverse.reshape(-1)]
-    whole = size_of == table.K
-    if not whole.all() and other_size_reward is None:
-        i = int(np.flatnonzero(~whole)[0])
-        raise ValueError(f"uid {uid_list[i]!r} has {int(size_of[i])} samples in this batch but the coefgen table "
-                         f"is for K = {table.K}: counts are taken only over whole groups of K "
-                         f"(set actor_rollout_ref.rollout.n = {table.K}, or load the table built for "
-                         f"K = {int(size_of[i])})")
+    known = np.array([int(k) in family.sizes or family.signal_free(int(k)) for k in size_of])
+    if not known.all() and other_size_reward is None:
+        i = int(np.flatnonzero(~known)[0])
+        raise ValueError(f"uid {uid_list[i]!r} has {int(size_of[i])} samples in this batch but the coefgen table is "
+                         f"for K = {family.K} (group sizes {', '.join(map(str, family.sizes))}): set "
+                         f"actor_rollout_ref.rollout.n to one of them, or load the table built for "
+                         f"K = {int(size_of[i])} beside it")
     rewards = np.full(n, np.nan if other_size_reward is None else float(other_size_reward))
     counts = np.zeros(n, dtype=np.int64)
-    idx = np.flatnonzero(whole)
+    idx = np.flatnonzero(known)
     if idx.size:
-        sub_answers = [answers[i] for i in idx]
-        sub_uids = [uid_list[i] for i in idx]
-        rewards[idx] = rewards_by_group(table, sub_answers, sub_uids, invalid_reward)
-        counts[idx] = answer_counts(answer_codes(sub_answers), sub_uids)
+        r, c, _ = family_group_rewards(family, [answers[i] for i in idx], [uid_list[i] for i in idx], invalid_reward)
+        rewards[idx], counts[idx] = r, c
     return rewards, counts
 
 
@@ -115,7 +115,8 @@ class VerlRewardManager:
         if table_or_path is None or extract_answer is None:
             raise TypeError("VerlRewardManager(tokenizer, table_or_path, extract_answer) needs all three")
         self.tokenizer = tokenizer
-        self.table = as_table(table_or_path)
+        self.family = as_family(table_or_path)
+        self.table = self.family.table_for(self.family.K)
         self.extract_answer = extract_answer
         self.invalid_reward = invalid_reward
 
@@ -130,7 +131,7 @@ class VerlRewardManager:
             n = int((response_mask[i] != 0).sum())
             texts.append(self.tokenizer.decode(responses[i, :n].tolist(), skip_special_tokens=True))
         answers = [self.extract_answer(t) for t in texts]
-        rewards, counts = verl_group_scores(self.table, answers, data.non_tensor_batch["uid"], self.invalid_reward)
+        rewards, counts = verl_group_scores(self.family, answers, data.non_tensor_batch["uid"], self.invalid_reward)
         mask = attention[:, prompt_len:] if type(attention).__module__.startswith("torch") else response_mask
         tensor = place_token_level(rewards, mask)
         if return_dict:
@@ -314,6 +315,11 @@ def family_group_rewards(family, answers, group_ids, invalid_reward=None):
         return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     codes = answer_codes(answers)
     gcodes = answer_codes(group_ids)
+    for k in np.unique(np.unique(gcodes, return_counts=True)[1]):
+        if int(k) not in family.sizes and not family.signal_free(int(k)):
+            raise ValueError(f"a group has {int(k)} samples but the coefgen tables are for group sizes "
+                             f"{', '.join(map(str, family.sizes))} (largest K = {family.K}): load the table for "
+                             f"K = {int(k)} beside them, or sample a group size the family has")
     rewards = family.rewards_for(codes, gcodes).astype(np.float64)
     counts = answer_counts(codes, gcodes)
     _, inv, sizes = np.unique(gcodes, return_inverse=True, return_counts=True)
