@@ -75,7 +75,10 @@ class CoefgenAnswerManager(RewardManagerBase):
                              "reward.custom_reward_function.path=<file> and .name=<function(data_source, solution_str, "
                              "ground_truth, extra_info) -> answer or None>")
         sampler = _get(_get(_get(_get(config, "trainer", {}), "v1", {}), "sampler", {}), "custom_sampler", {})
-        if _get(_get(config, "trainer", {}), "use_v1", False) and _get(sampler, "name") != "CoefgenSampler":
+        if not _get(_get(config, "trainer", {}), "use_v1", False):
+            raise ValueError("CoefgenAnswerManager serves verl's v1 trainer (trainer.use_v1=True) with CoefgenSampler; "
+                             "on the legacy trainer use coefgen.integrations.verl_reward_loop.CoefgenRewardManager")
+        if _get(sampler, "name") != "CoefgenSampler":
             raise ValueError("CoefgenAnswerManager only extracts answers; the rewards are made by CoefgenSampler: set "
                              f"trainer.v1.sampler.custom_sampler.path={MODULE} and "
                              "trainer.v1.sampler.custom_sampler.name=CoefgenSampler")
