@@ -10,6 +10,7 @@ below are what it computes with, plus ``VerlRewardManager`` for verl ≤ 0.6's
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -140,6 +141,20 @@ class VerlRewardManager:
         return tensor
 
 
+logger = logging.getLogger(__name__)
+_STD_LOGGED: list = []
+SAMPLER_OPT_IN = "+trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_normalization=true"
+REWARD_KWARGS_OPT_IN = "+reward.reward_kwargs.coefgen_allow_std_normalization=true"
+
+
+def _get(node, key, default=None):
+    try:
+        value = node.get(key, default)
+    except AttributeError:
+        return default
+    return default if value is None else value
+
+
 # ---- verl's advantage estimators and the table baseline they need (verl 0.9.1, trainer/ppo/core_algos.py) ----
 
 #: estimator -> the group baseline it subtracts. grpo is listed separately (it depends on
@@ -165,7 +180,8 @@ _REFUSED = {
 SUPPORTED_ESTIMATORS = ("grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "reinforce_plus_plus_baseline")
 
 
-def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False) -> str:
+def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False,
+                  opt_in: str = "allow_std_normalization=True") -> str:
     """The table baseline ("none" | "loo" | "mean") that verl's ``algorithm.adv_estimator``
     (with ``algorithm.norm_adv_by_std_in_grpo``) runs, or ValueError (one line, naming the
     setting and the fix).
@@ -177,8 +193,7 @@ def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std
     for the whole batch)."""
     name = str(getattr(adv_estimator, "value", adv_estimator))
     std_fix = ("coefgen: algorithm.adv_estimator={} divides each group's advantages by the group's std, which is not "
-               "linear in the reward (no fixed table is unbiased under it): set {}, or opt in with "
-               "allow_std_normalization=True")
+               "linear in the reward (no fixed table is unbiased under it): set {}, or opt in with " + opt_in)
     if name == "grpo":
         if norm_adv_by_std_in_grpo and not allow_std_normalization:
             raise ValueError(std_fix.format(name, "algorithm.norm_adv_by_std_in_grpo=False (Dr.GRPO) or "
@@ -198,10 +213,10 @@ def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std
 
 
 def verl_check_baseline(table_baseline: str, adv_estimator, norm_adv_by_std_in_grpo: bool = True,
-                        allow_std_normalization: bool = False) -> str:
+                        allow_std_normalization: bool = False, opt_in: str = "allow_std_normalization=True") -> str:
     """Refuse a table whose baseline is not the one verl's estimator runs (strict match);
     returns the baseline."""
-    need = verl_baseline(adv_estimator, norm_adv_by_std_in_grpo, allow_std_normalization)
+    need = verl_baseline(adv_estimator, norm_adv_by_std_in_grpo, allow_std_normalization, opt_in)
     if table_baseline != need:
         name = str(getattr(adv_estimator, "value", adv_estimator))
         fix = (f"load the table with baseline {need!r} (file name ...-{need}-K<k>.json)" if need != "none"
@@ -213,6 +228,45 @@ def verl_check_baseline(table_baseline: str, adv_estimator, norm_adv_by_std_in_g
 
 _BASELINE_WORDS = {"mean": "group mean (baseline 'mean')", "loo": "leave-one-out mean (baseline 'loo')",
                    "none": "no baseline"}
+
+
+def check_trainer_config(config, family, allow_std_normalization: bool, validation_reward) -> str:
+    """verl's v1 trainer with CoefgenSampler: refuse, before the first step, a configuration
+    where the group reward cannot be right (one line naming the setting and the fix); returns the
+    baseline the estimator runs. ``config`` is verl's whole trainer config (an OmegaConf node or
+    a dict), ``family`` the TableFamily the sampler scores with."""
+    algorithm = _get(config, "algorithm", {})
+    baseline = verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
+                                   bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+                                   opt_in=SAMPLER_OPT_IN)
+    if allow_std_normalization and not _STD_LOGGED:
+        _STD_LOGGED.append(1)
+        logger.warning("coefgen: group std normalisation allowed: the advantage is no longer linear in the reward; in a "
+                       "two-answer group only the sign of the cost difference survives, so the table's bias and "
+                       "variance claims do not hold for what the trainer runs")
+    reward = _get(config, "reward", {})
+    rm = _get(reward, "reward_model", {})
+    if _get(rm, "enable", False) and not _get(rm, "enable_resource_pool", False):
+        raise ValueError("coefgen: with a colocated reward model (reward.reward_model.enable=True, "
+                         "enable_resource_pool=False) verl computes rm_scores after sampling and would overwrite the "
+                         "group rewards: use rule-based reward (reward.reward_model.enable=False) or "
+                         "enable_resource_pool=True")
+    if _get(_get(algorithm, "filter_groups", {}), "enable", False):
+        raise ValueError("coefgen: algorithm.filter_groups (DAPO) is done by verl's built-in sampler, which a custom "
+                         "sampler replaces (verl 0.9.1 passes it no filter): set algorithm.filter_groups.enable=False")
+    rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
+    n = int(_get(rollout, "n", family.K))
+    if n not in family.sizes and not family.signal_free(n):
+        raise ValueError(f"coefgen: verl samples actor_rollout_ref.rollout.n = {n} responses per prompt but the table "
+                         f"family has sizes {', '.join(map(str, family.sizes))}: set rollout.n to one of them, or load "
+                         f"the table built for K = {n}")
+    val_n = int(_get(_get(rollout, "val_kwargs", {}), "n", 1))
+    if validation_reward is None and not family.signal_free(val_n) and val_n not in family.sizes:
+        raise ValueError(f"coefgen: verl validates with actor_rollout_ref.rollout.val_kwargs.n = {val_n} but the table "
+                         f"family has sizes {', '.join(map(str, family.sizes))}: set val_kwargs.n to one of them, or "
+                         "give validation groups of other sizes a fixed reward with "
+                         "+trainer.v1.sampler.sampler_kwargs.coefgen_validation_reward=<float>")
+    return baseline
 
 
 # ---- answers as reward_extra_info values, and families of tables ----
@@ -329,5 +383,5 @@ def family_group_rewards(family, answers, group_ids, invalid_reward=None):
 
 
 __all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager",
-           "verl_baseline", "verl_check_baseline", "SUPPORTED_ESTIMATORS", "answer_key", "family_from_table",
+           "verl_baseline", "verl_check_baseline", "check_trainer_config", "SUPPORTED_ESTIMATORS", "answer_key", "family_from_table",
            "as_family", "family_group_rewards"]

@@ -42,7 +42,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from .common import answer_codes, to_numpy
-from .verl import family_from_table, verl_check_baseline, verl_group_scores, verl_padding_rows
+from .verl import REWARD_KWARGS_OPT_IN, family_from_table, verl_check_baseline, verl_group_scores, verl_padding_rows
 
 RECORD = "coefgen"  # the key marking a run_single record
 
@@ -74,7 +74,8 @@ def check_config(config, family, validation_reward, allow_std_normalization: boo
     """Refuse, at construction, a verl configuration where the group-level reward cannot be right."""
     algorithm = _get(config, "algorithm", {})
     verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
-                        bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization)
+                        bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+                        opt_in=REWARD_KWARGS_OPT_IN)
     reward = _get(config, "reward", {})
     rm = _get(reward, "reward_model", {})
     if not _get(rm, "enable", False) or _get(rm, "enable_resource_pool", False):

@@ -43,13 +43,12 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-from .verl import answer_key, family_group_rewards, family_from_table, verl_check_baseline
+from .verl import answer_key, check_trainer_config, family_group_rewards, family_from_table
 
 logger = logging.getLogger(__name__)
 
 ANSWER_KEY = "coefgen_answer"  # the reward_extra_info key the sampler reads
 MODULE = "pkg://coefgen.integrations.verl_v1"
-_STD_LOGGED = []
 
 
 def _get(node, key, default=None):
@@ -107,40 +106,6 @@ class CoefgenAnswerManager(RewardManagerBase):
 def _trainer_config(refill_fn):
     """verl's whole trainer config: the sampler is built with ``refill_fn`` bound to the trainer."""
     return getattr(getattr(refill_fn, "__self__", None), "config", None)
-
-
-def check_trainer_config(config, family, allow_std_normalization: bool, validation_reward) -> str:
-    """Refuse, before the first step, a verl configuration where the group reward cannot be
-    right; returns the baseline the estimator runs."""
-    algorithm = _get(config, "algorithm", {})
-    baseline = verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
-                                   bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization)
-    if allow_std_normalization and not _STD_LOGGED:
-        _STD_LOGGED.append(1)
-        logger.warning("coefgen: group std normalisation allowed: the advantage is no longer linear in the reward; in a "
-                       "two-answer group only the sign of the cost difference survives, so the table's bias and "
-                       "variance claims do not hold for what the trainer runs")
-    reward = _get(config, "reward", {})
-    rm = _get(reward, "reward_model", {})
-    if _get(rm, "enable", False) and not _get(rm, "enable_resource_pool", False):
-        raise ValueError("coefgen: with a colocated reward model (reward.reward_model.enable=True, "
-                         "enable_resource_pool=False) verl computes rm_scores after sampling and would overwrite the "
-                         "group rewards: use rule-based reward (reward.reward_model.enable=False) or "
-                         "enable_resource_pool=True")
-    if _get(_get(algorithm, "filter_groups", {}), "enable", False):
-        raise ValueError("coefgen: algorithm.filter_groups (DAPO) is done by verl's built-in sampler, which a custom "
-                         "sampler replaces (verl 0.9.1 passes it no filter): set algorithm.filter_groups.enable=False")
-    rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
-    n = int(_get(rollout, "n", family.K))
-    if n > family.K or (n not in family.sizes and not family.signal_free(n)):
-        family.table_for(n)  # raises naming the sizes
-    val_n = int(_get(_get(rollout, "val_kwargs", {}), "n", 1))
-    if validation_reward is None and not family.signal_free(val_n) and val_n not in family.sizes:
-        raise ValueError(f"coefgen: verl validates with actor_rollout_ref.rollout.val_kwargs.n = {val_n} but the table "
-                         f"family has sizes {', '.join(map(str, family.sizes))}: set val_kwargs.n to one of them, or "
-                         "give validation groups of other sizes a fixed reward with "
-                         "+trainer.v1.sampler.sampler_kwargs.coefgen_validation_reward=<float>")
-    return baseline
 
 
 class CoefgenSampler(ReplayBuffer):
