@@ -36,6 +36,11 @@ EXTRACTOR = '''
 def extract_answer(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     text = solution_str.strip()
     return text.split("=")[-1] if "=" in text else None
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """for verl's own naive manager: the answer as a string (or None) under coefgen_answer"""
+    return {"score": 0.0, "coefgen_answer": extract_answer(data_source, solution_str, ground_truth)}
 '''
 
 
@@ -105,7 +110,8 @@ def tok_dir(tmp_path_factory):
     return d
 
 
-def make_config(tmp_path, tok_dir, table, *, adv="grpo", std=False, n=K, val_n=K, mode="sync", batch=4, **kwargs):
+def make_config(tmp_path, tok_dir, table, *, adv="grpo", std=False, n=K, val_n=K, mode="sync", batch=4, naive=False,
+                **kwargs):
     cfg = OmegaConf.load(Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml")
     extractor = tmp_path / "answers.py"
     extractor.write_text(EXTRACTOR)
@@ -122,6 +128,10 @@ def make_config(tmp_path, tok_dir, table, *, adv="grpo", std=False, n=K, val_n=K
     cfg.reward.reward_manager.module.path = "pkg://coefgen.integrations.verl_v1"
     cfg.reward.custom_reward_function.path = str(extractor)
     cfg.reward.custom_reward_function.name = "extract_answer"
+    if naive:  # verl's default manager with a compute_score that returns the answer
+        cfg.reward.reward_manager.source = "register"
+        cfg.reward.reward_manager.name = "naive"
+        cfg.reward.custom_reward_function.name = "compute_score"
     cfg.trainer.use_v1 = True
     cfg.trainer.v1.trainer_mode = mode
     cfg.trainer.v1.sampler.custom_sampler.path = "pkg://coefgen.integrations.verl_v1"
@@ -242,10 +252,11 @@ ANSWERS = [["7", "7", "3", None], ["5", "5", "5", "2"], ["1", "2", "1", "1"], ["
 
 # ---------------------------------------------------------------- tests
 
-@pytest.mark.parametrize("adv,baseline", [("grpo", "mean"), ("rloo", "loo")])
-def test_train_step_partial_group(local_tq, tmp_path, tok_dir, adv, baseline):
+@pytest.mark.parametrize("adv,baseline,naive", [("grpo", "mean", False), ("rloo", "loo", False),
+                                                ("grpo", "mean", True)])
+def test_train_step_partial_group(local_tq, tmp_path, tok_dir, adv, baseline, naive):
     table = write_baseline_family(tmp_path / "tables", baseline, range(3, K + 1))
-    cfg = make_config(tmp_path, tok_dir, table, adv=adv)
+    cfg = make_config(tmp_path, tok_dir, table, adv=adv, naive=naive)
     stub = TrainerStub(cfg)
     sampler = stub.build_sampler()
     assert type(sampler).__name__ == "CoefgenSampler"
