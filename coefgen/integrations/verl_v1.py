@@ -32,7 +32,6 @@ Config keys (see docs/verl.md)::
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 
 import numpy as np
@@ -44,8 +43,6 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from .verl import answer_key, check_trainer_config, family_group_rewards, family_from_table
-
-logger = logging.getLogger(__name__)
 
 ANSWER_KEY = "coefgen_answer"  # the reward_extra_info key the sampler reads
 MODULE = "pkg://coefgen.integrations.verl_v1"
@@ -137,12 +134,12 @@ class CoefgenSampler(ReplayBuffer):
         config = _trainer_config(refill_fn)
         rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
         self.group_n = {"train": int(_get(rollout, "n", 0)), "val": int(_get(_get(rollout, "val_kwargs", {}), "n", 0))}
-        if config is not None:
-            check_trainer_config(config, self.family, allow_std, self.validation_reward)
-            kwargs = {**_builtin_kwargs(config, trainer_mode), **kwargs}
-        else:
-            logger.warning("coefgen: the trainer's config is not reachable from the sampler; its advantage settings "
-                           "were not checked")
+        if config is None:
+            raise ValueError("CoefgenSampler reads verl's trainer config (algorithm.adv_estimator, rollout.n) through "
+                             "the refill_fn verl 0.9.1's PPOTrainer passes; this verl passed none, so the table's baseline "
+                             "cannot be checked against the advantage estimator")
+        check_trainer_config(config, self.family, allow_std, self.validation_reward)
+        kwargs = {**_builtin_kwargs(config, trainer_mode), **kwargs}
         super().__init__(trainer_mode, trainer_config, max_off_policy_threshold, max_off_policy_strategy,
                          sampler_kwargs, poll_interval=poll_interval, refill_fn=refill_fn, **kwargs)
 
