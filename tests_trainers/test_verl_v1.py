@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray")
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics, AgentLoopOutput  # noqa: E402
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker  # noqa: E402
+from verl.trainer.ppo.metric_utils import process_validation_metrics  # noqa: E402
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ  # noqa: E402
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
@@ -187,6 +188,11 @@ class Worker(AgentLoopWorkerTQ.__ray_actor_class__):
         self.reward_loop_worker_handles = [_RewardHandle(reward_worker)]
         self.background_tasks = set()
         self.plan = plan
+        self.finished = []  # uids in the order their sessions ended
+
+    async def _agent_loop_postprocess(self, output, validate, **kwargs):
+        self.finished.append(kwargs["uid"])
+        return await super()._agent_loop_postprocess(output, validate, **kwargs)
 
     async def _run_agent_loop(self, sampling_params, trajectory, *, agent_name, trace=True, **kwargs):
         answer, delay = self.plan[(kwargs["uid"], kwargs["session_id"])]
@@ -229,8 +235,13 @@ def run_sessions(config, tok_dir, plan, uids, validate, global_steps=1):
         worker = Worker(config, char_tokenizer(), reward_worker, plan)
         await worker.generate_sequences(batch)
         await asyncio.gather(*list(worker.background_tasks))
+        return worker.finished
 
-    asyncio.run(main())
+    finished = asyncio.run(main())
+    # the sessions of different prompts ended interleaved, not group by group
+    runs = 1 + sum(a != b for a, b in zip(finished, finished[1:]))
+    assert runs > len(set(finished)), finished
+    return finished
 
 
 def read_rewards(batch):
@@ -303,6 +314,12 @@ def test_validation_step(local_tq, tmp_path, tok_dir):
     for key in want:
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
     assert all(got[(uids[2], s)] == 0.0 for s in (2, 3))
+    # verl's validation metrics over these samples: the coefgen_answer strings are skipped, rewards averaged
+    data = tq.kv_batch_get(keys=batch.keys, partition_id="val", select_fields=["extra_fields", "rm_scores", "uid"])
+    infos = {"reward": data["rm_scores"].sum(dim=1).tolist(),
+             "coefgen_answer": [e["reward_extra_info"]["coefgen_answer"] for e in data["extra_fields"]]}
+    metrics = process_validation_metrics(["arith"] * len(batch), list(data["uid"]), infos)
+    assert set(metrics["arith"]) == {"reward"}
     tq.kv_clear(keys=batch.keys, partition_id="val")
 
 
