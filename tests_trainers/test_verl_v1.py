@@ -182,12 +182,12 @@ class Worker(AgentLoopWorkerTQ.__ray_actor_class__):
     """verl's AgentLoopWorkerTQ; only the LLM call is replaced: the session's text from ``plan``
     after its delay, or an exception for a failed session."""
 
-    def __init__(self, config, tokenizer, reward_worker, plan):
+    def __init__(self, config, tokenizer, reward_worker, plan, multi=()):
         self.config, self.tokenizer, self.processor = config, tokenizer, None
         self.distillation_enabled, self.mm_processor_kwargs, self.hf_model_type = False, {}, None
         self.reward_loop_worker_handles = [_RewardHandle(reward_worker)]
         self.background_tasks = set()
-        self.plan = plan
+        self.plan, self.multi = plan, set(multi)
         self.finished = []  # uids in the order their sessions ended
 
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
@@ -200,10 +200,17 @@ class Worker(AgentLoopWorkerTQ.__ray_actor_class__):
         if answer is FAIL:
             raise RuntimeError("session failed (test)")
         prompt_ids = self.tokenizer(kwargs["raw_prompt"][0]["content"])["input_ids"]
-        response_ids = self.tokenizer("x" if answer is None else f"x={answer}")["input_ids"]
-        output = AgentLoopOutput(prompt_ids=prompt_ids, response_ids=response_ids, response_mask=[1] * len(response_ids),
-                                 num_turns=2, metrics=AgentLoopMetrics())
-        return await self._agent_loop_postprocess(output, trajectory["validate"], **kwargs)
+        texts = ["x" if answer is None else f"x={answer}"]
+        if (kwargs["uid"], kwargs["session_id"]) in self.multi:  # an agent loop with two outputs: the last counts
+            texts.insert(0, "x=9")
+        outputs = []
+        for text in texts:
+            response_ids = self.tokenizer(text)["input_ids"]
+            outputs.append(AgentLoopOutput(prompt_ids=prompt_ids, response_ids=response_ids,
+                                           response_mask=[1] * len(response_ids), num_turns=2,
+                                           metrics=AgentLoopMetrics()))
+        return await self._agent_loop_postprocess(outputs if len(outputs) > 1 else outputs[0], trajectory["validate"],
+                                                  **kwargs)
 
 
 def make_plan(uids, n, answers, fail=(), seed=0):
@@ -215,7 +222,7 @@ def make_plan(uids, n, answers, fail=(), seed=0):
     return plan
 
 
-def run_sessions(config, tok_dir, plan, uids, validate, global_steps=1):
+def run_sessions(config, tok_dir, plan, uids, validate, global_steps=1, multi=()):
     """Register the prompts as verl's trainer does and run every session through the worker."""
     partition = "val" if validate else "train"
     tags = [{"is_prompt": True, "status": "pending", "global_steps": global_steps} for _ in uids]
@@ -232,7 +239,7 @@ def run_sessions(config, tok_dir, plan, uids, validate, global_steps=1):
 
     async def main():
         reward_worker = RewardLoopWorker(config)  # builds CoefgenAnswerManager through verl's load_reward_manager
-        worker = Worker(config, char_tokenizer(), reward_worker, plan)
+        worker = Worker(config, char_tokenizer(), reward_worker, plan, multi)
         await worker.generate_sequences(batch)
         await asyncio.gather(*list(worker.background_tasks))
         return worker.finished
@@ -250,7 +257,8 @@ def read_rewards(batch):
     for key, row in zip(batch.keys, data["rm_scores"].unbind(0)):
         u, s, _ = key.rsplit("_", 2)
         assert torch.count_nonzero(row[:-1]) == 0, "the reward sits on the last response token only"
-        out[(u, int(s))] = float(row[-1])
+        # every output of a session carries the session's reward, as verl copies its reward_score
+        assert out.setdefault((u, int(s)), float(row[-1])) == float(row[-1])
     return out
 
 
@@ -273,9 +281,13 @@ def test_train_step_partial_group(local_tq, tmp_path, tok_dir, adv, baseline, na
     assert type(sampler).__name__ == "CoefgenSampler"
     uids = new_uids(4)
     plan = make_plan(uids, K, ANSWERS, fail={(uids[1], 2)}, seed=1)
-    run_sessions(cfg, tok_dir, plan, uids, validate=False)
+    # verl's grpo takes each session's final output and broadcasts its advantage; its other estimators
+    # count every output, so a two-output session is tried under grpo only
+    multi = {(uids[2], 1)} if adv == "grpo" else set()
+    run_sessions(cfg, tok_dir, plan, uids, validate=False, multi=multi)
     batch, metrics = sampler.sample(global_steps=1, partition_id="train", batch_size=4)
-    assert len(batch) == 4 * K - 1
+    assert len(batch) == 4 * K - 1 + len(multi)
+    assert sum(key.endswith("_1") for key in batch.keys) == len(multi)
     got = read_rewards(batch)
     want = expected(lambda k: table_values(table, k), plan, baseline)
     assert set(got) == set(want)
