@@ -459,6 +459,8 @@ class MeanField:
     converged: bool
     baseline: str = "none"
     table_monotone: bool = True
+    method: np.ndarray | None = None          # per prompt: "kkt", "flow" or "kkt-branch" (mean_field_equilibrium)
+    converged_rows: np.ndarray | None = None  # per prompt: verified stationary (residual within tolerance)
 
     @property
     def kl_mean(self) -> float:
@@ -520,7 +522,15 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     every answer is settled (|g_z − ḡ| ≤ 1e-9 (1 + |ḡ|)) or dead (p_z ≤ DEAD_P with cost above ḡ
     at p_z and at 0); then Newton on {T_b(p_z) − r(q_z) = λ on survivors, Σ p = 1}; dead answers
     are checked to have t_1 − r(q_z) ≥ λ (the residual reports any violation). Identical target
-    rows are solved once. T_b: ``effective_table(values, baseline)``."""
+    rows are solved once. T_b: ``effective_table(values, baseline)``.
+
+    Step control: a step must not raise the potential Φ the flow descends (else it is cut 4×), so
+    the step is not limited by an unstable-looking diagonal of the Jacobian where T_b′ < 0.
+    If the flow does not settle (heavy tails with a T_b that decreases at large p: one answer near
+    p = 1 while answers that must revive sit at p ~ 1e-18 and need θ-time ~1/p), the result is the
+    stationary point on the increasing branch of T_b from p = 0 (``_branch_equilibrium``: stable,
+    verified), ``method`` "kkt-branch". A row that verifies neither way has ``converged_rows`` False
+    and ``converged`` is False: the reported p is then the last state, not an equilibrium."""
     reward = _reward(reward)
     t = _table(values)
     K = t.size
@@ -539,6 +549,15 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     active = np.ones(U, dtype=bool)
     steps = 0
     cost0 = scale * (s_tab[0] - rq)   # cost of an answer at p = 0 (T_b(0) = s_1 = t_1)
+    u_tab = np.concatenate([[0.0], np.cumsum(s_tab)]) / K   # ∫₀^p T_b = Σ_j u_j B^K_j(p)
+    ev_u = MeanEvaluator(u_tab)
+
+    def pot(p, rows):
+        """Φ(p) = scale·Σ_z [∫₀^{p_z} T_b − r(q_z) p_z] per row and a rounding tolerance for comparing it."""
+        lv = live[rows]
+        terms = np.where(lv, ev_u(p)[0] - rq[rows] * p, 0.0)
+        return scale * terms.sum(axis=1), 1e-13 * (1.0 + scale * np.abs(terms).sum(axis=1))
+
     grid = increasing_mean_grid(ev)
     if grid is not None:
         # convex potential: its unique KKT point (kkt_equilibrium) is the equilibrium; no integration
@@ -566,25 +585,31 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
         speed = np.max(np.abs(f) / limit, axis=1)
         hi = h[idx]
         hi = np.where(np.isnan(hi), 1.0 / np.maximum(speed, 1e-300), 2.0 * hi)
-        apos = np.max(np.where(fin, a, 0.0), axis=1)
-        hi = np.where(apos > 0, np.minimum(hi, 0.5 / np.maximum(apos, 1e-300)), hi)
         hi = np.minimum(hi, np.maximum(t_max - time[idx], 0) + 1.0)
         pz = np.where(fin, p, 0.0)
         a0, e0, f0 = np.where(fin, a, 0.0), np.where(fin, e, 0.0), np.where(fin, f, 0.0)
-        for _ in range(30):
-            d = _woodbury_step(hi, f0, pz, a0, e0)
-            d = np.where(fin, d, 0.0)
-            shift = np.sum(pz * d, axis=1, keepdims=True)
-            big = np.max(np.where(fin, np.abs(d - shift) / limit, 0.0), axis=1)
-            over = ~(big <= 1.0)
-            if not np.any(over):
+        phi0, tol0 = pot(p, idx)
+        for _ in range(40):
+            for _ in range(30):
+                d = _woodbury_step(hi, f0, pz, a0, e0)
+                d = np.where(fin, d, 0.0)
+                shift = np.sum(pz * d, axis=1, keepdims=True)
+                big = np.max(np.where(fin, np.abs(d - shift) / limit, 0.0), axis=1)
+                over = ~(big <= 1.0)
+                if not np.any(over):
+                    break
+                hi = np.where(over, hi * 0.9 / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300), hi)
+            # the flow descends Φ: a step that raises it has crossed an unstable direction (T_b′ < 0
+            # where the linearisation misleads); shorten it
+            phi1, _ = pot(softmax(th + d), idx)
+            up = ~(phi1 <= phi0 + tol0)
+            if not np.any(up):
                 break
-            hi = np.where(over, hi * 0.9 / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300), hi)
+            hi = np.where(up, hi * 0.25, hi)
         theta[idx] = th + d
         theta[idx] -= np.max(theta[idx], axis=1, keepdims=True)
         time[idx] += hi
         h[idx] = hi
-    converged_int = not np.any(active)
     p = softmax(theta)
     G = ev(p)[0]
     g = np.where(live, scale * (G - rq), 0.0)
@@ -597,18 +622,60 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     res_s = np.max(np.where(surv, np.abs(Gs - rq - lam[:, None]), 0.0), axis=1)
     res_d = np.max(np.where(dead, np.maximum(lam[:, None] - (s_tab[0] - rq), 0.0), 0.0), axis=1)
     res = np.maximum(np.maximum(res_s, res_d), np.abs(ps.sum(axis=1) - 1.0))
+    tol = 1e-9 * (1.0 + np.abs(lam))
+    ok = (res <= tol) & np.all(np.isfinite(ps), axis=1) & ~active
+    method = np.full(U, "kkt" if grid is not None else "flow", dtype=object)
+    if grid is None and not np.all(ok):
+        # the flow did not settle (e.g. one answer near p = 1 on a decreasing branch of T_b while others
+        # that must revive sit at p ~ 1e-18: they need θ-time ~ 1/p): the stable stationary point on
+        # the increasing branch of T_b from p = 0, where one exists
+        bad = np.flatnonzero(~ok)
+        br = _branch_equilibrium(ev, s_tab, rq[bad], live[bad])
+        if br is not None:
+            bp, blam, bdead, bres, bok = br
+            for j, i in enumerate(bad):
+                if bok[j]:
+                    ps[i], lam[i], dead[i], res[i], ok[i] = bp[j], blam[j], bdead[j], bres[j], True
+                    method[i] = "kkt-branch"
+            surv = live & ~dead
     div = bregman_divergence(reward, ps, uq)
     klv = kl_divergence(ps, uq)
     dead_mass = np.sum(np.where(dead | ~live, uq, 0.0), axis=1)
     min_q = np.min(np.where(surv, uq, np.inf), axis=1)
-    tol = 1e-9 * (1.0 + np.abs(lam))
-    converged = bool(converged_int and np.all(res <= tol) and np.all(np.isfinite(ps)))
     return MeanField(
         p=ps[inverse], lam=lam[inverse], dead=(dead | ~live)[inverse], divergence=div[inverse], kl=klv[inverse],
         dead_mass=dead_mass[inverse], min_surviving_q=min_q[inverse], residual=res[inverse], steps=steps,
-        t_final=time[inverse], converged=converged, baseline=baseline,
-        table_monotone=bool(np.all(np.diff(s_tab) >= 0)),
+        t_final=time[inverse], converged=bool(np.all(ok)), baseline=baseline,
+        table_monotone=bool(np.all(np.diff(s_tab) >= 0)), method=method[inverse].astype(str),
+        converged_rows=ok[inverse],
     )
+
+
+def _branch_equilibrium(ev, s_tab, rq, live):
+    """KKT on the increasing branch [0, p_peak] of T_b (p_peak: where T_b first decreases), Newton-polished.
+
+    Every survivor then has T_b′(p_z) ≥ 0, so Φ is locally strictly convex there: a stable stationary
+    point of the flow. Returns (p, λ, dead, residual, ok) per row, ok where it verifies (residual within
+    1e-9 (1 + |λ|), survivors within the branch, dead answers' cost at p = 0 ≥ λ), or None if T_b has no
+    such branch."""
+    T = ev(np.exp(KKT_LOG_GRID)[None, :])[0][0]
+    down = np.flatnonzero(np.diff(T) < -1e-12 * (1.0 + np.abs(T[1:])))
+    if down.size == 0 or down[0] < 2:
+        return None
+    end = int(down[0]) + 1
+    grid = (KKT_LOG_GRID[:end], np.maximum.accumulate(T[:end]))
+    p_peak = float(np.exp(KKT_LOG_GRID[end - 1]))
+    p0 = kkt_equilibrium(grid, float(s_tab[0]), rq, live)
+    dead = live & (p0 <= 0)
+    surv = live & ~dead
+    ps, lam = _polish(ev, rq, surv, np.where(surv, p0, 0.0))
+    Gs = table_mean_derivatives(s_tab, ps, 0)[0]
+    res_s = np.max(np.where(surv, np.abs(Gs - rq - lam[:, None]), 0.0), axis=1)
+    res_d = np.max(np.where(dead, np.maximum(lam[:, None] - (s_tab[0] - rq), 0.0), 0.0), axis=1)
+    res = np.maximum(np.maximum(res_s, res_d), np.abs(ps.sum(axis=1) - 1.0))
+    within = np.all(np.where(surv, (ps > 0) & (ps <= p_peak * (1 + 1e-9)), True), axis=1)
+    ok = (res <= 1e-9 * (1.0 + np.abs(lam))) & within & np.all(np.isfinite(ps), axis=1)
+    return ps, lam, dead, res, ok
 
 
 KKT_LOG_GRID = np.concatenate([np.linspace(-80.0, -10.0, 401), np.linspace(-10.0, 0.0, 20001)[1:]])
@@ -640,7 +707,7 @@ def kkt_equilibrium(grid, t1: float, rq, live, iters: int = 200):
 
     def p_of(lam):
         y = rqf + lam[:, None]
-        p = np.exp(np.interp(np.nan_to_num(y, nan=-np.inf), T, lp, left=-np.inf, right=0.0))
+        p = np.exp(np.interp(np.nan_to_num(y, nan=-np.inf), T, lp, left=-np.inf, right=float(lp[-1])))
         return np.where(live & (y > t1), p, 0.0)
 
     lo = t1 - np.nanmax(rqf, axis=1) - 1e-12
