@@ -78,6 +78,7 @@ DEAD_P = 1e-6
 SETTLED_TOL = 1e-9           # |g_z − ḡ| below which a surviving answer counts as settled
 NEWTON_TOL = 1e-13           # stationarity residual the Newton polish aims for
 
+MF_MAX_STEPS = 5_000         # implicit steps of the mean-field flow (with Φ-descent step control ≤ ~2500 measured)
 MAX_M = 100_000              # answers per prompt
 MAX_PM = 4_000_000           # prompts × answers (memory: a few float64 arrays of this size)
 MAX_PROMPTS = 1_000_000
@@ -429,12 +430,28 @@ def _targets_from_file(path: str, P: int) -> np.ndarray:
             raise InputError(f"target {path}: entries must be numbers")
     q = validate_targets(q, f"target {path}")
     if q.shape[0] == 1 and P > 1:
+        if P * q.shape[1] > MAX_PM:
+            raise InputError(f"target {path}: {P} prompts x {q.shape[1]} answers exceeds the cap {MAX_PM} "
+                             "(one row is used for every prompt: reduce --prompts)")
         q = np.repeat(q, P, axis=0)
     return q  # a file with several rows sets the number of prompts
 
 
 # --------------------------------------------------------------------------------------
 # mean field
+
+
+def unique_rows(q: np.ndarray):
+    """(distinct rows in order of first appearance, inverse index): by the rows' bytes (np.unique(axis=0)
+    sorts lexicographically and takes ~1 min on 256 identical rows of 1e5 answers)."""
+    q = np.ascontiguousarray(q, dtype=float)
+    first: dict = {}
+    inverse = np.empty(q.shape[0], dtype=np.intp)
+    for i in range(q.shape[0]):
+        inverse[i] = first.setdefault(q[i].tobytes(), len(first))
+    keep = np.zeros(len(first), dtype=np.intp)
+    keep[inverse[::-1]] = np.arange(q.shape[0])[::-1]
+    return q[keep], inverse
 
 
 @dataclass
@@ -509,7 +526,7 @@ SMALL_P = 1e-3     # answers below this mass may take 5× longer steps in θ, be
 
 
 def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", max_step: float = 0.25,
-                           t_max: float = 1e15, max_steps: int = 20_000) -> MeanField:
+                           t_max: float = 1e15, max_steps: int = MF_MAX_STEPS) -> MeanField:
     """Integrate θ̇_k = −p_k (g_k − Σ_j p_j g_j), g_z = T_b(p_z) − r(q_z), from θ = 0 and polish.
 
     Where T_b is nondecreasing (every plug-in, digamma and default table) the answer is instead the
@@ -538,8 +555,7 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     scale = baseline_scale(baseline, K)
     ev = MeanEvaluator(s_tab)
     q = validate_targets(q)
-    uq, inverse = np.unique(q, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).reshape(-1)
+    uq, inverse = unique_rows(q)
     live = support_mask(reward, uq)
     rq = np.where(live, _reward_at(reward, np.where(live, uq, 1.0)), 0.0)
     U, M = uq.shape
@@ -906,6 +922,8 @@ class StochasticRun:
     optimizer: str
     seed: int
     gradient: list = field(default_factory=list)
+    tail_kl: np.ndarray | None = None   # (P,) per prompt: mean of KL(p_t‖q) over steps ≥ tail_from (None if not asked)
+    tail_from: int | None = None
 
     def steps_to(self, eps: float):
         """First recorded step where the mean KL ≤ eps, or None."""
@@ -926,12 +944,14 @@ class StochasticRun:
 
 def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", optimizer: str = "sgd", seed: int = 0,
                    reward="kl", record=120, average_from: int | None = None, gradient_checkpoints=(),
-                   gradient_draws: int = 500, progress=None) -> StochasticRun:
+                   gradient_draws: int = 500, progress=None, tail_from: int | None = None) -> StochasticRun:
     """Play the game: per step and prompt, K samples (multinomial counts n), each sample of answer z
     costs a_z = t[n_z] − r(q_z); ĝ = Σ_samples adv_i (e_{z_i} − p)/K; θ ← θ − lr·ĝ (SGD) or Adam.
 
     ``record``: number of (geometric) record points or an explicit increasing list of steps.
-    ``progress``: optional callable(steps_done) for a progress bar. Same seed ⇒ identical result."""
+    ``progress``: optional callable(steps_done) for a progress bar. ``tail_from``: also average each
+    prompt's KL over steps ≥ tail_from (at most ~200 evenly spaced steps): the long-run KL of the run,
+    ``tail_kl``. Same seed ⇒ identical result."""
     reward = _reward(reward)
     t = _table(values)
     q = validate_targets(q)
@@ -959,8 +979,15 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
     n_avg = 0
     b1, b2 = ADAM_BETAS
     gi = 0
+    tail_sum, n_tail = np.zeros(P), 0
+    if tail_from is not None:
+        tail_from = int(min(max(tail_from, 0), steps))
+        stride = max(1, (steps - tail_from) // 200)
     for s in range(steps + 1):
         p = softmax(theta)
+        if tail_from is not None and s >= tail_from and (s - tail_from) % stride == 0:
+            tail_sum += kl_divergence(p, q)
+            n_tail += 1
         if gi < grid.size and grid[gi] == s:
             kl = kl_divergence(p, q)
             kl_mean.append(float(np.mean(kl)))
@@ -996,4 +1023,5 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
         divergence_mean=np.array(dmean), final_kl=kl_divergence(p, q), p_final=p,
         p_average=(avg / n_avg if avg is not None and n_avg else None), lr=lr, baseline=baseline,
         optimizer=optimizer, seed=seed, gradient=grads,
+        tail_kl=(tail_sum / n_tail if n_tail else None), tail_from=tail_from,
     )
