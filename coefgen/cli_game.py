@@ -27,6 +27,7 @@ MAX_TABLES = 20
 MAX_WORK = 5e10
 MF_WEIGHT = 2.0
 DEFAULT_EPS = 0.05
+DRIFT_TOL = 0.05   # long-run KL: the tail's two halves within 5% of each other, else "still drifting"
 SCHEMA = "coefgen.game/2"
 TABLE_BASELINES = ("none", "loo", "mean")
 
@@ -284,6 +285,8 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
             rdoc = {
                 "lr": lr, "final_kl": _finite(np.mean(finals)), "final_kl_ci95": _finite(ci),
                 "tail_kl": _finite(np.mean(tails)), "tail_kl_ci95": _finite(tci),
+                "tail_kl_early": _finite(np.mean([np.mean(r.tail_kl_early) for r in per_seed])),
+                "tail_kl_late": _finite(np.mean([np.mean(r.tail_kl_late) for r in per_seed])),
                 "final_divergence": _finite(np.mean([r.divergence_mean[-1] for r in per_seed])),
                 "steps_to_eps": [r.steps_to(eps) for r in per_seed],
                 "steps_to_stay_eps": [r.steps_to_stay(eps) for r in per_seed],
@@ -311,8 +314,11 @@ def run_game(tables: list[dict], *, target: str, prompts: int, steps: int, lrs: 
             entry["best_lr"] = None
         if baseline == "grpo" and entry["runs"]:
             small = min(entry["runs"], key=lambda r: r["lr"])
+            early, late = small["tail_kl_early"], small["tail_kl_late"]
+            drift = None if early is None or late is None or not early > 0 else late / early - 1.0
             entry["long_run"] = {"baseline": "grpo", "lr": small["lr"], "from_step": tail_from, "kl": small["tail_kl"],
-                                 "kl_ci95": small["tail_kl_ci95"]}
+                                 "kl_ci95": small["tail_kl_ci95"], "drift": _finite(drift) if drift is not None else None,
+                                 "settled": bool(drift is not None and abs(drift) <= DRIFT_TOL)}
         doc["tables"].append(entry)
     return doc
 
@@ -332,7 +338,7 @@ def _steps(values) -> str:
     return m if len(reached) == len(values) else f"{m} ({len(reached)}/{len(values)} seeds)"
 
 
-BASELINE_WORDS = {"none": "no baseline (the raw cost)", "loo": "leave-one-out baseline",
+BASELINE_WORDS = {"none": "no baseline: the raw cost", "loo": "leave-one-out baseline",
                   "mean": "group-mean baseline", "grpo": "GRPO: group mean, then / group std"}
 
 
@@ -373,6 +379,8 @@ def summary_text(doc: dict) -> str:
             lr_ = t.get("long_run")
             long_run = "-" if not lr_ else (_fmt(lr_["kl"]) + (f" ± {lr_['kl_ci95']:.2g}" if lr_["kl_ci95"] is not None
                                                                else "") + f" (lr {lr_['lr']:g})")
+            if lr_ and not lr_["settled"]:
+                long_run += " drifting" + (f" {lr_['drift']:+.0%}" if lr_["drift"] is not None else "")
             base = [t["id"], long_run, _eq_cell(t["equilibrium_mean"]), _eq_cell(t["equilibrium_none"])]
             eqs += [t["equilibrium_mean"], t["equilibrium_none"]]
         else:
@@ -403,8 +411,10 @@ def summary_text(doc: dict) -> str:
                 lines.append(f"gradient {t['id']} lr={r['lr']:g} (relative to |grad D|): {pts}")
     if grpo:
         lines.append(f"long-run KL (grpo): GRPO's own, measured: mean KL(p_t||q) over steps >= {doc['tail_from']} at the "
-                     "smallest lr (GRPO's std step has no closed-form equilibrium). eq. KL (mean, no std) and "
-                     "(no baseline): mean-field equilibria of other estimators, for comparison, not GRPO's.")
+                     "smallest lr (GRPO's std step has no closed-form equilibrium); 'drifting': the tail's second "
+                     f"half differs from its first by more than {DRIFT_TOL:.0%} (not yet stationary: more --steps). "
+                     "eq. KL (mean, no std) and (no baseline): mean-field equilibria of other estimators, for "
+                     "comparison, not GRPO's.")
     else:
         under = "without baseline" if b == "none" else f"under the {BASELINE_WORDS[b]}"
         note = (f"eq. KL ({b}): mean-field equilibrium KL(p*||q) of the expected dynamics {under}, "

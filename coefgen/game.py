@@ -924,6 +924,8 @@ class StochasticRun:
     gradient: list = field(default_factory=list)
     tail_kl: np.ndarray | None = None   # (P,) per prompt: mean of KL(p_t‖q) over steps ≥ tail_from (None if not asked)
     tail_from: int | None = None
+    tail_kl_early: np.ndarray | None = None   # the same over the first and the second half of the tail: a drift
+    tail_kl_late: np.ndarray | None = None    # between them says the run has not reached its stationary state
 
     def steps_to(self, eps: float):
         """First recorded step where the mean KL ≤ eps, or None."""
@@ -980,14 +982,19 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
     b1, b2 = ADAM_BETAS
     gi = 0
     tail_sum, n_tail = np.zeros(P), 0
+    late_sum, n_late = np.zeros(P), 0
     if tail_from is not None:
         tail_from = int(min(max(tail_from, 0), steps))
         stride = max(1, (steps - tail_from) // 200)
     for s in range(steps + 1):
         p = softmax(theta)
         if tail_from is not None and s >= tail_from and (s - tail_from) % stride == 0:
-            tail_sum += kl_divergence(p, q)
+            kl_s = kl_divergence(p, q)
+            tail_sum += kl_s
             n_tail += 1
+            if 2 * (s - tail_from) >= steps - tail_from:
+                late_sum += kl_s
+                n_late += 1
         if gi < grid.size and grid[gi] == s:
             kl = kl_divergence(p, q)
             kl_mean.append(float(np.mean(kl)))
@@ -1024,4 +1031,6 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
         p_average=(avg / n_avg if avg is not None and n_avg else None), lr=lr, baseline=baseline,
         optimizer=optimizer, seed=seed, gradient=grads,
         tail_kl=(tail_sum / n_tail if n_tail else None), tail_from=tail_from,
+        tail_kl_early=((tail_sum - late_sum) / (n_tail - n_late) if n_tail > n_late else None),
+        tail_kl_late=(late_sum / n_late if n_late else None),
     )

@@ -182,6 +182,14 @@ def test_grpo_reports_its_own_long_run_kl_and_never_a_no_baseline_heading(tmp_pa
     tails = [float(np.mean(stochastic_run(np.log(np.arange(1, 7) / 6), q, steps=400, lr=0.05, baseline="grpo",
                                           seed=s, tail_from=200).tail_kl)) for s in (0, 1)]
     assert lr["kl"] == pytest.approx(np.mean(tails), rel=1e-12)
+    # drift: the tail's two halves; 'settled' iff they agree within DRIFT_TOL, and the summary says so otherwise
+    from coefgen.cli_game import DRIFT_TOL
+
+    run0 = t0["runs"][0]
+    assert lr["drift"] == pytest.approx(run0["tail_kl_late"] / run0["tail_kl_early"] - 1, rel=1e-12)
+    assert lr["settled"] == (abs(lr["drift"]) <= DRIFT_TOL)
+    row = next(x for x in r.output.splitlines() if x.startswith("kl-plugin-K6"))
+    assert ("drifting" in row) == (not lr["settled"])
 
 
 def test_non_convergence_is_reported_in_the_summary_and_the_json(tmp_path, monkeypatch):
