@@ -59,7 +59,7 @@ def main() -> int:
     ok = mf.converged and wall <= 5
     status |= 0 if ok else 1
     print(f"mean field K=16 aqp default under loo, zipf:1.0:1000: {wall:.2f} s wall, {cpu:.2f} s cpu, {mf.steps} steps, "
-          f"KL {mf.kl_mean:.4g}, residual {mf.residual.max():.1e}, converged {mf.converged}, method {sorted(set(mf.method))}  "
+          f"KL {mf.kl_mean:.4g}, residual {mf.residual.max():.1e}, converged {mf.converged}, method {sorted(set(map(str, mf.method)))}  "
           f"[goal: converged, <= 5 s: {'ok' if ok else 'MISSED'}]")
     return status
 

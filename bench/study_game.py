@@ -387,6 +387,46 @@ def study_baselines(baselines, quick: bool, cache: str | None):
     return out
 
 
+def plot_baselines(out, path):
+    """Left: mean-field worst ratio to the plug-in under LOO/mean (candidates solved at K-1); right: GRPO's
+    final KL over the group mean's (same default table, same seeds) per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mf, nb = out["mean_field"], out["none_beside"]
+    Ks = sorted(mf)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    for n in ["plugin", "digamma", "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin",
+              LOO_DEFAULT, NONE_MISUSED]:
+        ks = [K for K in Ks if n in mf[K]]
+        lab = "loo/mean default (" + n + ", at K-1)" if n == LOO_DEFAULT else n
+        ax.plot(ks, [mf[K][n]["max_ratio"] for K in ks], marker="o", ms=3, lw=2.2 if n == LOO_DEFAULT else 1.2,
+                color="black" if n == LOO_DEFAULT else None, label=lab)
+    ax.plot(Ks, [nb[K]["max_ratio_default"] for K in Ks], "k--", lw=0.9, label="no baseline: default K-table")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("equilibrium KL / plug-in's (worst target)")
+    ax.set_title("mean field under LOO / group mean", fontsize=10)
+    ax.legend(fontsize=6.5)
+    ax = axes[1]
+    g = out["grpo"]
+    gk = sorted(g)
+    for s in STOCH_TARGETS:
+        ax.plot(gk, [g[K][s]["grpo"]["final_kl"] / g[K][s]["mean"]["final_kl"] for K in gk], marker="o", ms=3, label=s)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("K")
+    ax.set_ylabel("final KL: grpo / group mean (best lr)")
+    ax.set_title("GRPO's std normalisation, default mean table", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def report_baselines(out) -> str:
     lines = []
     mf = out["mean_field"]
@@ -588,6 +628,7 @@ def main(argv=None) -> int:
         with open(os.path.join(a.out, "study_game_baselines.json"), "w") as f:
             json.dump(out, f, indent=1, sort_keys=True, default=str)
             f.write("\n")
+        plot_baselines(out, os.path.join(a.out, "choosing_a_table_baselines.png"))
         print(report_baselines(out))
         return 0
     if a.from_json:
