@@ -498,3 +498,27 @@ def test_mean_field_reports_non_convergence():
     assert np.all(mf.residual > 1e-6)
     full = mean_field_equilibrium(t, q, "kl")                       # with its budget it settles at a vertex
     assert full.converged and np.all(full.p.max(axis=1) == pytest.approx(1.0))
+
+
+def test_tail_kl_is_the_mean_of_the_recorded_kl_over_the_tail():
+    """tail_kl (per prompt, averaged over steps >= tail_from) against the run's own record at every step."""
+    t = plugin_kl(6)
+    q = make_targets("dirichlet:1:5", 4, seed=3)
+    run = stochastic_run(t, q, steps=150, lr=0.5, baseline="grpo", seed=2, record=list(range(50, 151)), tail_from=50)
+    assert run.tail_kl.shape == (4,)
+    assert float(np.mean(run.tail_kl)) == pytest.approx(float(np.mean(run.kl_mean)), rel=1e-12)
+    late = run.kl_mean[run.steps >= 100]
+    assert float(np.mean(run.tail_kl_late)) == pytest.approx(float(np.mean(late)), rel=1e-12)
+    # the tail is free: the trajectory does not depend on whether it is measured
+    plain = stochastic_run(t, q, steps=150, lr=0.5, baseline="grpo", seed=2, record=[150])
+    np.testing.assert_array_equal(plain.p_final, run.p_final)
+
+
+def test_unique_rows_groups_identical_rows():
+    from coefgen.game import unique_rows
+
+    q = make_targets("dirichlet:1:4", 5, seed=0)
+    q = q[[0, 1, 0, 2, 1, 3, 4, 4]]
+    uq, inv = unique_rows(q)
+    np.testing.assert_array_equal(uq[inv], q)
+    assert uq.shape[0] == len({r.tobytes() for r in q}) == 5
