@@ -460,8 +460,10 @@ def game(tables, target, prompts, steps, lr, baseline, optimizer, seeds, seed, e
     """Play the alignment game with TABLE... (files, or specs such as kl/aqp/tau=3/K=16).
 
     P prompts, each a softmax policy over M answers trained to the target q by descent on
-    D(p||q) with each sample's cost t[c] - r(q); reports the mean-field equilibrium and the
-    KL(p||q) that stochastic training reaches (DESIGN §10).
+    D(p||q) with each sample's cost t[c] - r(q) under the trainer's advantage estimator
+    (--baseline); reports the mean-field equilibrium under that baseline (GRPO's std step has
+    none: its long-run KL is measured) and the KL(p||q) that stochastic training reaches
+    (docs/game.md).
     """
     from .writers import write_atomic
 
