@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test docs-check test-trainers bench study venv clean
+.PHONY: run test docs-check test-trainers bench study study-baselines venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 ## make study: the game study behind the default kl tables (README "Choosing a table"; ~20 min on 2 cores)
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --cache .study-cache
+
+## make study-baselines: the default loo/mean tables under the trainer's baseline, and GRPO's std normalisation
+## (docs/choosing-a-table.md "Under the trainer's baseline"; ~16 min on one core)
+study-baselines: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --baseline loo,mean --cache .study-cache
 
 clean:
 	rm -rf $(VENV) .venv-trainers build *.egg-info .pytest_cache
