@@ -99,15 +99,14 @@ def open_table(arg: str) -> dict:
 
     divergence, estimator, params, K = spec
     declared = params.pop("baseline", None)
-    if declared is not None:
-        if declared not in TABLE_BASELINES:
-            raise InputError(f"table spec {arg!r}: baseline={declared!r}: choose none, loo or mean")
-        if declared != "none" and K < 3:
-            raise InputError(f"table spec {arg!r}: a {declared} table needs K >= 3 (it is the K-1 solution, padded)")
-    solve_K = K - 1 if declared in ("loo", "mean") else K
-    precheck(divergence, solve_K, estimator, params)
+    if declared is not None and declared not in TABLE_BASELINES:
+        raise InputError(f"table spec {arg!r}: baseline={declared!r}: choose none, loo or mean")
+    try:
+        precheck(divergence, K, estimator, params, declared or "none")
+    except InputError as e:
+        raise InputError(f"table spec {arg!r}: {e}") from None
     return {"payload": None, "source": arg, "K": K, "declared": declared,
-            "spec": (divergence, estimator, params, solve_K)}
+            "spec": (divergence, estimator, params, declared or "none")}
 
 
 def solve_table(tab: dict) -> dict:
@@ -116,14 +115,8 @@ def solve_table(tab: dict) -> dict:
         return tab
     from .compiler import compile_table
 
-    divergence, estimator, params, solve_K = tab["spec"]
-    payload = compile_table(divergence, solve_K, estimator, params)
-    if solve_K != tab["K"]:
-        values = list(payload["values"]) + [payload["values"][-1]]
-        payload = {"K": tab["K"], "divergence": payload["divergence"], "estimator": payload["estimator"],
-                   "values": values, "sha256": None, "baseline": tab["declared"],
-                   "table_id": re.sub(r"-K\d+$", f"-{tab['declared']}-K{tab['K']}", payload["table_id"])}
-    return dict(tab, payload=payload)
+    divergence, estimator, params, baseline = tab["spec"]
+    return dict(tab, payload=compile_table(divergence, tab["K"], estimator, params, baseline))
 
 
 def resolve_table(arg: str) -> dict:
