@@ -74,6 +74,18 @@ def _theta_grid(n: int) -> np.ndarray:
     return np.sin(th) ** 2
 
 
+BIAS_GRID = (0.5, 40)  # initial bias points: a·K + b on the θ grid (the exchange adds the maxima)
+MSE_GRID = (0.25, 24)  # initial MSE points
+
+
+def _n_bias_grid(K: int) -> int:
+    return int(BIAS_GRID[0] * K) + BIAS_GRID[1]
+
+
+def _n_mse_grid(K: int) -> int:
+    return int(MSE_GRID[0] * K) + MSE_GRID[1]
+
+
 def _small_grid(K: int, n: int, lo: float = 1e-4) -> np.ndarray:
     return np.logspace(math.log10(lo / K**2), math.log10(1.0 / K), n)
 
@@ -264,9 +276,13 @@ class _Program:
     their right-hand side then exceeds 1e6 (they cannot become active)."""
 
     def __init__(self, mode, reward, K, t_ref, p_b, p_m, *, sigma=1.0, beta=None, beta_solve=None, V=None,
-                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False):
+                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False, soc2=True):
         import clarabel
 
+        self._args = (mode, reward, K, t_ref, p_b, p_m)
+        self._kw = dict(sigma=sigma, beta=beta, beta_solve=beta_solve, V=V, V_solve=V_solve, beta0=beta0,
+                        mean=mean, gamma=gamma, monotone=monotone)
+        self.soc2 = soc2
         self.mode, self.K, self.sigma = mode, K, sigma
         nx = K + (0 if mode == "mean" else 1)
         blocks_A, blocks_b, blocks_b_loose, cones = [], [], [], []
@@ -277,27 +293,62 @@ class _Program:
         e = w_b * (Bb @ t_ref - rb)  # current (weighted) bias at the bias points
         unit = beta if mode in ("worst", "mean") else beta0
         a = (Dp @ Bb) * (sigma / unit)
-        if mode in ("worst", "mean"):
-            zero = sp.csr_matrix((len(p_b), nx - K))
-            Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
-            ratio = beta_solve / beta
-            rhs = np.concatenate([ratio - e / beta, ratio + e / beta])
-            rhs_loose = np.concatenate([1 - e / beta, 1 + e / beta])
+        if not soc2:  # two linear rows per point (the fallback formulation)
+            if mode in ("worst", "mean"):
+                zero = sp.csr_matrix((len(p_b), nx - K))
+                Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
+                ratio = beta_solve / beta
+                rhs = np.concatenate([ratio - e / beta, ratio + e / beta])
+                rhs_loose = np.concatenate([1 - e / beta, 1 + e / beta])
+            else:
+                col = sp.csr_matrix(-np.ones((len(p_b), 1)))
+                Ab = sp.vstack([sp.hstack([a, col]), sp.hstack([-a, col])]).tocsr()
+                rhs = rhs_loose = np.concatenate([-e / beta0, e / beta0])
+            rmax = np.asarray(abs(Ab[:, :K]).max(axis=1).todense()).ravel()
+            scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
+            if mode == "bias":
+                keep = np.ones(len(rhs), bool)
+            else:
+                keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
+            Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
+            blocks_A.append(Ab)
+            blocks_b.append(rhs[keep] * scale[keep])
+            blocks_b_loose.append(rhs_loose[keep] * scale[keep])
+            cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
         else:
-            col = sp.csr_matrix(-np.ones((len(p_b), 1)))
-            Ab = sp.vstack([sp.hstack([a, col]), sp.hstack([-a, col])]).tocsr()
-            rhs = rhs_loose = np.concatenate([-e / beta0, e / beta0])
-        rmax = np.asarray(abs(Ab[:, :K]).max(axis=1).todense()).ravel()
-        scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
-        if mode == "bias":
-            keep = np.ones(len(rhs), bool)
-        else:
-            keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
-        Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
-        blocks_A.append(Ab)
-        blocks_b.append(rhs[keep] * scale[keep])
-        blocks_b_loose.append(rhs_loose[keep] * scale[keep])
-        cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
+            n = len(p_b)
+            # |a·δ + e/unit| <= head as one 2-dim second-order cone per point (head, body): half the
+            # nonzeros of the two linear rows ±(a·δ + e/unit) <= head, and the KKT factor is
+            # about twice cheaper (the bias rows dominate it).
+            #   worst/mean: head = beta_solve/beta (a constant), bias: head = y (the variable x[K]).
+            rmax = np.asarray(abs(a).max(axis=1).todense()).ravel()
+            scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
+            if mode in ("worst", "mean"):
+                ratio = beta_solve / beta
+                # a point whose constraint cannot become active (both sides' right-hand sides > 1e6
+                # after scaling up a tiny row) is dropped, as with linear rows
+                keep = (rmax > 0) & (np.minimum(np.abs(ratio - e / beta), np.abs(ratio + e / beta)) * scale <= 1e6)
+                head_A = sp.csr_matrix((n, nx))
+                head_b, head_b_loose = np.full(n, ratio), np.ones(n)
+            else:
+                keep = np.ones(n, bool)
+                head_A = sp.csr_matrix((-np.ones(n), (np.arange(n), np.full(n, K))), shape=(n, nx))
+                head_b = head_b_loose = np.zeros(n)
+            body_A = sp.hstack([a, sp.csr_matrix((n, nx - K))]).tocsr()
+            body_b = -e / unit
+            idx = np.nonzero(keep)[0]
+            nk = len(idx)
+            S = sp.diags(scale[idx])
+            inter = np.empty(2 * nk, dtype=np.int64)  # rows: head_0, body_0, head_1, body_1, ...
+            inter[0::2] = np.arange(nk)
+            inter[1::2] = nk + np.arange(nk)
+            Ab = sp.vstack([S @ head_A[idx], S @ body_A[idx]]).tocsr()[inter]
+            bb = np.concatenate([head_b[idx], body_b[idx]]) * np.concatenate([scale[idx], scale[idx]])
+            bb_loose = np.concatenate([head_b_loose[idx], body_b[idx]]) * np.concatenate([scale[idx], scale[idx]])
+            blocks_A.append(Ab)
+            blocks_b.append(bb[inter])
+            blocks_b_loose.append(bb_loose[inter])
+            cones.extend(clarabel.SecondOrderConeT(2) for _ in range(nk))
 
         if mode in ("worst", "bias") and len(p_m):
             Bm, rm = _rows(K, p_m, reward)
@@ -363,7 +414,15 @@ class _Program:
         last = almost = None
         # rows are pre-scaled here, so Clarabel's equilibration is not needed; a smaller static
         # regularisation avoids the stalls ("AlmostSolved") seen with the defaults.
-        variants = [(1e-8, {"static_regularization_constant": 1e-10}), (1e-9, {"equilibrate_enable": False})]
+        # Tight iterative refinement: the 2-dim cones of the bias rows otherwise stall late
+        # exchange rounds at reduced accuracy (AlmostSolved) more often. Where the cone form
+        # still stalls, the round is solved again with two linear rows per bias point.
+        refine = {"iterative_refinement_reltol": 1e-14, "iterative_refinement_abstol": 1e-14,
+                  "iterative_refinement_max_iter": 50}
+        if self.soc2:
+            variants = [(1e-8, {"static_regularization_constant": 1e-10, **refine})]
+        else:
+            variants = [(1e-8, {"static_regularization_constant": 1e-10}), (1e-9, {"equilibrate_enable": False})]
         for tol, extra in variants:
             st = _settings(tol)
             for k, v in extra.items():
@@ -382,6 +441,8 @@ class _Program:
                 return "infeasible", None, None, None, int(sol.iterations)
             if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
                 almost = sol
+        if self.soc2:
+            return _Program(*self._args, **self._kw, soc2=False).solve()
         if almost is not None:
             # reduced accuracy: usable as a cutting-plane iterate (the table is checked
             # independently), never as the final round (no trustworthy dual bound)
@@ -492,8 +553,8 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     mean = mean_weights(reward, K) if mode == "mean" else None
 
     q = quantum_for(slack)
-    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), _small_grid(K, 30), [1.0]])))
-    p_m = (_snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), _small_grid(K, 30), [1.0]])))
+    p_m = (_snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
            if mode == "worst" else np.zeros(0))
     scan = _Scan(K)
     t_ref = round_table(_initial_table(reward, K), q)
@@ -629,7 +690,7 @@ def plugin_sup_mse(reward: Reward, K: int) -> float:
 def min_sup_mse(reward: Reward, K: int) -> tuple[float, float, np.ndarray]:
     """(lower, upper, table) of min_t sup_p m(p) with no bias constraint (τ = ∞)."""
     p_b = np.zeros(0)
-    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
     scan = _Scan(K)
     q = 2.0**-40
     t_ref = round_table(_initial_table(reward, K), q)
@@ -666,8 +727,8 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
     beta0 = float(K) ** (-2 * gamma)
     q = quantum_for(1e-4 / K**2)
     small = _small_grid(K, 30) if gamma == 1 else _small_grid(K, 80, lo=SMALL_P_GAMMA)
-    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), small, [1.0]])))
-    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), small, [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
     scan = _Scan(K, gamma)
     t_ref = round_table(_initial_table(reward, K), q)
     best = None
@@ -694,6 +755,8 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
         sup_b, sup_m = float(fb.max()), float(fm.max())
         grid_opt = y * beta0
         history.append((it, sup_b, sup_m))
+        if _DEBUG:
+            print("aqp max_mse round", it, status, nit, f"sup_b={sup_b:.9g} grid_opt={grid_opt:.9g} sup_m/V={sup_m / V:.9g}")
         ok_m = sup_m <= V * (1 - 0.5e-4)
         ok_b = sup_b <= grid_opt * (1 + 1e-5)
         p_b = _dedupe_add(p_b, xb[fb > grid_opt * (1 - 1e-3)])
