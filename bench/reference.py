@@ -2,9 +2,9 @@
 
 The machine is shared and its speed varies from minute to minute, so a bench reports each
 time as a ratio to this workload measured in the same run (just before the timed step, and
-again after it: the ratio uses their mean). The workload is fixed forever (changing it breaks
+again after it: the ratio uses their mean); both are CPU times (see ``reference_seconds``). The workload is fixed forever (changing it breaks
 the comparison with figures measured before): single-threaded float64 linear algebra and
-Python-level numpy calls, about 1 s on the repository's 2-core machine when idle.
+Python-level numpy calls, about 0.3 s of CPU on the repository's 2-core machine.
 
     python bench/reference.py         # prints the workload's time in seconds
 """
@@ -37,13 +37,25 @@ def _workload() -> float:
 
 
 def reference_seconds(repeat: int = 3) -> float:
-    """Smallest wall time of ``repeat`` runs of the workload (the least disturbed one)."""
+    """Smallest CPU time (user + system, this process) of ``repeat`` runs of the workload.
+
+    CPU time, not wall time: on a shared machine wall time also counts the minutes other
+    processes hold the cores; CPU time still varies with cache and memory contention, which
+    the ratio to this workload measured beside the timed step absorbs."""
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         _workload()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best
+
+
+def child_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this process's finished children."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 if __name__ == "__main__":
