@@ -315,13 +315,13 @@ class _Program:
     their right-hand side then exceeds 1e6 (they cannot become active)."""
 
     def __init__(self, mode, reward, K, t_ref, p_b, p_m, *, sigma=1.0, beta=None, beta_solve=None, V=None,
-                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False, soc2=True):
+                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False, split=True):
         import clarabel
 
         self._args = (mode, reward, K, t_ref, p_b, p_m)
         self._kw = dict(sigma=sigma, beta=beta, beta_solve=beta_solve, V=V, V_solve=V_solve, beta0=beta0,
                         mean=mean, gamma=gamma, monotone=monotone)
-        self.soc2 = soc2
+        self.split = split
         self.mode, self.K, self.sigma = mode, K, sigma
         nx = K + (0 if mode == "mean" else 1)
         blocks_A, blocks_b, blocks_b_loose, cones = [], [], [], []
@@ -332,7 +332,7 @@ class _Program:
         e = w_b * (Bb @ t_ref - rb)  # current (weighted) bias at the bias points
         unit = beta if mode in ("worst", "mean") else beta0
         a = (Dp @ Bb) * (sigma / unit)
-        if not soc2:  # two linear rows per point (the fallback formulation)
+        if not split:  # two linear rows per point (the fallback formulation)
             if mode in ("worst", "mean"):
                 zero = sp.csr_matrix((len(p_b), nx - K))
                 Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
@@ -355,39 +355,35 @@ class _Program:
             blocks_b_loose.append(rhs_loose[keep] * scale[keep])
             cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
         else:
+            # Split form: z = S·a·δ (one equality row per point, the only rows with the Bernstein
+            # window's nonzeros), then ±z against the budget (two rows of one or two nonzeros).
+            # Half the nonzeros of the two full linear rows, so a cheaper KKT factor, and the
+            # same LP geometry (2-dim second-order cones stall the interior-point method).
             n = len(p_b)
-            # |a·δ + e/unit| <= head as one 2-dim second-order cone per point (head, body): half the
-            # nonzeros of the two linear rows ±(a·δ + e/unit) <= head, and the KKT factor is
-            # about twice cheaper (the bias rows dominate it).
-            #   worst/mean: head = beta_solve/beta (a constant), bias: head = y (the variable x[K]).
             rmax = np.asarray(abs(a).max(axis=1).todense()).ravel()
             scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
             if mode in ("worst", "mean"):
                 ratio = beta_solve / beta
-                # a point whose constraint cannot become active (both sides' right-hand sides > 1e6
-                # after scaling up a tiny row) is dropped, as with linear rows
                 keep = (rmax > 0) & (np.minimum(np.abs(ratio - e / beta), np.abs(ratio + e / beta)) * scale <= 1e6)
-                head_A = sp.csr_matrix((n, nx))
-                head_b, head_b_loose = np.full(n, ratio), np.ones(n)
             else:
                 keep = np.ones(n, bool)
-                head_A = sp.csr_matrix((-np.ones(n), (np.arange(n), np.full(n, K))), shape=(n, nx))
-                head_b = head_b_loose = np.zeros(n)
-            body_A = sp.hstack([a, sp.csr_matrix((n, nx - K))]).tocsr()
-            body_b = -e / unit
             idx = np.nonzero(keep)[0]
-            nk = len(idx)
-            S = sp.diags(scale[idx])
-            inter = np.empty(2 * nk, dtype=np.int64)  # rows: head_0, body_0, head_1, body_1, ...
-            inter[0::2] = np.arange(nk)
-            inter[1::2] = nk + np.arange(nk)
-            Ab = sp.vstack([S @ head_A[idx], S @ body_A[idx]]).tocsr()[inter]
-            bb = np.concatenate([head_b[idx], body_b[idx]]) * np.concatenate([scale[idx], scale[idx]])
-            bb_loose = np.concatenate([head_b_loose[idx], body_b[idx]]) * np.concatenate([scale[idx], scale[idx]])
-            blocks_A.append(Ab)
-            blocks_b.append(bb[inter])
-            blocks_b_loose.append(bb_loose[inter])
-            cones.extend(clarabel.SecondOrderConeT(2) for _ in range(nk))
+            nz = len(idx)
+            S = scale[idx]
+            I = sp.identity(nz, format="csr")
+            Aeq = sp.hstack([sp.diags(S) @ a[idx], sp.csr_matrix((nz, nx - K)), -I]).tocsr()
+            if mode in ("worst", "mean"):
+                Alp = sp.vstack([sp.hstack([sp.csr_matrix((nz, nx)), I]), sp.hstack([sp.csr_matrix((nz, nx)), -I])])
+                blp = np.concatenate([S * (ratio - e[idx] / beta), S * (ratio + e[idx] / beta)])
+                blp_loose = np.concatenate([S * (1 - e[idx] / beta), S * (1 + e[idx] / beta)])
+            else:
+                ycol = sp.csr_matrix((-S, (np.arange(nz), np.full(nz, K))), shape=(nz, nx))
+                Alp = sp.vstack([sp.hstack([ycol, I]), sp.hstack([ycol, -I])])
+                blp = blp_loose = np.concatenate([-S * e[idx] / beta0, S * e[idx] / beta0])
+            split_A = sp.vstack([Aeq, Alp]).tocsr()
+            split_b = np.concatenate([np.zeros(nz), blp])
+            split_b_loose = np.concatenate([np.zeros(nz), blp_loose])
+            split_cones = [clarabel.ZeroConeT(nz), clarabel.NonnegativeConeT(2 * nz)]
 
         if mode in ("worst", "bias") and len(p_m):
             Bm, rm = _rows(K, p_m, reward)
@@ -428,18 +424,25 @@ class _Program:
             blocks_b_loose.append(dt)
             cones.append(clarabel.NonnegativeConeT(K - 1))
 
-        self.A = sp.vstack(blocks_A).tocsc()
+        self.nz = nz = 0 if not split else split_A.shape[1] - nx
+        A = sp.vstack(blocks_A).tocsr() if blocks_A else sp.csr_matrix((0, nx))
+        if nz:
+            A = sp.vstack([split_A, sp.hstack([A, sp.csr_matrix((A.shape[0], nz))])])
+            blocks_b.insert(0, split_b)
+            blocks_b_loose.insert(0, split_b_loose)
+            cones = split_cones + cones
+        self.A = A.tocsc()
         self.b = np.concatenate(blocks_b)
         self.b_loose = np.concatenate(blocks_b_loose)
         self.cones = cones
-        q = np.zeros(nx)
+        q = np.zeros(nx + nz)
         if mode == "mean":
             w, g, h = mean
-            self.P = sp.diags(2 * w * sigma * sigma).tocsc()
-            q[:] = sigma * (2 * w * t_ref - 2 * g)
+            self.P = sp.diags(np.concatenate([2 * w * sigma * sigma, np.zeros(nz)])).tocsc()
+            q[:K] = sigma * (2 * w * t_ref - 2 * g)
             self.const = math.fsum(np.concatenate([w * t_ref * t_ref, -2 * g * t_ref, h]))
         else:
-            self.P = sp.csc_matrix((nx, nx))
+            self.P = sp.csc_matrix((nx + nz, nx + nz))
             q[K] = 1.0
             self.const = 0.0
         self.q = q
@@ -453,21 +456,20 @@ class _Program:
         last = almost = None
         # rows are pre-scaled here, so Clarabel's equilibration is not needed; a smaller static
         # regularisation avoids the stalls ("AlmostSolved") seen with the defaults.
-        # Tight iterative refinement: the 2-dim cones of the bias rows otherwise stall late
-        # exchange rounds at reduced accuracy (AlmostSolved) more often. Where the cone form
-        # still stalls, the round is solved again with two linear rows per bias point.
-        refine = {"iterative_refinement_reltol": 1e-14, "iterative_refinement_abstol": 1e-14,
-                  "iterative_refinement_max_iter": 50}
-        if self.soc2:
-            variants = [(1e-8, {"static_regularization_constant": 1e-10, **refine})]
-        else:
-            variants = [(1e-8, {"static_regularization_constant": 1e-10}), (1e-9, {"equilibrate_enable": False})]
+        # Where the split form does not reach full accuracy, the round is solved again with two
+        # full linear rows per bias point (the formulation of coefgen <= 0.2).
+        variants = [(1e-8, {"static_regularization_constant": 1e-10})]
+        if not self.split:
+            variants.append((1e-9, {"equilibrate_enable": False}))
         for tol, extra in variants:
             st = _settings(tol)
             for k, v in extra.items():
                 setattr(st, k, v)
             solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, st)
             sol = solver.solve()
+            if _DEBUG:
+                print(f"  clarabel split={self.split} tol={tol} {extra}: {sol.status} it={sol.iterations} "
+                      f"t={sol.solve_time:.2f}s rows={self.A.shape[0]}")
             last = sol
             if sol.status == clarabel.SolverStatus.Solved:
                 x = np.array(sol.x)
@@ -480,8 +482,8 @@ class _Program:
                 return "infeasible", None, None, None, int(sol.iterations)
             if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
                 almost = sol
-        if self.soc2:
-            return _Program(*self._args, **self._kw, soc2=False).solve()
+        if self.split:
+            return _Program(*self._args, **self._kw, split=False).solve()
         if almost is not None:
             # reduced accuracy: usable as a cutting-plane iterate (the table is checked
             # independently), never as the final round (no trustworthy dual bound)
@@ -775,7 +777,7 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
     sigma = 1.0
     for it in range(1, MAX_ROUNDS + 1):
         prog = _Program("bias", reward, K, t_ref, p_b, p_m, sigma=sigma, V=V, V_solve=V_s, beta0=beta0,
-                        gamma=gamma, monotone=monotone)
+                        gamma=gamma, monotone=monotone, split=True)
         status, x, obj, dual, nit = prog.solve()
         if status == "infeasible":
             lo, up, _ = min_sup_mse(reward, K)
