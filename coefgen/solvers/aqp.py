@@ -769,7 +769,7 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
     q = quantum_for(1e-4 / K**2)
     small = _small_grid(K, 30) if gamma == 1 else _small_grid(K, 80, lo=SMALL_P_GAMMA)
     p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), small, [1.0]])))
-    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K, MSE_GRID_MAX_MSE)), _small_grid(K, 8, lo=1e-2), [1.0]])))
     scan = _Scan(K, gamma)
     t_ref = round_table(_initial_table(reward, K), q)
     best = None
