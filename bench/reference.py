@@ -2,9 +2,10 @@
 
 The machine is shared and its speed varies from minute to minute, so a bench reports each
 time as a ratio to this workload measured in the same run (just before the timed step, and
-again after it: the ratio uses their mean); both are CPU times (see ``reference_seconds``). The workload is fixed forever (changing it breaks
-the comparison with figures measured before): single-threaded float64 linear algebra and
-Python-level numpy calls, about 0.3 s of CPU on the repository's 2-core machine.
+again after it: the ratio uses their mean); both are CPU times (see ``reference_seconds``).
+The workload is fixed (changing it breaks the comparison with figures measured before):
+single-threaded float64 linear algebra and Python-level numpy calls, about 0.3 s of CPU on
+the repository's 2-core machine.
 
     python bench/reference.py         # prints the workload's time in seconds
 """
