@@ -1,61 +1,91 @@
-"""AQP timings and quality (issue 5): kl, worst objective, tau = 10 by default.
+"""AQP timings and quality (issues 5, 19): `coefgen solve` end to end, one fresh process per K.
 
-    python bench/bench_aqp.py                 # K = 8, 64, 256, 1024
-    python bench/bench_aqp.py 8,16,32,64 --tau 10
+    python bench/bench_aqp.py                          # kl, tau = 10, K = 8, 64, 256, 1024
+    python bench/bench_aqp.py 256,1024 --tau 20
+    python bench/bench_aqp.py 1024,2048 --max-mse 4plugin --gamma 0.75
 
-Prints, per K: solve time (the minimax level E*_K is computed first and timed separately),
-certified sup|b| / E*_K, certified sup m, the solver's lower bound on the optimum and the gap.
-A K for which no double-precision table meets the budget prints the refusal instead."""
+Each solve is what a user runs (minimax level, solver, certification, file written), timed
+beside the fixed reference workload (bench/reference.py) measured just before and after it
+in the same run: the `x ref` column (CPU seconds / reference CPU seconds) is comparable
+across machines and loads, the seconds are not. `seconds` is the solve's CPU time (single
+thread: its wall time on an idle machine); `wall` is the wall time of this run. Printed per K: seconds, x ref, certified
+sup|b| / E*_K, certified sup m, the solver's lower bound on its objective and the relative
+gap, exchange rounds. A K for which no double-precision table meets the budget prints the
+refusal instead. With --json FILE the rows are also written as JSON (bench/run_all.py)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 
-from coefgen.certify import certify  # noqa: E402
-from coefgen.errors import CoefgenError  # noqa: E402
-from coefgen.rewards import parse_reward  # noqa: E402
-from coefgen.solvers.aqp import solve_aqp  # noqa: E402
-from coefgen.solvers.minimax import minimax_level  # noqa: E402
+from reference import child_cpu_seconds, reference_seconds  # noqa: E402
+
+
+def solve_once(K: int, args: list[str], divergence: str = "kl") -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "t.json")
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+        r0 = reference_seconds()
+        t0, c0 = time.perf_counter(), child_cpu_seconds()
+        p = subprocess.run([sys.executable, "-m", "coefgen.cli", "solve", "-d", divergence, "--K", str(K),
+                            "-e", "aqp", *args, "-o", out], cwd=ROOT, env=env, capture_output=True, text=True)
+        wall, cpu = time.perf_counter() - t0, child_cpu_seconds() - c0
+        r1 = reference_seconds()
+        row = {"K": K, "args": " ".join(args), "seconds": round(cpu, 2), "wall_seconds": round(wall, 2),
+               "reference_seconds": round((r0 + r1) / 2, 3), "x_ref": round(cpu / ((r0 + r1) / 2), 1)}
+        if p.returncode != 0:
+            row["refused"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+            return row
+        with open(out, encoding="utf-8") as fh:
+            d = json.load(fh)
+    sol = d["estimator_params"].get("solver", {})
+    row.update({
+        "bias_over_level": float(d["bias_bound"]) / float(d["minimax_level_bracket"][1]),
+        "mse_bound": float(d["mse_bound"]), "objective_lower": sol.get("objective_lower"),
+        "gap": sol.get("gap"), "rounds": sol.get("rounds"),
+    })
+    return row
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("Ks", nargs="?", default="8,64,256,1024")
-    ap.add_argument("--tau", type=float, default=10)
+    ap.add_argument("--tau", default=None)
+    ap.add_argument("--max-mse", dest="max_mse", default=None, help="a number or '<k>plugin' (then tau is unused)")
+    ap.add_argument("--gamma", default=None)
+    ap.add_argument("--objective", default=None)
     ap.add_argument("--divergence", default="kl")
-    ap.add_argument("--objective", default="worst")
-    ap.add_argument("--max-mse", dest="max_mse", default=None, help="a number or 'plugin' (then tau is unused)")
+    ap.add_argument("--json", default=None, help="append the rows to this JSON-lines file")
     a = ap.parse_args(argv)
-    reward = parse_reward(a.divergence)
-    mode = f"max_mse={a.max_mse}" if a.max_mse else f"tau={a.tau:g}"
-    print(f"aqp {reward.name} {mode} objective={a.objective}")
-    print(f"{'K':>5} {'level_s':>8} {'solve_s':>8} {'sup|b|/E*':>10} {'sup m':>12} {'lower':>12} {'gap':>9}  rounds")
+    args = []
+    for flag, v in (("--tau", a.tau), ("--max-mse", a.max_mse), ("--gamma", a.gamma), ("--objective", a.objective)):
+        if v is not None:
+            args += [flag, str(v)]
+    if a.tau is None and a.max_mse is None:
+        args = ["--tau", "10", *args]
+    print(f"aqp {a.divergence} {' '.join(args)}  (coefgen solve, fresh process per K, OMP_NUM_THREADS=1)")
+    print(f"{'K':>5} {'seconds':>8} {'wall':>7} {'x ref':>7} {'sup|b|/E*':>10} {'sup m':>12} {'lower':>12} {'gap':>9} rounds")
     for K in [int(x) for x in a.Ks.split(",")]:
-        t0 = time.perf_counter()
-        level = float(minimax_level(reward, K).upper)
-        t1 = time.perf_counter()
-        c1 = time.process_time()
-        try:
-            if a.max_mse:
-                max_mse = a.max_mse if a.max_mse == "plugin" else float(a.max_mse)
-                sol = solve_aqp(reward, K, tau=None, objective=a.objective, max_mse=max_mse, level=level)
-            else:
-                sol = solve_aqp(reward, K, tau=a.tau, objective=a.objective, level=level)
-        except CoefgenError as e:
-            print(f"{K:>5} {t1 - t0:8.2f} {time.perf_counter() - t1:8.2f} (cpu {time.process_time() - c1:.2f})  refused: {e}",
+        row = solve_once(K, args, a.divergence)
+        if "refused" in row:
+            print(f"{K:>5} {row['seconds']:8.2f} {row['wall_seconds']:7.1f} {row['x_ref']:7.1f}  refused: {row['refused']}", flush=True)
+        else:
+            print(f"{K:>5} {row['seconds']:8.2f} {row['wall_seconds']:7.1f} {row['x_ref']:7.1f} {row['bias_over_level']:10.4f} "
+                  f"{row['mse_bound']:12.6g} {row['objective_lower']:12.6g} {row['gap']:9.2e} {row['rounds']}",
                   flush=True)
-            continue
-        t2 = time.perf_counter()
-        c2 = time.process_time()
-        cert = certify(sol.values, reward)
-        d = sol.params
-        print(f"{K:>5} {t1 - t0:8.2f} {t2 - t1:8.2f} {cert.bias.upper / level:10.6f} {cert.mse.upper:12.6g} "
-              f"{d['objective_lower']:12.6g} {d['gap']:9.2e}  {d['rounds']}  (cpu {c2 - c1:.2f}s)", flush=True)
+        if a.json:
+            with open(a.json, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(dict(row, bench="aqp", divergence=a.divergence)) + "\n")
 
 
 if __name__ == "__main__":

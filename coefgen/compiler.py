@@ -322,10 +322,25 @@ def require_finite_claims(payload: dict) -> None:
     for lo, up in (("bias_lower", "bias_bound"), ("variance_lower", "variance_bound"), ("mse_lower", "mse_bound")):
         if lo in nums and up in nums and nums[lo] > nums[up]:
             bad.append(f"{lo} > {up}")
+    if not level_in_bracket(payload):
+        bad.append("minimax_level outside minimax_level_bracket")
     if bad:
         raise CheckError(
             f"{payload.get('divergence')} {payload.get('estimator')} K={payload.get('K')}: certification did not "
             f"prove finite bounds ({', '.join(bad)}); table not written")
+
+
+def level_in_bracket(payload: dict) -> bool:
+    """lower <= minimax_level <= upper, compared exactly as decimals (Fraction): the stated level
+    lies inside its own proven bracket (issue 22). False for malformed or missing numbers."""
+    br = payload.get("minimax_level_bracket")
+    if not isinstance(br, (list, tuple)) or len(br) != 2:
+        return False
+    try:
+        lo, level, up = (Fraction(str(v)) for v in (br[0], payload.get("minimax_level"), br[1]))
+    except (ValueError, ZeroDivisionError, TypeError):
+        return False
+    return lo <= level <= up
 
 
 def mse_sup_is_infinite(divergence) -> bool:
@@ -361,16 +376,19 @@ def _directed_repr(x: float, direction: float) -> str:
 
 
 def _mp_bound(x, up: bool, digits: int = 30) -> str:
-    """Decimal string with ``digits`` significant digits, rounded up (or down) from x."""
-    import mpmath
+    """Decimal string with ``digits`` significant digits, >= x (up) or <= x (down), exactly: the
+    nearest such decimal when it lies on the right side, else the next one outward (issue 22)."""
+    from .solvers.minimax import decimal_digits, decimal_text, mpf_fraction
 
-    with mpmath.workdps(digits + 20):
-        x = mpmath.mpf(x)
-        s = mpmath.nstr(x, digits)
-        if (up and mpmath.mpf(s) < x) or (not up and mpmath.mpf(s) > x):
-            step = abs(x) * mpmath.mpf(10) ** (1 - digits)
-            s = mpmath.nstr(x + step if up else x - step, digits)
-        return s
+    q = mpf_fraction(x)
+    if q == 0:
+        return "0.0"
+    mode = "up" if (up == (q > 0)) else "down"  # away from zero for an upper bound of x > 0
+    n, e = decimal_digits(abs(q), digits, "nearest")
+    text = decimal_text(n, e, fixed_always=False, strip_zeros=True)
+    if (Fraction(text) < abs(q)) if mode == "up" else (Fraction(text) > abs(q)):
+        text = decimal_text(*decimal_digits(abs(q), digits, mode), fixed_always=False, strip_zeros=True)
+    return text if q > 0 else "-" + text
 
 
 def _up_mp(x) -> str:

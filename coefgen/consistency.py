@@ -13,7 +13,7 @@ with itself, so that re-sealing a file after editing any field is caught:
 * numbers: every bound/lower a finite decimal, 0 <= lower <= bound;
 * witness: each p in [0, 1], and the stated lower bound is at most |b|, v, m evaluated at
   its witness in mpmath (so a lower bound is a value actually reached);
-* minimax_level and its bracket: lower <= level <= upper; level 0 exactly when an exact
+* minimax_level and its bracket: lower <= level <= upper (exact decimal comparison); level 0 exactly when an exact
   table exists; E*_K <= sup|b| of any table, so bracket lower <= bias_bound; for
   K <= LEVEL_RECOMPUTE_MAX_K the level is recomputed (proven Remez bracket, <= 0.5 s) and the
   two brackets must intersect;
@@ -49,13 +49,6 @@ def _dec(x) -> Fraction | None:
         return Fraction(x)
     except (ValueError, ZeroDivisionError):
         return None
-
-
-def _last_place(text: str) -> Fraction:
-    """One unit in the last written digit of a decimal string (``0.00123`` → 1e-5)."""
-    mant, _, exp = text.lower().partition("e")
-    frac = mant.partition(".")[2]
-    return Fraction(10) ** (int(exp or 0) - len(frac))
 
 
 def _point_values(values, reward, p: float):
@@ -233,9 +226,12 @@ def _level_failures(payload, reward, K, est, nums) -> list[str]:
     if not isinstance(br, list) or len(br) != 2 or _dec(br[0]) is None or _dec(br[1]) is None:
         return [f"minimax_level_bracket must be [lower, upper] decimals, got {str(br)[:80]}"]
     lo, up = _dec(br[0]), _dec(br[1])
-    ulp = _last_place(payload["minimax_level"])  # the level is the bracket's midpoint rounded to its digits
-    if not (0 <= lo <= up and lo - ulp <= level <= up + ulp):
-        out.append(f"minimax_level {payload['minimax_level']} is not inside its bracket [{br[0]}, {br[1]}]")
+    if not 0 <= lo <= up:
+        out.append(f"minimax_level_bracket [{br[0]}, {br[1]}] is not an interval of non-negative numbers")
+    elif not lo <= level <= up:  # exact decimal comparison, no rounding slack (issue 22)
+        side = "below the lower end" if level < lo else "above the upper end"
+        out.append(f"minimax_level {payload['minimax_level']} is not inside its bracket [{br[0]}, {br[1]}] "
+                   f"({side}, compared exactly)")
     exact_exists = reward.is_polynomial and reward.degree <= K - 1
     if exact_exists != (up == 0):
         out.append(f"minimax_level bracket [{br[0]}, {br[1]}]: E*_K is 0 exactly when an exact table exists "

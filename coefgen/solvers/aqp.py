@@ -18,7 +18,11 @@ the cone program restricted to finite sets of points p with Clarabel (the solver
 uses, called through its native API: the problem is assembled directly as sparse
 matrices, which is far faster than cvxpy canonicalisation at K = 1024):
 
-* every bias point gives two linear rows |p·(B(p)·t − r(p))| ≤ β (nonnegative cone);
+* every bias point gives |p·(B(p)·t − r(p))| ≤ β, in split form: one equality row
+  z_p = p·B(p)·δ (the only row with the Bernstein window's nonzeros) and two rows ±z_p
+  against the budget (half the nonzeros of two full rows, so a KKT factor 2-5x cheaper at
+  large K); a round the split form does not solve to full accuracy is solved again with
+  the two full rows;
 * every MSE point gives one second-order cone ‖(√(p·B_c(p))·(t_c − r(p)))_c‖₂ ≤ u, so
   that sup m ≤ u² (the sum-of-squares form; the quadratic form itself is never built);
 * the mean objective is the exact quadratic Σ_c w_c t_c² − 2 g_c t_c + h_c with Beta /
@@ -74,6 +78,20 @@ def _theta_grid(n: int) -> np.ndarray:
     return np.sin(th) ** 2
 
 
+BIAS_GRID = (0.5, 40)  # initial bias points: a·K + b on the θ grid (the exchange adds the maxima)
+MSE_GRID = (0.25, 24)  # initial MSE points (tau mode: a coarser start stalls the tight budgets)
+MSE_GRID_MAX_MSE = (0.0625, 16)  # initial MSE points in max_mse mode (measured: 2x faster at K = 512)
+
+
+def _n_bias_grid(K: int) -> int:
+    return int(BIAS_GRID[0] * K) + BIAS_GRID[1]
+
+
+def _n_mse_grid(K: int, grid=None) -> int:
+    a, b = MSE_GRID if grid is None else grid
+    return int(a * K) + b
+
+
 def _small_grid(K: int, n: int, lo: float = 1e-4) -> np.ndarray:
     return np.logspace(math.log10(lo / K**2), math.log10(1.0 / K), n)
 
@@ -84,21 +102,60 @@ def _snap(p: np.ndarray) -> np.ndarray:
     return np.array([float(f"{x:.11e}") for x in p]) if p.size else p
 
 
-def profile(t: np.ndarray, reward: Reward, p, chunk: int = 2048):
-    """(b(p), m(p)) for a float64 table t at float64 points p in (0, 1]."""
+def profile(t: np.ndarray, reward: Reward, p, chunk: int = 256):
+    """(b(p), m(p)) for a float64 table t at float64 points p in (0, 1].
+
+    For the exchange scan only (the written table is certified by coefgen.certify): points are
+    taken in ascending order in chunks, and each chunk evaluates only the counts c whose
+    probability can exceed ~1e-20 anywhere in the chunk (Bernstein's inequality for the
+    binomial tail), not all K."""
     t = np.asarray(t, dtype=float)
     p = np.asarray(p, dtype=float)
     K = len(t)
+    n = K - 1
     b = np.empty_like(p)
     m = np.empty_like(p)
-    for s in range(0, len(p), chunk):
-        pp = p[s : s + chunk]
-        B = count_pmf(K, pp)
+    order = np.argsort(p, kind="stable")
+    ps = p[order]
+    logc = _log_binom(n)
+    for s in range(0, len(ps), chunk):
+        pp = ps[s : s + chunk]
+        lo_p, hi_p = float(pp[0]), float(pp[-1])
+        var = n * max(min(0.25, hi_p * (1 - lo_p)), 0.0)
+        w = 10.0 * math.sqrt(var) + 35.0  # P(|c - np| >= w) < 1e-20 (Bernstein)
+        j0 = max(0, int(math.floor(n * lo_p - w)))
+        j1 = min(n, int(math.ceil(n * hi_p + w)))
+        B = _pmf_cols(n, logc, pp, j0, j1)
         r = reward.r(pp)
-        d = t[None, :] - r[:, None]
-        b[s : s + chunk] = pp * np.einsum("ij,ij->i", B, d)
-        m[s : s + chunk] = pp * np.einsum("ij,ij->i", B, d * d)
+        d = t[None, j0 : j1 + 1] - r[:, None]
+        idx = order[s : s + chunk]
+        b[idx] = pp * np.einsum("ij,ij->i", B, d)
+        m[idx] = pp * np.einsum("ij,ij->i", B, d * d)
     return b, m
+
+
+_LOGC: dict = {}
+
+
+def _log_binom(n: int) -> np.ndarray:
+    if n not in _LOGC:
+        j = np.arange(n + 1)
+        _LOGC[n] = gammaln(n + 1) - gammaln(j + 1) - gammaln(n - j + 1)
+    return _LOGC[n]
+
+
+def _pmf_cols(n: int, logc: np.ndarray, p: np.ndarray, j0: int, j1: int) -> np.ndarray:
+    """B[i, j − j0] = C(n, j) p_i^j (1 − p_i)^(n − j) for j = j0..j1 (as bernstein_basis)."""
+    j = np.arange(j0, j1 + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = np.log(p)[:, None]
+        lq = np.log1p(-p)[:, None]
+        expo = logc[None, j0 : j1 + 1] + j[None, :] * lp + (n - j)[None, :] * lq
+        if j0 == 0:
+            expo[:, 0] = np.where(p == 0, logc[0] + n * lq[:, 0], expo[:, 0])
+        if j1 == n:
+            expo[:, -1] = np.where(p == 1, logc[n] + n * lp[:, 0], expo[:, -1])
+        return np.exp(expo)
 
 
 def _local_max_idx(f: np.ndarray) -> np.ndarray:
@@ -253,9 +310,10 @@ def _settings(tol):
 class _Program:
     """One round's cone program in the scaled correction δ = (t − t_ref)/σ.
 
-    mode 'worst': x = (δ, u), min u,  bias rows, SOC rows ‖·‖ ≤ u.
-    mode 'mean' : x = δ,      min ½δ'Pδ + q'δ, bias rows.
-    mode 'bias' : x = (δ, y), min y,  |b| ≤ β0·y rows, SOC rows ‖·‖ ≤ √V.
+    mode 'worst': x = (δ, u[, z]), min u,  bias rows, SOC rows ‖·‖ ≤ u.
+    mode 'mean' : x = δ[, z],      min ½δ'Pδ + q'δ, bias rows.
+    mode 'bias' : x = (δ, y[, z]), min y,  |b| ≤ β0·y rows, SOC rows ‖·‖ ≤ √V.
+    (z: one auxiliary per bias point in the split form, ``split=True``.)
 
     σ is the size of the previous round's correction (clipped to [β, 1]): the solver's
     absolute tolerances then act on a quantity that is O(1) in every round, so late rounds
@@ -264,9 +322,13 @@ class _Program:
     their right-hand side then exceeds 1e6 (they cannot become active)."""
 
     def __init__(self, mode, reward, K, t_ref, p_b, p_m, *, sigma=1.0, beta=None, beta_solve=None, V=None,
-                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False):
+                 V_solve=None, beta0=None, mean=None, gamma=1.0, monotone=False, split=True):
         import clarabel
 
+        self._args = (mode, reward, K, t_ref, p_b, p_m)
+        self._kw = dict(sigma=sigma, beta=beta, beta_solve=beta_solve, V=V, V_solve=V_solve, beta0=beta0,
+                        mean=mean, gamma=gamma, monotone=monotone)
+        self.split = split
         self.mode, self.K, self.sigma = mode, K, sigma
         nx = K + (0 if mode == "mean" else 1)
         blocks_A, blocks_b, blocks_b_loose, cones = [], [], [], []
@@ -277,27 +339,58 @@ class _Program:
         e = w_b * (Bb @ t_ref - rb)  # current (weighted) bias at the bias points
         unit = beta if mode in ("worst", "mean") else beta0
         a = (Dp @ Bb) * (sigma / unit)
-        if mode in ("worst", "mean"):
-            zero = sp.csr_matrix((len(p_b), nx - K))
-            Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
-            ratio = beta_solve / beta
-            rhs = np.concatenate([ratio - e / beta, ratio + e / beta])
-            rhs_loose = np.concatenate([1 - e / beta, 1 + e / beta])
+        if not split:  # two linear rows per point (the fallback formulation)
+            if mode in ("worst", "mean"):
+                zero = sp.csr_matrix((len(p_b), nx - K))
+                Ab = sp.vstack([sp.hstack([a, zero]), sp.hstack([-a, zero])]).tocsr()
+                ratio = beta_solve / beta
+                rhs = np.concatenate([ratio - e / beta, ratio + e / beta])
+                rhs_loose = np.concatenate([1 - e / beta, 1 + e / beta])
+            else:
+                col = sp.csr_matrix(-np.ones((len(p_b), 1)))
+                Ab = sp.vstack([sp.hstack([a, col]), sp.hstack([-a, col])]).tocsr()
+                rhs = rhs_loose = np.concatenate([-e / beta0, e / beta0])
+            rmax = np.asarray(abs(Ab[:, :K]).max(axis=1).todense()).ravel()
+            scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
+            if mode == "bias":
+                keep = np.ones(len(rhs), bool)
+            else:
+                keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
+            Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
+            blocks_A.append(Ab)
+            blocks_b.append(rhs[keep] * scale[keep])
+            blocks_b_loose.append(rhs_loose[keep] * scale[keep])
+            cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
         else:
-            col = sp.csr_matrix(-np.ones((len(p_b), 1)))
-            Ab = sp.vstack([sp.hstack([a, col]), sp.hstack([-a, col])]).tocsr()
-            rhs = rhs_loose = np.concatenate([-e / beta0, e / beta0])
-        rmax = np.asarray(abs(Ab[:, :K]).max(axis=1).todense()).ravel()
-        scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
-        if mode == "bias":
-            keep = np.ones(len(rhs), bool)
-        else:
-            keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
-        Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
-        blocks_A.append(Ab)
-        blocks_b.append(rhs[keep] * scale[keep])
-        blocks_b_loose.append(rhs_loose[keep] * scale[keep])
-        cones.append(clarabel.NonnegativeConeT(Ab.shape[0]))
+            # Split form: z = S·a·δ (one equality row per point, the only rows with the Bernstein
+            # window's nonzeros), then ±z against the budget (two rows of one or two nonzeros).
+            # Half the nonzeros of the two full linear rows, so a cheaper KKT factor, and the
+            # same LP geometry (2-dim second-order cones stall the interior-point method).
+            n = len(p_b)
+            rmax = np.asarray(abs(a).max(axis=1).todense()).ravel()
+            scale = np.where(rmax > 0, 1.0 / np.maximum(np.minimum(rmax, 1.0), 1e-300), 1.0)
+            if mode in ("worst", "mean"):
+                ratio = beta_solve / beta
+                keep = (rmax > 0) & (np.minimum(np.abs(ratio - e / beta), np.abs(ratio + e / beta)) * scale <= 1e6)
+            else:
+                keep = np.ones(n, bool)
+            idx = np.nonzero(keep)[0]
+            nz = len(idx)
+            S = scale[idx]
+            I = sp.identity(nz, format="csr")
+            Aeq = sp.hstack([sp.diags(S) @ a[idx], sp.csr_matrix((nz, nx - K)), -I]).tocsr()
+            if mode in ("worst", "mean"):
+                Alp = sp.vstack([sp.hstack([sp.csr_matrix((nz, nx)), I]), sp.hstack([sp.csr_matrix((nz, nx)), -I])])
+                blp = np.concatenate([S * (ratio - e[idx] / beta), S * (ratio + e[idx] / beta)])
+                blp_loose = np.concatenate([S * (1 - e[idx] / beta), S * (1 + e[idx] / beta)])
+            else:
+                ycol = sp.csr_matrix((-S, (np.arange(nz), np.full(nz, K))), shape=(nz, nx))
+                Alp = sp.vstack([sp.hstack([ycol, I]), sp.hstack([ycol, -I])])
+                blp = blp_loose = np.concatenate([-S * e[idx] / beta0, S * e[idx] / beta0])
+            split_A = sp.vstack([Aeq, Alp]).tocsr()
+            split_b = np.concatenate([np.zeros(nz), blp])
+            split_b_loose = np.concatenate([np.zeros(nz), blp_loose])
+            split_cones = [clarabel.ZeroConeT(nz), clarabel.NonnegativeConeT(2 * nz)]
 
         if mode in ("worst", "bias") and len(p_m):
             Bm, rm = _rows(K, p_m, reward)
@@ -338,18 +431,25 @@ class _Program:
             blocks_b_loose.append(dt)
             cones.append(clarabel.NonnegativeConeT(K - 1))
 
-        self.A = sp.vstack(blocks_A).tocsc()
+        self.nz = nz = 0 if not split else split_A.shape[1] - nx
+        A = sp.vstack(blocks_A).tocsr() if blocks_A else sp.csr_matrix((0, nx))
+        if nz:
+            A = sp.vstack([split_A, sp.hstack([A, sp.csr_matrix((A.shape[0], nz))])])
+            blocks_b.insert(0, split_b)
+            blocks_b_loose.insert(0, split_b_loose)
+            cones = split_cones + cones
+        self.A = A.tocsc()
         self.b = np.concatenate(blocks_b)
         self.b_loose = np.concatenate(blocks_b_loose)
         self.cones = cones
-        q = np.zeros(nx)
+        q = np.zeros(nx + nz)
         if mode == "mean":
             w, g, h = mean
-            self.P = sp.diags(2 * w * sigma * sigma).tocsc()
-            q[:] = sigma * (2 * w * t_ref - 2 * g)
+            self.P = sp.diags(np.concatenate([2 * w * sigma * sigma, np.zeros(nz)])).tocsc()
+            q[:K] = sigma * (2 * w * t_ref - 2 * g)
             self.const = math.fsum(np.concatenate([w * t_ref * t_ref, -2 * g * t_ref, h]))
         else:
-            self.P = sp.csc_matrix((nx, nx))
+            self.P = sp.csc_matrix((nx + nz, nx + nz))
             q[K] = 1.0
             self.const = 0.0
         self.q = q
@@ -363,13 +463,20 @@ class _Program:
         last = almost = None
         # rows are pre-scaled here, so Clarabel's equilibration is not needed; a smaller static
         # regularisation avoids the stalls ("AlmostSolved") seen with the defaults.
-        variants = [(1e-8, {"static_regularization_constant": 1e-10}), (1e-9, {"equilibrate_enable": False})]
+        # Where the split form does not reach full accuracy, the round is solved again with two
+        # full linear rows per bias point (the formulation of coefgen <= 0.2).
+        variants = [(1e-8, {"static_regularization_constant": 1e-10})]
+        if not self.split:
+            variants.append((1e-9, {"equilibrate_enable": False}))
         for tol, extra in variants:
             st = _settings(tol)
             for k, v in extra.items():
                 setattr(st, k, v)
             solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones, st)
             sol = solver.solve()
+            if _DEBUG:
+                print(f"  clarabel split={self.split} tol={tol} {extra}: {sol.status} it={sol.iterations} "
+                      f"t={sol.solve_time:.2f}s rows={self.A.shape[0]}")
             last = sol
             if sol.status == clarabel.SolverStatus.Solved:
                 x = np.array(sol.x)
@@ -382,6 +489,8 @@ class _Program:
                 return "infeasible", None, None, None, int(sol.iterations)
             if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
                 almost = sol
+        if self.split:
+            return _Program(*self._args, **self._kw, split=False).solve()
         if almost is not None:
             # reduced accuracy: usable as a cutting-plane iterate (the table is checked
             # independently), never as the final round (no trustworthy dual bound)
@@ -492,8 +601,8 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     mean = mean_weights(reward, K) if mode == "mean" else None
 
     q = quantum_for(slack)
-    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), _small_grid(K, 30), [1.0]])))
-    p_m = (_snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), _small_grid(K, 30), [1.0]])))
+    p_m = (_snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
            if mode == "worst" else np.zeros(0))
     scan = _Scan(K)
     t_ref = round_table(_initial_table(reward, K), q)
@@ -629,7 +738,7 @@ def plugin_sup_mse(reward: Reward, K: int) -> float:
 def min_sup_mse(reward: Reward, K: int) -> tuple[float, float, np.ndarray]:
     """(lower, upper, table) of min_t sup_p m(p) with no bias constraint (τ = ∞)."""
     p_b = np.zeros(0)
-    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K)), _small_grid(K, 8, lo=1e-2), [1.0]])))
     scan = _Scan(K)
     q = 2.0**-40
     t_ref = round_table(_initial_table(reward, K), q)
@@ -666,8 +775,8 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
     beta0 = float(K) ** (-2 * gamma)
     q = quantum_for(1e-4 / K**2)
     small = _small_grid(K, 30) if gamma == 1 else _small_grid(K, 80, lo=SMALL_P_GAMMA)
-    p_b = _snap(np.unique(np.concatenate([_theta_grid(2 * K + 40), small, [1.0]])))
-    p_m = _snap(np.unique(np.concatenate([_theta_grid(K // 4 + 24), _small_grid(K, 8, lo=1e-2), [1.0]])))
+    p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), small, [1.0]])))
+    p_m = _snap(np.unique(np.concatenate([_theta_grid(_n_mse_grid(K, MSE_GRID_MAX_MSE)), _small_grid(K, 8, lo=1e-2), [1.0]])))
     scan = _Scan(K, gamma)
     t_ref = round_table(_initial_table(reward, K), q)
     best = None
@@ -675,7 +784,7 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
     sigma = 1.0
     for it in range(1, MAX_ROUNDS + 1):
         prog = _Program("bias", reward, K, t_ref, p_b, p_m, sigma=sigma, V=V, V_solve=V_s, beta0=beta0,
-                        gamma=gamma, monotone=monotone)
+                        gamma=gamma, monotone=monotone, split=True)
         status, x, obj, dual, nit = prog.solve()
         if status == "infeasible":
             lo, up, _ = min_sup_mse(reward, K)
@@ -694,6 +803,8 @@ def _solve_max_mse(reward: Reward, K: int, max_mse, t0, *, gamma=1, monotone=Fal
         sup_b, sup_m = float(fb.max()), float(fm.max())
         grid_opt = y * beta0
         history.append((it, sup_b, sup_m))
+        if _DEBUG:
+            print("aqp max_mse round", it, status, nit, f"sup_b={sup_b:.9g} grid_opt={grid_opt:.9g} sup_m/V={sup_m / V:.9g}")
         ok_m = sup_m <= V * (1 - 0.5e-4)
         ok_b = sup_b <= grid_opt * (1 + 1e-5)
         p_b = _dedupe_add(p_b, xb[fb > grid_opt * (1 - 1e-3)])

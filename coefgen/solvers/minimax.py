@@ -99,7 +99,8 @@ class Level:
     upper: mpmath.mpf  # proven ≥ sup|P − f| of the final P, hence ≥ E*_K
     digits: int  # significant digits the bracket proves
     reference: tuple  # K + 1 alternation points (mpf), ascending
-    level: str  # decimal string of E*_K with `digits` digits (midpoint rounded)
+    level: str  # decimal string of E*_K: the midpoint rounded to `digits` digits, or more so that
+    #             lower <= level <= upper holds exactly (format_level)
 
 
 def default_digits(K: int) -> int:
@@ -385,11 +386,91 @@ def _digits(lower: arb, upper: arb) -> int:
     return int(math.floor(-float(rel.log().upper() / arb(10).log())))
 
 
-def _format_level(lo: mpmath.mpf, up: mpmath.mpf, digits: int, bits: int) -> str:
-    """Midpoint of the bracket rounded to `digits` significant digits (fixed notation)."""
-    with mpmath.workprec(bits + 64):
-        m = (lo + up) / 2  # exact at this precision
-        return mpmath.nstr(m, max(1, digits), strip_zeros=False, min_fixed=-mpmath.inf, max_fixed=mpmath.inf)
+def mpf_fraction(x) -> Fraction:
+    """The exact value of a finite mpf (or float, int, Fraction) as a Fraction."""
+    if isinstance(x, (Fraction, int)):
+        return Fraction(x)
+    if isinstance(x, float):
+        return Fraction(x)
+    if not isinstance(x, mpmath.mpf):
+        raise TypeError(f"mpf_fraction: {type(x).__name__}")
+    if not mpmath.isfinite(x):
+        raise ValueError(f"mpf_fraction: {x}")
+    sign, man, exp, _bc = x._mpf_  # the stored binary value, never rounded to the working precision
+    man, exp = (-int(man) if sign else int(man)), int(exp)
+    return Fraction(man * 2**exp) if exp >= 0 else Fraction(man, 2**-exp)
+
+
+def decimal_digits(x: Fraction, digits: int, mode: str = "nearest") -> tuple[int, int]:
+    """(n, e) with n·10^(e − digits + 1) = x rounded to `digits` significant digits, n of exactly
+    `digits` digits (10^(digits−1) <= n < 10^digits), e the position of the leading digit.
+
+    x > 0 exact; mode "nearest" (ties away from 0), "up" (n·10^… >= x) or "down" (<= x).
+    Integer arithmetic only: no binary rounding between x and the digits."""
+    x = Fraction(x)
+    if x <= 0:
+        raise ValueError("decimal_digits needs x > 0")
+    e = len(str(x.numerator)) - len(str(x.denominator))  # 10^(e−1) <= x < 10^(e+1)
+    if x < Fraction(10) ** e:
+        e -= 1  # now 10^e <= x < 10^(e+1)
+    y = x * Fraction(10) ** (digits - 1 - e)  # 10^(digits−1) <= y < 10^digits
+    if mode == "nearest":
+        n = math.floor(y + Fraction(1, 2))
+    elif mode == "up":
+        n = math.ceil(y)
+    elif mode == "down":
+        n = math.floor(y)
+    else:  # pragma: no cover - internal
+        raise ValueError(mode)
+    if n >= 10**digits:  # carried into a new leading digit (n = 10^digits exactly)
+        n //= 10
+        e += 1
+    return n, e
+
+
+def decimal_text(n: int, e: int, fixed_always: bool = True, strip_zeros: bool = False) -> str:
+    """The decimal of n·10^(e − len(n) + 1) (leading digit at position e): fixed notation
+    (always, or like ``mpmath.nstr`` where min(−(len//3), −5) < e < len), else 'd.ddde±N'."""
+    m = str(n)
+    nd = len(m)
+    if fixed_always or min(-(nd // 3), -5) < e < nd:
+        if e < 0:
+            m, split = "0" * (-e) + m, 1
+        else:
+            split = e + 1
+            m += "0" * max(0, split - nd)
+        head, tail = m[:split], m[split:]
+        if strip_zeros:
+            tail = tail.rstrip("0")
+        return f"{head}.{tail or '0'}"
+    tail = m[1:].rstrip("0") if strip_zeros else m[1:]
+    return f"{m[0]}.{tail or '0'}e{e:+d}"
+
+
+def decimal_round(x: Fraction, digits: int) -> str:
+    """x >= 0 rounded to nearest with `digits` significant digits, fixed notation."""
+    if x == 0:
+        return "0"
+    return decimal_text(*decimal_digits(x, digits, "nearest"))
+
+
+def format_level(lo: Fraction, up: Fraction, digits: int) -> str:
+    """The bracket's midpoint with `digits` significant digits, or more where that rounding would
+    leave [lo, up] (issue 22): the stated level always lies inside its proven bracket, exactly."""
+    lo, up = Fraction(lo), Fraction(up)
+    if not 0 <= lo <= up:
+        raise CheckError(f"minimax: malformed level bracket [{float(lo)!r}, {float(up)!r}]")
+    if up == 0:
+        return "0"
+    mid = (lo + up) / 2
+    n = max(1, digits)
+    while True:
+        s = decimal_round(mid, n)
+        if lo <= Fraction(s) <= up:
+            return s
+        n += 1  # |mid − s| <= mid·10^(1−n)/2 → 0 while mid lies inside a bracket of positive width
+        if n > 10_000:  # lo == up with a non-terminating... (impossible for binary lo = up; guard)
+            raise CheckError("minimax: cannot state the level inside its bracket")
 
 
 def _is_zero_level(reward: Reward, K: int) -> bool:
@@ -483,7 +564,7 @@ def _level_cached(name: str, K: int, digits):
         lo = _arb_to_mpf(lower)
         up = _arb_to_mpf(upper)
         refm = tuple(_arb_to_mpf(x.mid()) for x in ref)
-        text = _format_level(lo, up, d, prec)
+    text = format_level(mpf_fraction(lo), mpf_fraction(up), d)
     return Level(name, K, lo, up, d, refm, text)
 
 
