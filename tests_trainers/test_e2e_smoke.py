@@ -1,6 +1,6 @@
 """Smoke version of the end-to-end experiment (examples/e2e_trl, `make e2e`): TRL's GRPOTrainer for a
 few steps on the synthetic task with coefgen's default mean-baseline table; every reward TRL received
-is R(prompt, answer) − β·t[c], recomputed here with plain loops from the table file's JSON values."""
+is R(prompt, answer) + β·log p_ref − β·t[c] (p_ref uniform), recomputed here with plain loops from the table file's JSON values."""
 
 import json
 import math
@@ -24,7 +24,7 @@ K, STEPS = 4, 3
 
 
 def expected_rewards(call, task, t_values):
-    """R − β·t[c] for each completion, c = #{j in its group of K consecutive completions: same answer}."""
+    """R + β·log(1/M) − β·t[c] for each completion, c = #{j in its group of K consecutive completions: same answer}."""
     comps = [c.strip() for c in call["completions"]]
     prompts = call["prompts"]
     assert len(comps) % K == 0
@@ -34,7 +34,7 @@ def expected_rewards(call, task, t_values):
         assert len({prompts[j] for j in g}) == 1  # TRL's layout: K consecutive completions of one prompt
         c = sum(1 for j in g if comps[j] == a)
         R = task.R[task.prompts.index(prompts[i]), task.answers.index(a)]
-        out.append(R - task.beta * t_values[c - 1])
+        out.append(R + task.beta * math.log(1 / task.M) - task.beta * t_values[c - 1])  # p_ref uniform
     return out
 
 

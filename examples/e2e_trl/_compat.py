@@ -49,21 +49,20 @@ def pad_to_mean(src, dst) -> dict:
 
 
 def composed_reward_func(table_path, task, K: int):
-    """The TRL reward function R + beta*log p_ref - beta*t[c], through coefgen.integrations.trl_reward_func.
-
-    p_ref is uniform: log p_ref is left at the integration's default 0 (the true -log M is a constant,
-    which the group-mean baseline removes exactly)."""
+    """The TRL reward function R + beta*log p_ref - beta*t[c], through coefgen.integrations.trl_reward_func
+    (p_ref uniform: log p_ref = -log M for every answer, a constant the group-mean baseline removes)."""
     from coefgen.integrations import trl_reward_func
 
     if integration_composes():
         return trl_reward_func(str(table_path), task.extract_answer, num_generations=K,
-                               objective="kl_regularized", beta=task.beta, task_reward=task.task_reward)
+                               objective="kl_regularized", beta=task.beta, task_reward=task.task_reward,
+                               log_p_ref=task.log_p_ref_of)
     # TEMPORARY: the integration returns t[c]; compose here exactly as coefgen.runtime.compose_rewards does
     base = trl_reward_func(str(table_path), task.extract_answer, num_generations=K)
 
     def reward_func(prompts=None, completions=None, **kwargs):
         t = base(prompts=prompts, completions=completions, **kwargs)
-        return [task.task_reward(p, c) - task.beta * tc  # log p_ref: the default 0 (uniform up to a constant)
+        return [task.task_reward(p, c) + task.beta * task.log_p_ref - task.beta * tc
                 for p, c, tc in zip(prompts, completions, t)]
 
     reward_func.__name__ = base.__name__

@@ -81,16 +81,21 @@ class Task:
     def _answer_index(self):
         return {a: j for j, a in enumerate(self.answers)}
 
-    def task_reward(self, prompt, completion, **_):
-        """R(prompt, answer) of one sample (0.0 for a completion that is not an answer; cannot occur
-        here: generation is restricted to the answer tokens)."""
+    def task_reward(self, prompt, completion, answer=None, **_):
+        """R(prompt, answer) of one sample, in the form coefgen's TRL integration calls it
+        (``task_reward(prompt, completion_text, answer, **columns)``). 0.0 for a completion that is
+        not an answer (cannot occur here: generation is restricted to the answer tokens)."""
         from coefgen.integrations.common import completion_text
 
-        a = self.extract_answer(completion_text(completion))
+        a = answer if answer is not None else self.extract_answer(completion_text(completion))
         if a is None:
             return 0.0
         i = self.prompts.index(prompt if isinstance(prompt, str) else completion_text(prompt))
         return float(self.R[i, self._answer_index[a]])
+
+    def log_p_ref_of(self, answer) -> float:
+        """log p_ref(answer): the uniform reference, -log M."""
+        return self.log_p_ref
 
     # ---- model, tokenizer, exact KL
 
