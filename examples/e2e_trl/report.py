@@ -198,17 +198,21 @@ def markdown(res: dict, png_name: str, wall: float | None) -> str:
             L.append("| " + " | ".join(row) + " |")
     L.append("")
     eps = [r["eps"] for r in res["trainer"][str(Ks[0])][arms[0]]["reach"]]
-    L.append("Steps to reach KL ≤ ε (trainer): median over seeds of the first step at or below ε (seeds that got "
-             "there) / of the step from which KL stays ≤ ε to the end (seeds that did); *never*: fewer than half the "
-             "seeds did.")
+    gkey = glrs[-1]
+    glr = res["game"][str(Ks[0])][arms[0]]["stochastic"][gkey]["lr"]
+    L.append("Steps to reach KL ≤ ε: median over seeds of the first step at or below ε / of the step from which "
+             "KL stays ≤ ε to the end (in brackets: how many seeds got there; *never*: fewer than half did). "
+             f"Game: the same for its Adam run at lr {glr:g}.")
     L.append("")
-    head = ["K", "table"] + [f"ε = {e:g}" for e in eps]
+    head = ["K", "table"] + [f"trainer ε = {e:g}" for e in eps] + [f"game ε = {e:g}" for e in eps]
     L.append("| " + " | ".join(head) + " |")
     L.append("|" + "---|" * len(head))
     for K in Ks:
         for arm in arms:
             t = res["trainer"][str(K)][arm]
-            L.append("| " + " | ".join([str(K), res["labels"][arm]] + [_fmt_reach(r, n) for r in t["reach"]]) + " |")
+            g = res["game"][str(K)][arm]["stochastic"][gkey]
+            L.append("| " + " | ".join([str(K), res["labels"][arm]] + [_fmt_reach(r, n) for r in t["reach"]]
+                                       + [_fmt_reach(r, n) for r in g["reach"]]) + " |")
     L.append("")
     if any("paired_vs_default" in res["trainer"][str(K)] for K in Ks):
         L.append("Paired difference of late KL against the coefgen default (same seed: same initial model), 95% CI:")
@@ -218,6 +222,20 @@ def markdown(res: dict, png_name: str, wall: float | None) -> str:
             parts = [f"{res['labels'][a]} − default = {_fmt_ci(v['late_kl_difference'])}" for a, v in pv.items()]
             L.append(f"- K = {K}: " + "; ".join(parts))
         L.append("")
+    L.append("Per prompt: the trainer's final KL (mean over seeds) / the game's equilibrium KL. The target rows "
+             "are in `e2e.json` (`task.target_q`).")
+    L.append("")
+    P = len(res["task"]["prompts"])
+    head = ["K", "table"] + res["task"]["prompts"]
+    L.append("| " + " | ".join(head) + " |")
+    L.append("|" + "---|" * len(head))
+    for K in Ks:
+        for arm in arms:
+            t = res["trainer"][str(K)][arm]["final_kl_per_prompt"]
+            g = res["game"][str(K)][arm]["equilibrium"]["kl_per_prompt"]
+            L.append("| " + " | ".join([str(K), res["labels"][arm]] + [f"{t[i]:.3f} / {g[i]:.3f}" for i in range(P)])
+                     + " |")
+    L.append("")
     L.append("Does the game predict the trainer's ordering (by late KL, best first)?")
     L.append("")
     for K in Ks:

@@ -57,6 +57,7 @@ def train_one(task: Task, K: int, table_path, seed: int, steps: int, lr: float, 
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     torch.set_num_threads(1)
@@ -91,6 +92,7 @@ def train_one(task: Task, K: int, table_path, seed: int, steps: int, lr: float, 
         train = Dataset.from_list([{"prompt": p} for p in task.prompts])
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=train,
                               processing_class=task.tokenizer(), callbacks=[KLCallback()])
+        trainer.remove_callback(PrinterCallback)  # the run's own line replaces the logged dicts
         t0 = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t0
