@@ -4,23 +4,30 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-trainers bench study e2e venv clean
+.PHONY: run test docs-check test-trainers bench study e2e venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[compiler,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## make run: set up, then build the embedded default table set into tables/
+## make run: set up, then build the embedded default table set into tables/ (incremental: a fresh
+## clone has it committed, so this verifies it is up to date and refreshes coefgen/default_tables/,
+## the copy inside the package); ends with what the set holds and the line a trainer uses next
 run: $(STAMP)
 	$(VENV)/bin/coefgen build --out tables
 
-## make test: set up, then run the test suite
+## make test: set up, then run the test suite (a line per test file as it runs, the slowest
+## tests at the end; includes the docs check: every example of README.md and docs/*.md)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest --durations=8
+
+## make docs-check: only the examples of README.md and docs/*.md, run and compared with their shown output
+docs-check: $(STAMP)
+	$(PY) -m pytest tests/test_docs.py
 
 ## make test-trainers: the trainer integrations through TRL's, verl's and OpenRLHF's own code
 ## (separate venv .venv-trainers; SKIPPED, loudly, without the machine's local CPU torch wheel)
