@@ -26,18 +26,10 @@ import _compat
 
 ARMS = ("plugin", "digamma", "default")
 LABELS = {"plugin": "plug-in log(c/K)", "digamma": "digamma", "default": "coefgen default (kl aqp)"}
-REPO = Path(__file__).resolve().parents[2]
 
 
-def cli_has_baseline(coefgen_bin) -> bool:
-    out = subprocess.run([str(coefgen_bin), "solve", "--help"], capture_output=True, text=True, check=True).stdout
-    return "--baseline" in out
-
-
-def _solve(coefgen_bin, estimator, K, out, baseline=None):
-    cmd = [str(coefgen_bin), "solve", "-d", "kl", "-e", estimator, "--K", str(K), "-o", str(out)]
-    if baseline:
-        cmd[-2:-2] = ["--baseline", baseline]
+def _solve(coefgen_bin, estimator, K, out):
+    cmd = [str(coefgen_bin), "solve", "-d", "kl", "-e", estimator, "--K", str(K), "--baseline", "mean", "-o", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode:
         sys.exit(f"e2e: {' '.join(cmd)} failed: {run.stderr.strip()[-500:]}")
@@ -46,18 +38,11 @@ def _solve(coefgen_bin, estimator, K, out, baseline=None):
 
 def default_table_file(K: int, out: Path) -> dict:
     """coefgen's default kl table for a group-mean trainer at K, written to ``out``."""
-    from coefgen import runtime
-
-    if hasattr(runtime, "default_table"):
-        table = runtime.default_table("kl", K=K, baseline="mean")
-        out.write_text(_payload.canonical_json(table.payload), encoding="utf-8")
-        return {"how": f'coefgen.runtime.default_table("kl", K={K}, baseline="mean")', "temporary": False}
-    # TEMPORARY (_compat): the default set's no-baseline kl table at K-1, padded (the 0.3.0 mean-table rule)
-    found = sorted((REPO / "tables").glob(f"kl-aqp-*-K{K - 1}.json"))
-    if len(found) != 1:
-        sys.exit(f"e2e: expected one default kl aqp table for K = {K - 1} in tables/, found {len(found)}")
-    _compat.pad_to_mean(found[0], out)
-    return {"how": f"TEMPORARY: tables/{found[0].name} padded to K = {K} (mean baseline)", "temporary": True}
+    payload, info = _compat.default_mean_table(K)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(_payload.canonical_json(payload), encoding="utf-8")
+    tmp.replace(out)
+    return info
 
 
 def build_tables(Ks, outdir, coefgen_bin=None, arms=ARMS) -> dict:
@@ -65,7 +50,6 @@ def build_tables(Ks, outdir, coefgen_bin=None, arms=ARMS) -> dict:
     venv's coefgen) is needed for plugin/digamma only."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    has_baseline = None
     out: dict = {}
     for arm in arms:
         for K in Ks:
@@ -75,17 +59,8 @@ def build_tables(Ks, outdir, coefgen_bin=None, arms=ARMS) -> dict:
             else:
                 if coefgen_bin is None:
                     raise ValueError(f"the {arm} table needs the coefgen CLI (the compiler venv's .venv/bin/coefgen)")
-                if has_baseline is None:
-                    has_baseline = cli_has_baseline(coefgen_bin)
-                if has_baseline:
-                    cmd = _solve(coefgen_bin, arm, K, path, baseline="mean")
-                    info = {"how": " ".join(["coefgen"] + cmd[1:-1] + [path.name]), "temporary": False}
-                else:  # TEMPORARY (_compat): solve at K-1 without baseline, pad
-                    tmp = outdir / f"{arm}-none-K{K - 1}.json"
-                    cmd = _solve(coefgen_bin, arm, K - 1, tmp)
-                    _compat.pad_to_mean(tmp, path)
-                    info = {"how": "TEMPORARY: " + " ".join(["coefgen"] + cmd[1:-1] + [tmp.name]) + " padded to K = "
-                            f"{K} (mean baseline)", "temporary": True}
+                cmd = _solve(coefgen_bin, arm, K, path)
+                info = {"how": " ".join(["coefgen"] + cmd[1:-1] + [path.name]), "temporary": False}
             payload = json.loads(path.read_text())
             info.update(path=str(path), values=[float(v) for v in payload["values"]], K=K,
                         estimator=payload["estimator"], estimator_params=payload.get("estimator_params"),

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import _compat  # noqa: E402
 from task import Task, kl_rows  # noqa: E402
 
 
@@ -45,6 +44,15 @@ class Recorder:
         self.calls.append({"prompts": list(prompts), "completions": [str(c) for c in completions],
                            "rewards": [float(r) for r in out]})
         return out
+
+
+def reward_function(task: Task, K: int, table_path):
+    """R + beta*log p_ref - beta*t[c] per completion, from coefgen's TRL integration (p_ref uniform:
+    log p_ref = -log M for every answer, a constant that the group-mean baseline removes)."""
+    from coefgen.integrations import trl_reward_func
+
+    return trl_reward_func(str(table_path), task.extract_answer, num_generations=K, objective="kl_regularized",
+                           beta=task.beta, task_reward=task.task_reward, log_p_ref=task.log_p_ref_of)
 
 
 def record_steps(steps: int, every: int) -> list[int]:
@@ -78,7 +86,7 @@ def train_one(task: Task, K: int, table_path, seed: int, steps: int, lr: float, 
             if state.global_step in wanted:
                 measure(model, state.global_step)
 
-    reward = Recorder(_compat.composed_reward_func(table_path, task, K))
+    reward = Recorder(reward_function(task, K, table_path))
     model = task.model(seed, hidden=hidden)
     with tempfile.TemporaryDirectory(prefix="coefgen-e2e-") as tmp:
         args = GRPOConfig(
@@ -97,7 +105,7 @@ def train_one(task: Task, K: int, table_path, seed: int, steps: int, lr: float, 
         trainer.train()
         wall = time.perf_counter() - t0
     out = {"K": K, "seed": seed, "steps": steps, "lr": lr, "table": str(table_path), "wall_s": wall,
-           "temporary_composition": bool(getattr(reward.f, "temporary", False)), "curve": curve,
+           "curve": curve,
            "n_reward_calls": len(reward.calls)}
     if record_rewards:
         out["reward_calls"] = reward.calls
