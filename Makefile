@@ -42,7 +42,7 @@ bench: $(STAMP)
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --cache .study-cache
 
-## make e2e: TRL's GRPOTrainer end to end, plug-in vs digamma vs coefgen's default (docs/e2e.md; ~10 min on 2 cores;
+## make e2e: TRL's GRPOTrainer end to end, plug-in vs digamma vs coefgen's default (docs/e2e.md; ~7 min on 2 cores;
 ## needs the trainers venv of make test-trainers, or TRAINERS_VENV=...; options: make e2e E2E_ARGS="--seeds 8 --task f.json")
 e2e: $(STAMP)
 	bash examples/e2e_trl/run.sh $(E2E_ARGS)
