@@ -22,6 +22,9 @@ if ! "$TRAINERS/bin/python" -c 'import trl, transformers, torch, datasets' 2>/de
   echo "e2e: or set TRAINERS_VENV to a venv with TRL 1.16, transformers and the CPU torch." >&2
   exit 2
 fi
+case "$(cd "$(dirname "$WORK")" 2>/dev/null && pwd)/$(basename "$WORK")" in
+  /|/.|"$PWD"|"$PWD/."|"$HOME") echo "e2e: E2E_WORK=$WORK would delete a directory that is not scratch" >&2; exit 2;;
+esac
 start=$(date +%s)
 rm -rf "$WORK"
 "$VENV/bin/python" examples/e2e_trl/prepare.py "$WORK" "$@"
