@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test docs-check test-trainers bench study study-baselines venv clean
+.PHONY: run test docs-check test-trainers bench study study-baselines e2e venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,5 +47,10 @@ study: $(STAMP)
 study-baselines: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --baseline loo,mean --cache .study-cache
 
+## make e2e: TRL's GRPOTrainer end to end, plug-in vs digamma vs coefgen's default (docs/e2e.md; ~7 min on 2 cores;
+## needs the trainers venv of make test-trainers, or TRAINERS_VENV=...; options: make e2e E2E_ARGS="--seeds 8 --task f.json")
+e2e: $(STAMP)
+	bash examples/e2e_trl/run.sh $(E2E_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-trainers build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-trainers .e2e-work build *.egg-info .pytest_cache
