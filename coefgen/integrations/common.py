@@ -3,8 +3,10 @@ a task reward, completion text, counts → t[c], token placement.
 
 For the trainer modules (TRL, verl, OpenRLHF) the pieces to use are:
 
-* ``resolve_family(table_or_path, divergence=, K=, baseline=)`` — a ``TableFamily`` from a
-  RewardTable, a TableFamily, a path, or keywords meaning the default set's family;
+* ``resolve_family(table_or_path, divergence=, K=, baseline=)`` — THE meaning of a table
+  argument: a path is the file plus its smaller-K siblings with the same name stem
+  (``family_of_file``), a RewardTable a family of one size, a TableFamily itself; keywords mean
+  the packaged default set's family;
 * ``check_baseline(table_baseline, trainer_baseline, std_normalized, setting, fix,
   allow_std_normalization, trainer=)`` — THE rule matching a table's baseline to the trainer's
   advantage step (raises ``BaselineMismatch``, one line naming the setting and the fix; logs once
