@@ -463,3 +463,19 @@ def test_composed_rewards(local_tq, tmp_path, tok_dir, objective, naive):
     want = (task_score(a0) + beta * LOG_P_REF[a0] - beta * t3) if objective == "kl_regularized" else task_score(a0) - beta * t3
     assert got[(uids[1], 0)] == pytest.approx(want, abs=1e-6)
     tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_answer_and_score_from_the_custom_function():
+    """CoefgenAnswerManager's reading of the custom reward function's result: a bare answer (task
+    score 0.0) or {"coefgen_answer", "score"}; anything else refused with one line."""
+    from coefgen.integrations.verl_v1 import answer_and_score
+
+    assert answer_and_score("4") == ("4", 0.0) and answer_and_score(None) == (None, 0.0)
+    assert answer_and_score({"coefgen_answer": "4", "score": 1}) == ("4", 1.0)
+    assert answer_and_score({"coefgen_answer": None}) == (None, 0.0)
+    with pytest.raises(ValueError, match=r"returned a dict without 'coefgen_answer' \(keys \['answer', 'score'\]\)"):
+        answer_and_score({"answer": "4", "score": 1.0})
+    with pytest.raises(TypeError, match="returned score 'high', not a number"):
+        answer_and_score({"coefgen_answer": "4", "score": "high"})
+    with pytest.raises(ValueError, match="returned score nan: a task reward must be finite"):
+        answer_and_score({"coefgen_answer": "4", "score": float("nan")})
