@@ -412,16 +412,16 @@ def test_refusals_of_the_composition_settings(tmp_path, tok_dir):
                                          r"\+trainer.v1.sampler.sampler_kwargs.coefgen_objective= one of kl_regularized, "
                                          r"entropy_bonus, consensus"):
         TrainerStub(make_config(tmp_path, tok_dir, table, objective=None)).build_sampler()
-    with pytest.raises(ValueError, match="objective= is required and must be one of"):
+    with pytest.raises(ValueError, match="coefgen_objective must be one of kl_regularized, entropy_bonus, consensus"):
         TrainerStub(make_config(tmp_path, tok_dir, table, objective="kl")).build_sampler()
-    with pytest.raises(ValueError, match=r"beta must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"coefgen_beta: beta must be a finite number > 0"):
         TrainerStub(make_config(tmp_path, tok_dir, table, coefgen_beta=-1.0)).build_sampler()
     with pytest.raises(ValueError, match=r"unknown sampler_kwargs coefgen_bta"):
         TrainerStub(make_config(tmp_path, tok_dir, table, coefgen_bta=0.5)).build_sampler()
     with pytest.raises(ValueError, match=r"coefgen_log_p_ref needs coefgen_invalid_reward"):
         TrainerStub(make_config(tmp_path, tok_dir, table, objective="kl_regularized",
                                 coefgen_log_p_ref={"7": -0.5})).build_sampler()
-    with pytest.raises(ValueError, match=r"log_p_ref is the reference of objective 'kl_regularized'"):
+    with pytest.raises(ValueError, match=r"coefgen_log_p_ref: log_p_ref is the reference of objective 'kl_regularized'"):
         TrainerStub(make_config(tmp_path, tok_dir, table, objective="consensus", coefgen_invalid_reward=-1.0,
                                 coefgen_log_p_ref={"7": -0.5})).build_sampler()
     with pytest.raises(ValueError, match=r"coefgen_log_p_ref\['7'\] is nan"):
@@ -462,6 +462,9 @@ def test_composed_rewards(local_tq, tmp_path, tok_dir, objective, naive):
     t3 = table_values(table, 3)[2]
     want = (task_score(a0) + beta * LOG_P_REF[a0] - beta * t3) if objective == "kl_regularized" else task_score(a0) - beta * t3
     assert got[(uids[1], 0)] == pytest.approx(want, abs=1e-6)
+    # the task score is read from reward_extra_info, not from rm_scores: scoring again changes nothing
+    sampler.score(batch)
+    assert read_rewards(batch) == got
     tq.kv_clear(keys=batch.keys, partition_id="train")
 
 

@@ -33,10 +33,10 @@ Config keys (see docs/verl.md)::
     #           coefgen_allow_std_normalization (all under +trainer.v1.sampler.sampler_kwargs.)
 
 The reward written is composed (``coefgen.runtime.compose_rewards``) from t_k[c] and the task
-reward R = the score verl's reward manager recorded for the sample: with ``CoefgenAnswerManager``
-the ``"score"`` of a dict ``{"coefgen_answer": answer, "score": R}`` returned by the custom reward
-function (0.0 when it returns the bare answer); with verl's naive manager the ``"score"`` of the
-user's ``compute_score``.
+reward R = the score verl's reward manager recorded for the sample (in its reward_extra_info):
+with ``CoefgenAnswerManager`` the ``"score"`` of a dict ``{"coefgen_answer": answer, "score": R}``
+returned by the custom reward function (0.0 when it returns the bare answer); with verl's naive
+manager the ``"score"`` of the user's ``compute_score``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from .common import Composition, resolve_family
 from .verl import answer_key, check_trainer_config, family_group_rewards
 
 ANSWER_KEY = "coefgen_answer"  # the reward_extra_info key the sampler reads
+SCORE_KEY = "coefgen_task_score"  # CoefgenAnswerManager's task score (verl's naive manager: "score")
 MODULE = "pkg://coefgen.integrations.verl_v1"
 KWARGS = "+trainer.v1.sampler.sampler_kwargs"
 SAMPLER_KEYS = ("coefgen_table", "coefgen_objective", "coefgen_beta", "coefgen_log_p_ref", "coefgen_invalid_reward",
@@ -114,13 +115,14 @@ class CoefgenAnswerManager(RewardManagerBase):
         else:
             result = await self.loop.run_in_executor(None, lambda: self.extract_answer(**kwargs))
         answer, score = answer_and_score(result)
-        return {"reward_score": score, "reward_extra_info": {ANSWER_KEY: answer_key(answer)}}
+        return {"reward_score": score, "reward_extra_info": {ANSWER_KEY: answer_key(answer), SCORE_KEY: score}}
 
 
 def answer_and_score(result):
     """(answer, task score) from what the custom reward function returned: an answer (score 0.0),
-    or a dict {"coefgen_answer": answer, "score": task reward} (the score becomes the sample's
-    rm_scores, the task reward R that CoefgenSampler composes with t[c])."""
+    or a dict {"coefgen_answer": answer, "score": task reward} (the score is the sample's reward
+    score and ``reward_extra_info["coefgen_task_score"]``, the task reward R that CoefgenSampler
+    composes with t[c])."""
     if isinstance(result, dict):
         if ANSWER_KEY not in result:
             raise ValueError(f"coefgen: the custom reward function returned a dict without {ANSWER_KEY!r} (keys "
@@ -150,7 +152,7 @@ class CoefgenSampler(ReplayBuffer):
     smaller sizes beside it, same name stem but ``-K<k>``, form the family: ``resolve_family``),
     ``coefgen_objective`` (required: kl_regularized, entropy_bonus or consensus; the reward is
     composed as ``coefgen.runtime.compose_rewards`` says, with the task reward R = the score verl's
-    reward manager recorded for the sample, i.e. its rm_scores before coefgen rewrites them),
+    reward manager recorded for the sample in its reward_extra_info),
     optional ``coefgen_beta`` (default 1.0), ``coefgen_log_p_ref`` (kl_regularized: a mapping
     answer -> log p_ref; needs ``coefgen_invalid_reward``), ``coefgen_invalid_reward`` (the whole
     reward of a sample with no answer, instead of counting it as a singleton),
@@ -229,7 +231,7 @@ class CoefgenSampler(ReplayBuffer):
             answer = info[ANSWER_KEY]
             answers.append(answer if self.encoded_answers else answer_key(answer))
             uids.append(uid)
-            scores.append(float(old[row].sum()))  # the task reward verl's reward manager recorded
+            scores.append(_task_reward(info, self.encoded_answers, keys[row]))
         validate = batch.partition_id == "val"
         rewards = self._rewards(answers, uids, scores, validate)
         by_session = dict(zip(order, rewards))
@@ -272,6 +274,23 @@ def _task_score(prompt, completion, answer, score):
     return score
 
 
+def _task_reward(info: dict, encoded: bool, key: str) -> float:
+    """The task reward R the reward manager recorded in a trajectory's reward_extra_info (read
+    from there, not from rm_scores, so that scoring a trajectory twice gives the same reward):
+    CoefgenAnswerManager's ``coefgen_task_score``, verl's naive manager's ``score``."""
+    name = SCORE_KEY if encoded else "score"
+    if name not in info:
+        raise RuntimeError(f"coefgen: trajectory {key} has no {name!r} in its reward_extra_info" +
+                           ("" if encoded else ": verl's naive manager needs compute_score to return a dict "
+                            f"{{'score': task reward, {ANSWER_KEY!r}: answer}}"))
+    value = info[name]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RuntimeError(f"coefgen: trajectory {key}: its task score {value!r} is not a number") from None
+    return value
+
+
 def sampler_composition(sampler_kwargs: dict, invalid_reward):
     """(Composition, log_p_ref mapping or None) from CoefgenSampler's sampler_kwargs; ValueError
     naming the key for a missing or bad setting."""
@@ -280,6 +299,9 @@ def sampler_composition(sampler_kwargs: dict, invalid_reward):
         raise ValueError(f"CoefgenSampler needs coefgen_objective (no default sign for t[c]): set "
                          f"{KWARGS}.coefgen_objective= one of {', '.join(OBJECTIVES)} (consensus with coefgen_beta=1 "
                          "and a zero task score gives t[c] itself)")
+    if str(objective) not in OBJECTIVES:
+        raise ValueError(f"CoefgenSampler: coefgen_objective must be one of {', '.join(OBJECTIVES)} (it fixes the sign "
+                         f"of t[c] in the reward), got {objective!r}")
     beta = sampler_kwargs.get("coefgen_beta", 1.0)
     raw = sampler_kwargs.get("coefgen_log_p_ref")
     log_p_ref = None
@@ -307,7 +329,8 @@ def sampler_composition(sampler_kwargs: dict, invalid_reward):
     try:
         composition = Composition(str(objective), beta, _task_score, log_p_ref)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"CoefgenSampler sampler_kwargs: {e}") from None
+        key = "coefgen_beta" if "beta" in str(e) else "coefgen_log_p_ref" if "log_p_ref" in str(e) else "sampler_kwargs"
+        raise ValueError(f"CoefgenSampler: {key}: {e}") from None
     return composition, log_p_ref
 
 
