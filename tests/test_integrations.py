@@ -578,3 +578,92 @@ def test_trl_self_gather_a_failing_extractor_fails_every_process(table, monkeypa
         t.join(10)
     assert isinstance(errors[1], KeyError)
     assert isinstance(errors[0], RuntimeError) and "process 1 failed to extract its answers (KeyError" in str(errors[0])
+
+
+# --- one meaning for a table path (every integration) ---------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+STEM = "kl-aqp-gamma0.75-max_mse4plugin"
+
+
+def _values(k, folder=REPO / "tables", name=None):
+    """t[1..k] read straight from a table file's JSON (not through coefgen)."""
+    import json
+
+    payload = json.loads((folder / (name or f"{STEM}-K{k}.json")).read_text())
+    assert payload["K"] == k
+    return [float(v) for v in payload["values"]]
+
+
+def _reseal(src, dst, **changes):
+    """A copy of table file ``src`` with ``changes`` (values and K kept consistent by the caller), re-sealed."""
+    import json
+
+    from coefgen.payload import canonical_json, seal
+
+    payload = json.loads(src.read_text())
+    payload.update(changes)
+    dst.write_text(canonical_json(seal(payload)))
+    return dst
+
+
+def test_a_path_means_the_file_and_its_smaller_k_siblings(tmp_path):
+    """resolve_family(path): the file plus the files beside it named <same stem>-K<k> (k smaller,
+    same format), each holding its own table; other stems (-loo-, -mean-) and larger K are not
+    members; a file without a -K<k> suffix is a family of one."""
+    import shutil
+
+    for k in (2, 3, 5, 6):
+        shutil.copy(REPO / "tables" / f"{STEM}-K{k}.json", tmp_path)
+    shutil.copy(REPO / "tables" / f"{STEM}-K5.npz", tmp_path)  # another format: not a member of the JSON family
+    # a loo file with the same prefix is another stem
+    exact = __import__("json").loads((REPO / "tables" / f"{STEM}-K3.json").read_text())["values_exact"]
+    _reseal(REPO / "tables" / f"{STEM}-K3.json", tmp_path / f"{STEM}-loo-K4.json", schema="coefgen.table/2",
+            baseline="loo", K=4, values=_values(3) + _values(3)[-1:], values_exact=exact + exact[-1:])
+    fam = I.resolve_family(str(tmp_path / f"{STEM}-K5.json"))
+    assert fam.sizes == (2, 3, 5) and fam.baseline == "none"  # K4 absent, K6 larger: not members
+    for k in fam.sizes:
+        assert fam.table_for(k).values.tolist() == _values(k)
+    assert I.resolve_family(tmp_path / f"{STEM}-K5.npz").sizes == (5,)
+    assert I.resolve_family(str(tmp_path / f"{STEM}-loo-K4.json")).sizes == (4,)
+    shutil.copy(REPO / "tables" / f"{STEM}-K4.json", tmp_path / "mine.json")
+    assert I.resolve_family(str(tmp_path / "mine.json")).sizes == (4,)
+    # a list: exactly those tables; a RewardTable: one size; the default set by keywords
+    assert I.resolve_family([str(tmp_path / f"{STEM}-K5.json"), str(tmp_path / f"{STEM}-K2.json")]).sizes == (2, 5)
+    assert I.resolve_family(I.as_table(str(tmp_path / f"{STEM}-K5.json"))).sizes == (5,)
+
+
+def test_a_sibling_of_another_kind_or_size_is_refused(tmp_path):
+    import shutil
+
+    shutil.copy(REPO / "tables" / f"{STEM}-K4.json", tmp_path)
+    shutil.copy(REPO / "tables" / f"{STEM}-K3.json", tmp_path / f"{STEM}-K2.json")  # holds K = 3
+    with pytest.raises(ValueError, match=r"-K2.json: the name says K = 2 but the table holds K = 3"):
+        I.resolve_family(str(tmp_path / f"{STEM}-K4.json"))
+    (tmp_path / f"{STEM}-K2.json").unlink()
+    _reseal(REPO / "tables" / f"{STEM}-K3.json", tmp_path / f"{STEM}-K3.json", estimator="minimax")
+    with pytest.raises(ValueError, match=r"-K3.json \(kl/minimax/baseline none\) is named as a smaller-K sibling"):
+        I.resolve_family(str(tmp_path / f"{STEM}-K4.json"))
+    (tmp_path / f"{STEM}-K3.json").write_text("{}")
+    with pytest.raises(ValueError, match="K3.json"):  # a damaged sibling is refused, never skipped
+        I.resolve_family(str(tmp_path / f"{STEM}-K4.json"))
+
+
+def test_every_integration_scores_a_short_group_from_one_path(tmp_path):
+    """The same path in TRL, OpenRLHF, verl and group_rewards: a group that lost a sample is scored
+    with the table of its own size, read from the sibling file."""
+    path = str(REPO / "tables" / f"{STEM}-K4.json")
+    t3, t4 = _values(3), _values(4)
+    f = I.trl_reward_func(path, boxed, objective="consensus")
+    assert f.family.sizes == (2, 3, 4)
+    assert f(["p"] * 4, [chat(a) for a in "1112"]) == [t4[2]] * 3 + [t4[0]]  # outside a trainer: the path's K
+    f3 = I.trl_reward_func(path, boxed, objective="consensus", num_generations=3)
+    assert f3(["p"] * 3, [chat(a) for a in "112"]) == [t3[1], t3[1], t3[0]]
+    assert I.openrlhf_rewards(path, [["1", "1", "2"]], advantage_estimator="reinforce", objective="consensus").tolist() \
+        == [[t3[1], t3[1], t3[0]]]
+    g = I.openrlhf_reward_func(path, lambda s: s[-1:], advantage_estimator="reinforce", objective="consensus")
+    assert g(["q=1"] * 4, ["q="] * 4)["rewards"].tolist() == [t4[3]] * 4  # n_samples_per_prompt: the path's K
+    assert I.verl_rewards(path, ["1", "1", "2", "5", "5", "5", "6"], list("aaabbbb")).tolist() == \
+        [t3[1], t3[1], t3[0], t4[2], t4[2], t4[2], t4[0]]
+    assert I.group_rewards(path, ["1", "1", "2", "3"]).tolist() == [t4[1], t4[1], t4[0], t4[0]]
+    assert I.group_rewards(path, ["1", "1", "2"], group_size=3).tolist() == [t3[1], t3[1], t3[0]]

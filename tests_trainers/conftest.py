@@ -3,6 +3,7 @@ code (no hub downloads), and the repo's committed tables read independently of c
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,17 @@ CHARS = "0123456789+=?abx "
 
 
 def table_path(K: int) -> Path:
-    """The default set's kl aqp table for group size K (whatever its parameters are named)."""
-    found = sorted((REPO / "tables").glob(f"kl-aqp-*K{K}.json")) + sorted((REPO / "tables").glob(f"kl-aqp-K{K}.json"))
-    assert len(found) == 1, f"expected one default kl aqp table for K = {K} in tables/, found {found}"
+    """The default set's no-baseline kl aqp table for group size K (whatever its parameters are
+    named): ``kl-aqp-<params>-K<K>.json`` whose stem does not end in a baseline (``-loo``,
+    ``-mean``) and whose payload says baseline none (schema /1 files have no field: none)."""
+    pattern = re.compile(rf"^kl-aqp(-.+)?-K{K}\.json$")
+    found = []
+    for path in sorted((REPO / "tables").glob(f"kl-aqp*-K{K}.json")):
+        if not pattern.match(path.name) or path.name.endswith((f"-loo-K{K}.json", f"-mean-K{K}.json")):
+            continue
+        if json.loads(path.read_text()).get("baseline", "none") == "none":
+            found.append(path)
+    assert len(found) == 1, f"expected one default no-baseline kl aqp table for K = {K} in tables/, found {found}"
     return found[0]
 
 

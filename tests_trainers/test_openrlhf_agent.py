@@ -148,11 +148,19 @@ def test_group_rewards_through_the_rollout_actor(tmp_path, vllm_engine_module):
 
 
 def test_other_group_sizes(tmp_path, vllm_engine_module):
-    """n = 3 with the K = 4 file: scored with the 3-sample table beside it; n = 5: refused with the
+    """n = 3 and n = 2 with the K = 4 file: scored with the 3- and 2-sample tables beside it (the
+    family of one path); n = 5 (and n = 1: the family has no 1-sample table): refused with the
     sizes named; other_size_reward gives such groups a fixed reward."""
     path = agent_file(tmp_path, REPO / "tables" / f"{STEM}-K{K}.json")
     _, (outputs,) = rollout(vllm_engine_module, path, {"1+1=?": ["x=1", "x=2", "x=1"]}, ["1+1=?"], 3)
     assert [o["reward"] for o in outputs] == expected(answers_of(outputs))
+    _, (two_same, two_differ) = rollout(vllm_engine_module, path, {"1+1=?": ["x=1", "x=1"], "2+2=?": ["x=4", "xx"]},
+                                        ["1+1=?", "2+2=?"], 2)
+    t2 = values(2)
+    assert [o["reward"] for o in two_same] == [t2[1], t2[1]] and [o["reward"] for o in two_differ] == [t2[0], t2[0]]
+    assert [o["extra_logs"]["coefgen_count"] for o in two_same + two_differ] == [2, 2, 1, 1]
+    _, (error,) = rollout(vllm_engine_module, path, {"1+1=?": ["x=1"]}, ["1+1=?"], 1)
+    assert isinstance(error, ValueError) and "generated 1 samples" in str(error) and "sizes 2, 3, 4" in str(error)
     _, (error,) = rollout(vllm_engine_module, path, {"1+1=?": ["x=1"] * 5}, ["1+1=?"], 5)
     assert isinstance(error, ValueError) and "generated 5 samples" in str(error) and "sizes 2, 3, 4" in str(error)
     path = agent_file(tmp_path, REPO / "tables" / f"{STEM}-K{K}.json", extra=", other_size_reward=0.5")

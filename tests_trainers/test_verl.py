@@ -218,7 +218,10 @@ def test_refusals_at_construction(tmp_path, tok_dir):
     with pytest.raises(ValueError, match=r"rollout.n = 8 responses per prompt but the coefgen tables are for group "
                                          r"sizes 3, 4"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, n=8), char_tokenizer())
-    with pytest.raises(ValueError, match=r"adv_estimator=grpo divides .*norm_adv_by_std_in_grpo=False"):
+    with pytest.raises(ValueError, match=r"verl divides each group's advantages .*algorithm.adv_estimator=grpo with "
+                                         r"algorithm.norm_adv_by_std_in_grpo=True .*Fix: set algorithm."
+                                         r"norm_adv_by_std_in_grpo=False.*; or set \+reward.reward_kwargs."
+                                         r"coefgen_allow_std_normalization=true to accept the bias"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, adv="grpo"), char_tokenizer())
     with pytest.raises(ValueError, match=r"adv_estimator=gae uses a learned critic"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, adv="gae"), char_tokenizer())

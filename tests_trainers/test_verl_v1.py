@@ -42,7 +42,27 @@ def extract_answer(data_source, solution_str, ground_truth, extra_info=None, **k
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     """for verl's own naive manager: the answer as a string (or None) under coefgen_answer"""
     return {"score": 0.0, "coefgen_answer": extract_answer(data_source, solution_str, ground_truth)}
+
+
+def task_score(answer):
+    return -0.5 if answer is None else (1.0 if answer in ("5", "7") else 0.0)
+
+
+def answer_and_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """for CoefgenAnswerManager: the answer and a task reward"""
+    answer = extract_answer(data_source, solution_str, ground_truth)
+    return {"coefgen_answer": answer, "score": task_score(answer)}
+
+
+def scored_compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """for verl's naive manager: a task reward as the score"""
+    answer = extract_answer(data_source, solution_str, ground_truth)
+    return {"score": task_score(answer), "coefgen_answer": answer}
 '''
+
+
+def task_score(answer):  # the same rule as the extractor file's, for the expected rewards
+    return -0.5 if answer is None else (1.0 if answer in ("5", "7") else 0.0)
 
 
 # ---------------------------------------------------------------- tables, read without coefgen
@@ -112,7 +132,7 @@ def tok_dir(tmp_path_factory):
 
 
 def make_config(tmp_path, tok_dir, table, *, adv="grpo", std=False, n=K, val_n=K, mode="sync", batch=4, naive=False,
-                **kwargs):
+                objective="consensus", function=None, **kwargs):
     cfg = OmegaConf.load(Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml")
     extractor = tmp_path / "answers.py"
     extractor.write_text(EXTRACTOR)
@@ -133,12 +153,16 @@ def make_config(tmp_path, tok_dir, table, *, adv="grpo", std=False, n=K, val_n=K
         cfg.reward.reward_manager.source = "register"
         cfg.reward.reward_manager.name = "naive"
         cfg.reward.custom_reward_function.name = "compute_score"
+    if function is not None:
+        cfg.reward.custom_reward_function.name = function
     cfg.trainer.use_v1 = True
     cfg.trainer.v1.trainer_mode = mode
     cfg.trainer.v1.sampler.custom_sampler.path = "pkg://coefgen.integrations.verl_v1"
     cfg.trainer.v1.sampler.custom_sampler.name = "CoefgenSampler"
     with open_dict(cfg):
         cfg.trainer.v1.sampler.sampler_kwargs = {"coefgen_table": str(table), **kwargs}
+        if objective is not None:
+            cfg.trainer.v1.sampler.sampler_kwargs.coefgen_objective = objective
     return cfg
 
 
@@ -339,7 +363,8 @@ def test_none_table_and_async_mode(local_tq, tmp_path, tok_dir):
     """rloo needs a loo table: the committed none tables are refused; under colocate_async verl's
     ReplayBufferAsync evicts the failed group and asks for a refill, complete groups are scored."""
     none_table = REPO / "tables" / f"{STEM}-K{K}.json"
-    with pytest.raises(ValueError, match="adv_estimator=rloo subtracts the leave-one-out"):
+    with pytest.raises(ValueError, match=r"verl uses a leave-one-out baseline \(algorithm.adv_estimator=rloo\) but "
+                                         r"the table is made for baseline 'none'"):
         TrainerStub(make_config(tmp_path, tok_dir, none_table, adv="rloo")).build_sampler()
     table = write_baseline_family(tmp_path / "tables", "loo", range(3, K + 1))
     stub = TrainerStub(make_config(tmp_path, tok_dir, table, adv="rloo", mode="colocate_async"))
@@ -379,3 +404,81 @@ def test_refusals(tmp_path, tok_dir):
     cfg.reward.reward_model.enable = True
     with pytest.raises(ValueError, match="colocated reward model"):
         TrainerStub(cfg).build_sampler()
+
+
+def test_refusals_of_the_composition_settings(tmp_path, tok_dir):
+    table = write_baseline_family(tmp_path / "tables", "mean", range(3, K + 1))
+    with pytest.raises(ValueError, match=r"needs coefgen_objective \(no default sign for t\[c\]\): set "
+                                         r"\+trainer.v1.sampler.sampler_kwargs.coefgen_objective= one of kl_regularized, "
+                                         r"entropy_bonus, consensus"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, objective=None)).build_sampler()
+    with pytest.raises(ValueError, match="coefgen_objective must be one of kl_regularized, entropy_bonus, consensus"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, objective="kl")).build_sampler()
+    with pytest.raises(ValueError, match=r"coefgen_beta: beta must be a finite number > 0"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, coefgen_beta=-1.0)).build_sampler()
+    with pytest.raises(ValueError, match=r"unknown sampler_kwargs coefgen_bta"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, coefgen_bta=0.5)).build_sampler()
+    with pytest.raises(ValueError, match=r"coefgen_log_p_ref needs coefgen_invalid_reward"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, objective="kl_regularized",
+                                coefgen_log_p_ref={"7": -0.5})).build_sampler()
+    with pytest.raises(ValueError, match=r"coefgen_log_p_ref: log_p_ref is the reference of objective 'kl_regularized'"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, objective="consensus", coefgen_invalid_reward=-1.0,
+                                coefgen_log_p_ref={"7": -0.5})).build_sampler()
+    with pytest.raises(ValueError, match=r"coefgen_log_p_ref\['7'\] is nan"):
+        TrainerStub(make_config(tmp_path, tok_dir, table, objective="kl_regularized", coefgen_invalid_reward=-1.0,
+                                coefgen_log_p_ref={"7": float("nan")})).build_sampler()
+
+
+LOG_P_REF = {"7": -0.5, "3": -2.0, "5": -1.0, "2": -2.5, "1": -1.5, "9": -0.25}
+
+
+@pytest.mark.parametrize("objective,naive", [("kl_regularized", False), ("entropy_bonus", True)])
+def test_composed_rewards(local_tq, tmp_path, tok_dir, objective, naive):
+    """coefgen_objective / coefgen_beta / coefgen_log_p_ref with the task reward R = the score the
+    reward manager recorded (CoefgenAnswerManager: the custom function's {"coefgen_answer", "score"};
+    naive: compute_score's score): every reward is the composition of t_k[c] read from the files."""
+    beta = 0.5
+    table = write_baseline_family(tmp_path / "tables", "mean", range(3, K + 1))
+    extra = {"coefgen_log_p_ref": LOG_P_REF, "coefgen_invalid_reward": -1.0} if objective == "kl_regularized" else {}
+    cfg = make_config(tmp_path, tok_dir, table, naive=naive, objective=objective, coefgen_beta=beta,
+                      function="scored_compute_score" if naive else "answer_and_score", **extra)
+    sampler = TrainerStub(cfg).build_sampler()
+    uids = new_uids(4)
+    plan = make_plan(uids, K, ANSWERS, fail={(uids[1], 2)}, seed=4)
+    run_sessions(cfg, tok_dir, plan, uids, validate=False)
+    batch, _ = sampler.sample(global_steps=1, partition_id="train", batch_size=4)
+    got = read_rewards(batch)
+    t = expected(lambda k: table_values(table, k), plan, "mean")
+    assert set(got) == set(t)
+    for (u, s), tc in t.items():
+        a = plan[(u, s)][0]
+        if objective == "kl_regularized":
+            want = -1.0 if a is None else task_score(a) + beta * LOG_P_REF[a] - beta * tc
+        else:
+            want = task_score(a) - beta * tc
+        assert got[(u, s)] == pytest.approx(want, abs=1e-6), (u, s, a)
+    # the group that lost a session: its 3-sample table, composed
+    a0 = plan[(uids[1], 0)][0]
+    t3 = table_values(table, 3)[2]
+    want = (task_score(a0) + beta * LOG_P_REF[a0] - beta * t3) if objective == "kl_regularized" else task_score(a0) - beta * t3
+    assert got[(uids[1], 0)] == pytest.approx(want, abs=1e-6)
+    # the task score is read from reward_extra_info, not from rm_scores: scoring again changes nothing
+    sampler.score(batch)
+    assert read_rewards(batch) == got
+    tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_answer_and_score_from_the_custom_function():
+    """CoefgenAnswerManager's reading of the custom reward function's result: a bare answer (task
+    score 0.0) or {"coefgen_answer", "score"}; anything else refused with one line."""
+    from coefgen.integrations.verl_v1 import answer_and_score
+
+    assert answer_and_score("4") == ("4", 0.0) and answer_and_score(None) == (None, 0.0)
+    assert answer_and_score({"coefgen_answer": "4", "score": 1}) == ("4", 1.0)
+    assert answer_and_score({"coefgen_answer": None}) == (None, 0.0)
+    with pytest.raises(ValueError, match=r"returned a dict without 'coefgen_answer' \(keys \['answer', 'score'\]\)"):
+        answer_and_score({"answer": "4", "score": 1.0})
+    with pytest.raises(TypeError, match="returned score 'high', not a number"):
+        answer_and_score({"coefgen_answer": "4", "score": "high"})
+    with pytest.raises(ValueError, match="returned score nan: a task reward must be finite"):
+        answer_and_score({"coefgen_answer": "4", "score": float("nan")})

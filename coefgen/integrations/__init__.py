@@ -13,17 +13,21 @@ module per trainer turns what that trainer hands to a reward hook into the count
 * ``bon_quantile_rewards`` (from ``coefgen.bon``) — BOND/vBoN quantile rewards: a kl table of
   K = k + 1 maps c = 1 + #{reference rewards ≤ the sample's} to an estimate of log p_≤.
 
-The TRL and OpenRLHF functions take a table (RewardTable), a family (TableFamily: each group
-scored with the table of its own size) or a path — or the keywords ``divergence=, K=,
-baseline=`` for the default set's family — and ``objective=`` (required: "kl_regularized",
-"entropy_bonus", "consensus"), ``beta=``, ``task_reward=``, ``log_p_ref=``
-(``coefgen.runtime.compose_rewards``). The rule matching a table's baseline to a trainer's
-advantage step is ``common.check_baseline`` (strict none/loo/mean; group std normalisation
-refused unless ``allow_std_normalization=True``).
+Every integration reads its table argument by one rule (``common.resolve_family``): a path to a
+table file means that file and its siblings for smaller K in the same directory with the same
+name stem (``...-K<k>.json``), a RewardTable a family of one size, a TableFamily itself (each
+group scored with the table of its own size); or no table and the keywords ``divergence=, K=,
+baseline=`` for the packaged default set's family. The TRL and OpenRLHF functions take
+``objective=`` (required: "kl_regularized", "entropy_bonus", "consensus"), ``beta=``,
+``task_reward=``, ``log_p_ref=`` (``coefgen.runtime.compose_rewards``); verl's v1 sampler the
+same as ``coefgen_*`` sampler_kwargs. The rule matching a table's baseline to a trainer's
+advantage step is ``common.check_baseline``, for every trainer (strict none/loo/mean; group std
+normalisation refused unless opted in, which logs once what it costs).
 
 An answer the extractor cannot find (``None``, or a NaN) matches nothing: it counts as a
 singleton (c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to
-give such samples a fixed reward instead. None/NaN group keys are refused.
+give such samples a fixed reward instead. None/NaN group keys are refused; keys (verl uids
+included) are compared as Python objects: 1 and "1" are two groups (``runtime.group_codes``).
 """
 
 from .common import (BaselineMismatch, Composition, as_table, check_baseline, completion_text, group_rewards,

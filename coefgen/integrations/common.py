@@ -3,8 +3,10 @@ a task reward, completion text, counts → t[c], token placement.
 
 For the trainer modules (TRL, verl, OpenRLHF) the pieces to use are:
 
-* ``resolve_family(table_or_path, divergence=, K=, baseline=)`` — a ``TableFamily`` from a
-  RewardTable, a TableFamily, a path, or keywords meaning the default set's family;
+* ``resolve_family(table_or_path, divergence=, K=, baseline=)`` — THE meaning of a table
+  argument: a path is the file plus its smaller-K siblings with the same name stem
+  (``family_of_file``), a RewardTable a family of one size, a TableFamily itself; keywords mean
+  the packaged default set's family;
 * ``check_baseline(table_baseline, trainer_baseline, std_normalized, setting, fix,
   allow_std_normalization, trainer=)`` — THE rule matching a table's baseline to the trainer's
   advantage step (raises ``BaselineMismatch``, one line naming the setting and the fix; logs once
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Hashable, Sequence
 
@@ -26,7 +29,7 @@ import numpy as np
 from ..runtime import (OBJECTIVES, RewardTable, TableFamily, answer_codes as _runtime_answer_codes, compose_rewards,
                        default_family, group_codes, is_missing, load)
 
-__all__ = ["as_table", "resolve_family", "family_name", "check_baseline", "BaselineMismatch", "STD_COST", "Composition",
+__all__ = ["as_table", "resolve_family", "family_of_file", "named_group_size", "family_name", "check_baseline", "BaselineMismatch", "STD_COST", "Composition",
            "answer_codes", "group_codes", "is_missing", "rewards_by_group", "group_rewards", "completion_text",
            "place_token_level", "to_numpy", "object_array"]
 
@@ -34,8 +37,8 @@ log = logging.getLogger("coefgen")
 
 
 def as_table(table_or_path) -> RewardTable:
-    """A RewardTable from a table or a path to a JSON/NPZ table file (one size; for several
-    sizes see ``resolve_family``)."""
+    """A RewardTable from a table or a path to a JSON/NPZ table file: that one file (the
+    integrations take a path as a family, see ``resolve_family``)."""
     if isinstance(table_or_path, RewardTable):
         return table_or_path
     if isinstance(table_or_path, (str, os.PathLike)):
@@ -82,20 +85,77 @@ def rewards_by_group(table, answers: Sequence, group_ids, invalid_reward=None) -
 # ---------------------------------------------------------------------------------------------
 # Table families
 
+_K_SUFFIX = re.compile(r"^(?P<stem>.*)-K(?P<k>[0-9]+)\.(?P<ext>json|npz)$")
+
+
+def family_of_file(path) -> TableFamily:
+    """THE meaning of a table path in every integration: the table in ``path`` and its siblings
+    for smaller group sizes — the files in the same directory whose names differ only in the
+    ``-K<k>`` before the extension (same stem, same format), k < the file's K. So
+    ``tables/kl-aqp-gamma0.75-max_mse4plugin-mean-K8.json`` is the family ``...-mean-K3.json`` ..
+    ``-K8.json`` (whichever exist; ``...-K8.json`` without ``-mean`` is another stem), and a
+    group that lost a sample is scored with the table of its own size. A file whose name has no
+    ``-K<k>`` suffix is a family of one table. A sibling that is not an intact table, holds
+    another K than its name states, or another divergence, estimator or baseline than ``path``
+    is refused (ValueError naming it), never skipped."""
+    path = os.fspath(path)
+    top = load(path)
+    m = _K_SUFFIX.match(os.path.basename(path))
+    tables = [top]
+    if m:
+        if int(m["k"]) != top.K:
+            raise ValueError(f"{path}: the name says K = {int(m['k'])} but the table holds K = {top.K}")
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in sorted(os.listdir(folder)):
+            s = _K_SUFFIX.match(name)
+            if not (s and s["stem"] == m["stem"] and s["ext"] == m["ext"] and int(s["k"]) < top.K):
+                continue
+            sibling = os.path.join(folder, name)
+            t = load(sibling)
+            if t.K != int(s["k"]):
+                raise ValueError(f"{sibling}: the name says K = {int(s['k'])} but the table holds K = {t.K} "
+                                 f"(a sibling of {os.path.basename(path)} in its table family)")
+            if (t.divergence, t.estimator, t.baseline) != (top.divergence, top.estimator, top.baseline):
+                raise ValueError(f"{sibling} ({t.divergence}/{t.estimator}/baseline {t.baseline}) is named as a "
+                                 f"smaller-K sibling of {os.path.basename(path)} ({top.divergence}/{top.estimator}/"
+                                 f"baseline {top.baseline}); a table family holds one kind of table: rename or move it")
+            tables.append(t)
+    return TableFamily(tables)
+
+
 def resolve_family(table_or_path=None, *, divergence=None, K=None, baseline=None) -> TableFamily:
-    """The TableFamily an integration scores with: from a RewardTable (a family of one size), a
-    TableFamily, a path to a table file, or — with no table — the keywords ``divergence=`` (default
-    "kl"), ``K=`` (required) and ``baseline=`` (default "none") meaning
-    ``coefgen.runtime.default_family(divergence, K, baseline)``."""
+    """The TableFamily an integration scores with — one rule for every integration:
+
+    * a path to a table file (JSON or NPZ): that file and its smaller-K siblings in the same
+      directory with the same name stem (``family_of_file``);
+    * a RewardTable: a family of that one size; a TableFamily: itself; a list or tuple of
+      RewardTables / paths: exactly those tables (no siblings);
+    * no table and the keywords ``divergence=`` (default "kl"), ``K=`` (required) and
+      ``baseline=`` (default "none"): the packaged default set's family,
+      ``coefgen.runtime.default_family(divergence, K, baseline)`` (sizes 2..K, or 3..K under a
+      group baseline)."""
     if table_or_path is not None:
         if divergence is not None or K is not None or baseline is not None:
             raise TypeError("give either a table (RewardTable, TableFamily or path) or the keywords divergence=, K=, "
                             "baseline= of the default set, not both")
+        if isinstance(table_or_path, (str, os.PathLike)):
+            return family_of_file(table_or_path)
+        if isinstance(table_or_path, (list, tuple)):
+            return TableFamily([as_table(t) for t in table_or_path])
         return TableFamily.of(table_or_path)
     if K is None:
         raise TypeError("no table: pass a RewardTable, a TableFamily or a path, or K= (with divergence= and baseline=) "
                         "for the default set's family")
     return default_family("kl" if divergence is None else divergence, K=K, baseline="none" if baseline is None else baseline)
+
+
+def named_group_size(table_or_path, family: TableFamily, K=None):
+    """The group size a caller named, for scoring outside a trainer that reports it: the K of
+    the file a path names (the family's largest), the keyword ``K=``, or the only size of a
+    one-table family; None for a TableFamily (or list) of several sizes."""
+    if K is not None or len(family.sizes) == 1 or isinstance(table_or_path, (str, os.PathLike)):
+        return family.K
+    return None
 
 
 def family_name(family: TableFamily) -> str:
@@ -124,8 +184,12 @@ class BaselineMismatch(ValueError):
 _logged: set = set()
 
 
+OPT_IN = "pass allow_std_normalization=True"
+
+
 def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: bool = False, setting: str = "",
-                   fix: str = "", allow_std_normalization: bool = False, trainer: str = "the trainer") -> None:
+                   fix: str = "", allow_std_normalization: bool = False, trainer: str = "the trainer",
+                   opt_in: str = OPT_IN) -> None:
     """Refuse a table the trainer's advantage step does not run as certified; return None if it does.
 
     ``table_baseline``: the table's (or family's) ``baseline``; ``trainer_baseline``: what the
@@ -134,7 +198,9 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
     divides each group's advantages by the group's reward std; ``setting``: the trainer option
     that decides it, as the user writes it (e.g. ``GRPOConfig.scale_rewards="group" (the
     default)``); ``fix``: what the user should change for the std refusal (the baseline
-    refusal names the table to load itself).
+    refusal names the table to load itself); ``opt_in``: how the user opts in to std
+    normalisation, as a phrase (default ``"pass allow_std_normalization=True"``; verl: ``"set
+    +trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_normalization=true"``).
 
     Matching is strict: none ↔ none, loo ↔ loo, mean ↔ mean. Group std normalisation is
     refused (BaselineMismatch naming ``setting`` and ``fix``) unless ``allow_std_normalization``,
@@ -155,7 +221,7 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
             raise BaselineMismatch(f"coefgen: {trainer} divides each group's advantages by the group's reward std "
                                    f"({setting}), which is not linear in the table: no fixed table is unbiased under "
                                    "it (in a two-answer group only the sign of the cost difference survives). "
-                                   f"Fix: {fix}; or pass allow_std_normalization=True to accept the bias")
+                                   f"Fix: {fix}; or {opt_in} to accept the bias")
     if table_baseline != trainer_baseline:
         raise BaselineMismatch(
             f"coefgen: {trainer} uses {BASELINE_WORDS[trainer_baseline]} ({setting}) but the table is made for "
@@ -168,7 +234,8 @@ def check_baseline(table_baseline: str, trainer_baseline: str, std_normalized: b
         key = (trainer, setting)
         if key not in _logged:
             _logged.add(key)
-            log.warning("coefgen: allow_std_normalization=True with %s (%s): %s", trainer, setting, STD_COST)
+            chosen = opt_in.split(" ", 1)[-1] if opt_in.startswith(("pass ", "set ")) else opt_in
+            log.warning("coefgen: %s with %s (%s): %s", chosen, trainer, setting, STD_COST)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,13 +320,15 @@ def _finite(value, what: str) -> float:
 
 def group_rewards(table_or_path, answers: Sequence[Hashable | None], group_size: int | None = None,
                   invalid_reward: float | None = None) -> np.ndarray:
-    """Rewards for a flat list of answers in consecutive groups of ``group_size`` (default: the
-    family's only size), each group scored with the table of that size (t[c] alone, no composition)."""
-    family = TableFamily.of(table_or_path)
+    """Rewards for a flat list of answers in consecutive groups of ``group_size``, each group
+    scored with the table of that size (t[c] alone, no composition). ``table_or_path`` as in
+    ``resolve_family`` (a path: the file and its smaller-K siblings); ``group_size`` defaults to
+    the K of the file a path names (or a one-table family's size)."""
+    family = resolve_family(table_or_path)
     if group_size is None:
-        if len(family.sizes) != 1:
+        group_size = named_group_size(table_or_path, family)
+        if group_size is None:
             raise ValueError(f"group_size is required with a family of several sizes ({family!r})")
-        group_size = family.K
     g = int(group_size)
     family.check_sizes([g])
     if len(answers) % g:

@@ -20,7 +20,8 @@ import sys
 import numpy as np
 
 from ..runtime import answer_counts
-from .common import Composition, answer_codes, check_baseline, object_array, resolve_family, rewards_by_group
+from .common import (Composition, answer_codes, check_baseline, named_group_size, object_array, resolve_family,
+                     rewards_by_group)
 
 PER_SAMPLE_HOOK = (
     "OpenRLHF calls a --remote_rm_url reward_func once per sample (openrlhf/utils/agent.py, "
@@ -72,11 +73,11 @@ def check_openrlhf(family, advantage_estimator, allow_std_normalization: bool = 
                    allow_std_normalization, trainer=adv["trainer"])
 
 
-def _group_size(family, n_samples_per_prompt) -> int:
+def _group_size(family, n_samples_per_prompt, named_size=None) -> int:
     if n_samples_per_prompt is None:
-        if len(family.sizes) != 1:
+        if named_size is None:
             raise TypeError(f"n_samples_per_prompt= is required with a family of several sizes ({family!r})")
-        return family.K
+        return named_size
     n = int(n_samples_per_prompt)
     if not family.signal_free(n) and n not in family.sizes:
         raise ValueError(f"n_samples_per_prompt = {n} but the coefgen table family has no table for {n} "
@@ -133,6 +134,10 @@ def openrlhf_reward_func(table_or_path=None, extract_answer=None, *, advantage_e
     one prompt and one label per query (OpenRLHF's convention: ``queries[i]`` is prompt + response
     of sample i, ``prompts[i]`` its prompt, ``labels[i]`` its label).
 
+    ``table_or_path`` (or ``divergence=, K=, baseline=``) as in ``common.resolve_family``: a path
+    is the file and its smaller-K siblings; ``n_samples_per_prompt`` defaults to the K a path or
+    ``K=`` names (required with a TableFamily of several sizes).
+
     ``advantage_estimator`` (required: OpenRLHF does not show it to a reward function) is checked
     against the table's baseline at construction (rloo → loo; dr_grpo, reinforce_baseline → mean;
     group_norm → mean with std normalisation, refused unless ``allow_std_normalization``;
@@ -150,7 +155,7 @@ def openrlhf_reward_func(table_or_path=None, extract_answer=None, *, advantage_e
     composition = Composition(objective, beta, task_reward, log_p_ref)
     family = resolve_family(table_or_path, divergence=divergence, K=K, baseline=baseline)
     check_openrlhf(family, advantage_estimator, allow_std_normalization)
-    n = _group_size(family, n_samples_per_prompt)
+    n = _group_size(family, n_samples_per_prompt, named_group_size(table_or_path, family, K))
 
     def reward_func(queries, prompts=None, labels=None, **kwargs):
         queries = list(queries)

@@ -12,8 +12,9 @@ and ``extra_logs["coefgen_count"]`` to c. Use it with ``--agent_func_path``::
     def extract_answer(text): ...                  # hashable answer or None
     AgentExecutor = group_reward_executor("tables/kl-aqp-gamma0.75-max_mse4plugin-loo-K8.json", extract_answer)
 
-The table file and its siblings for smaller group sizes (same name, ``-K<k>``) form a family:
-a group of k samples is scored with the k-table. A group of a size the family lacks
+The table file and its siblings for smaller group sizes in the same directory (same name stem,
+``-K<k>``; ``coefgen.integrations.common.resolve_family``) form a family: a group of k samples
+is scored with the k-table. A group of a size the family lacks
 (``--n_samples_per_prompt``, or an evaluation's n) raises a ValueError that ends the rollout,
 unless ``other_size_reward`` gives such samples a fixed reward; a sample whose generation
 fails fails its whole group. The executor does not see OpenRLHF's ``--advantage_estimator``:
@@ -27,7 +28,8 @@ import asyncio
 
 from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
 
-from .verl import as_family, verl_group_scores
+from .common import resolve_family
+from .verl import verl_group_scores
 
 
 class _Group:
@@ -53,10 +55,16 @@ class _Group:
             self.done.set_exception(RuntimeError(f"coefgen: another sample of this prompt's group failed ({exc!r})"))
 
 
-def group_reward_executor(table_or_path, extract_answer, invalid_reward: float | None = None,
-                          other_size_reward: float | None = None) -> type:
-    """An ``AgentExecutor`` class (subclass of OpenRLHF's ``AgentExecutorBase``) for ``--agent_func_path``."""
-    family = as_family(table_or_path)
+def group_reward_executor(table_or_path=None, extract_answer=None, invalid_reward: float | None = None,
+                          other_size_reward: float | None = None, *, divergence=None, K=None, baseline=None) -> type:
+    """An ``AgentExecutor`` class (subclass of OpenRLHF's ``AgentExecutorBase``) for ``--agent_func_path``.
+
+    ``table_or_path`` as in ``coefgen.integrations.common.resolve_family`` (a path: the file and
+    its smaller-K siblings), or no table and ``divergence=, K=, baseline=`` for the packaged
+    default family."""
+    if extract_answer is None or not callable(extract_answer):
+        raise TypeError("group_reward_executor needs extract_answer, a callable text -> answer (or None)")
+    family = resolve_family(table_or_path, divergence=divergence, K=K, baseline=baseline)
     table = family.table_for(family.K)
 
     class AgentExecutor(AgentExecutorBase):

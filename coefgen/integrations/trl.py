@@ -36,8 +36,8 @@ from typing import Callable, Hashable
 import numpy as np
 
 from ..runtime import TableFamily, is_missing
-from .common import (BaselineMismatch, Composition, check_baseline, completion_text, family_name, resolve_family,
-                     rewards_by_group)
+from .common import (BaselineMismatch, Composition, check_baseline, completion_text, family_name, named_group_size,
+                     resolve_family, rewards_by_group)
 
 SKIP_KEYS = ("trainer_state", "log_metric", "log_extra", "environments")
 
@@ -187,10 +187,12 @@ def trl_reward_func(table_or_path=None, extract_answer: Callable[[str], Hashable
                     allow_std_normalization: bool = False):
     """A TRL reward function ``f(prompts, completions, **kwargs) -> list[float]``.
 
-    ``table_or_path``: a RewardTable, a TableFamily, or a path to a table file; or no table and
-    the keywords ``divergence=`` (default "kl"), ``K=``, ``baseline=`` (default "none") for the
-    default set's family (every group size up to K). Each group (``num_generations``
-    consecutive completions) is scored with the table of its own size.
+    ``table_or_path``: a path to a table file (that file and its smaller-K siblings in the same
+    directory with the same name stem, ``...-K<k>.json``), a RewardTable or a TableFamily; or no
+    table and the keywords ``divergence=`` (default "kl"), ``K=``, ``baseline=`` (default "none")
+    for the default set's family (every group size up to K); see ``common.resolve_family``. Each
+    group (``num_generations`` consecutive completions) is scored with the table of its own size;
+    outside a trainer the group size is ``num_generations=``, else the K the path or ``K=`` names.
 
     ``extract_answer(text)`` returns a hashable final answer, or None (NaN) when there is none;
     completions may be strings or chat-format lists of {"role", "content"} messages.
@@ -217,6 +219,7 @@ def trl_reward_func(table_or_path=None, extract_answer: Callable[[str], Hashable
         raise TypeError("trl_reward_func needs extract_answer, a callable text -> answer (or None)")
     composition = Composition(objective, beta, task_reward, log_p_ref)
     family = resolve_family(table_or_path, divergence=divergence, K=K, baseline=baseline)
+    named_size = named_group_size(table_or_path, family, K)
     if num_generations is not None:
         if not family.signal_free(int(num_generations)) and int(num_generations) not in family.sizes:
             raise ValueError(group_size_mismatch(int(num_generations), family))
@@ -249,8 +252,8 @@ def trl_reward_func(table_or_path=None, extract_answer: Callable[[str], Hashable
             g, option = tg
         elif num_generations is not None:
             g, option = int(num_generations), "num_generations"
-        elif len(family.sizes) == 1:
-            g, option = family.K, "num_generations"
+        elif named_size is not None:
+            g, option = named_size, "num_generations"
         else:
             raise ValueError("coefgen: called outside a TRL trainer with a family of several sizes: pass "
                              "num_generations= to trl_reward_func")

@@ -10,48 +10,45 @@ below are what it computes with, plus ``VerlRewardManager`` for verl ≤ 0.6's
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import re
 from typing import Hashable, Sequence
 
 import numpy as np
 
-from ..runtime import RewardTable, TableFamily, answer_counts, load
-from .common import answer_codes, as_table, place_token_level, to_numpy
+from ..runtime import answer_counts, group_codes, is_missing
+from .common import OPT_IN, answer_codes, check_baseline, place_token_level, resolve_family, to_numpy
 
 
 def verl_rewards(table_or_path, answers: Sequence[Hashable | None], uids,
                  invalid_reward: float | None = None) -> np.ndarray:
     """Per-sample t_k[c] keyed by verl's per-sample ``uid`` (samples of a uid need not be
-    contiguous), k = the uid's number of samples, from a table family (a table, a path: the
-    file and its smaller-K siblings, or a TableFamily); a size the family lacks is refused."""
-    uids = np.asarray(uids)
-    if uids.ndim != 1 or len(uids) != len(answers):
+    contiguous; uids compared as Python objects, None/NaN refused), k = the uid's number of
+    samples, from a table family (``common.resolve_family``: a path is the file and its smaller-K
+    siblings); a size the family lacks is refused."""
+    if len(uids) != len(answers):
         raise ValueError(f"{len(uids)} uids for {len(answers)} answers")
-    return family_group_rewards(table_or_path, answers, list(uids.tolist()), invalid_reward)[0]
+    return family_group_rewards(table_or_path, answers, uids, invalid_reward)[0]
 
 
 def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
                       invalid_reward: float | None = None, other_size_reward: float | None = None):
     """(rewards, counts) for a whole verl batch: t_k[c_i] with c_i counted over i's uid group and
-    k its size, from a table family (a path loads the file and its smaller-K siblings, see
-    ``family_from_table``).
+    k its size, from a table family (``common.resolve_family``: a path is the file and its smaller-K
+    siblings); uids follow ``runtime.group_codes`` (1 and "1" are two groups; None/NaN refused).
 
     A uid whose size the family lacks (or larger than its K) raises a ValueError naming the uid,
     its size and the family's sizes (never a count over a wrong table) — unless
     ``other_size_reward`` is given: then those samples get that fixed value (verl's validation
     batches, ``val_kwargs.n`` samples per prompt). ``counts`` are the c_i, 0 for those samples."""
-    family = as_family(table_or_path)
+    family = resolve_family(table_or_path)
     answers = list(answers)
-    uid_list = list(np.asarray(uids).tolist())
+    uid_list = list(uids)  # the keys as Python objects (runtime.group_codes: 1 and "1" differ)
     if len(uid_list) != len(answers):
         raise ValueError(f"{len(uid_list)} uids for {len(answers)} answers")
     n = len(answers)
     if n == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    _, inverse, sizes = np.unique(answer_codes(uid_list), return_inverse=True, return_counts=True)
+    _, inverse, sizes = np.unique(group_codes(uid_list), return_inverse=True, return_counts=True)
     size_of = sizes[inverse.reshape(-1)]
     known = np.array([int(k) in family.sizes or family.signal_free(int(k)) for k in size_of])
     if not known.all() and other_size_reward is None:
@@ -76,21 +73,22 @@ def verl_padding_rows(uids, responses, K: int) -> int:
     p > 0 only when the last p rows equal rows 0..p-1 (cyclically) in uid and response
     tokens, and without them every uid group has exactly K samples while with them some
     group has more: nothing else is taken for padding."""
-    uid_list = list(np.asarray(uids).tolist())
+    uid_list = list(uids)
     rows = np.asarray(responses)
     n = len(uid_list)
     if n == 0:
         return 0
-    _, sizes = np.unique(answer_codes(uid_list), return_counts=True)
+    codes = group_codes(uid_list)
+    _, sizes = np.unique(codes, return_counts=True)
     if sizes.max() <= K:
         return 0
     for p in range(1, n):
         real = n - p
         tail = np.arange(real, n)
         head = np.arange(p) % real
-        if any(uid_list[i] != uid_list[j] for i, j in zip(tail, head)) or not np.array_equal(rows[tail], rows[head]):
+        if np.any(codes[tail] != codes[head]) or not np.array_equal(rows[tail], rows[head]):
             continue
-        _, sizes = np.unique(answer_codes(uid_list[:real]), return_counts=True)
+        _, sizes = np.unique(codes[:real], return_counts=True)
         if np.all(sizes == K):
             return p
     return 0
@@ -116,7 +114,7 @@ class VerlRewardManager:
         if table_or_path is None or extract_answer is None:
             raise TypeError("VerlRewardManager(tokenizer, table_or_path, extract_answer) needs all three")
         self.tokenizer = tokenizer
-        self.family = as_family(table_or_path)
+        self.family = resolve_family(table_or_path)
         self.table = self.family.table_for(self.family.K)
         self.extract_answer = extract_answer
         self.invalid_reward = invalid_reward
@@ -141,10 +139,8 @@ class VerlRewardManager:
         return tensor
 
 
-logger = logging.getLogger(__name__)
-_STD_LOGGED: list = []
-SAMPLER_OPT_IN = "+trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_normalization=true"
-REWARD_KWARGS_OPT_IN = "+reward.reward_kwargs.coefgen_allow_std_normalization=true"
+SAMPLER_OPT_IN = "set +trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_normalization=true"
+REWARD_KWARGS_OPT_IN = "set +reward.reward_kwargs.coefgen_allow_std_normalization=true"
 
 
 def _get(node, key, default=None):
@@ -180,54 +176,61 @@ _REFUSED = {
 SUPPORTED_ESTIMATORS = ("grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "reinforce_plus_plus_baseline")
 
 
-def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False,
-                  opt_in: str = "allow_std_normalization=True") -> str:
-    """The table baseline ("none" | "loo" | "mean") that verl's ``algorithm.adv_estimator``
-    (with ``algorithm.norm_adv_by_std_in_grpo``) runs, or ValueError (one line, naming the
-    setting and the fix).
+def verl_advantage(adv_estimator, norm_adv_by_std_in_grpo: bool = True) -> dict:
+    """What verl 0.9.1's ``algorithm.adv_estimator`` (with ``algorithm.norm_adv_by_std_in_grpo``)
+    does to the rewards, for ``common.check_baseline``: {"trainer", "baseline", "std_normalized",
+    "setting", "fix"}; ValueError (one line, naming the setting) for an estimator no table is made
+    for.
 
     grpo + norm_adv_by_std_in_grpo=False (verl's Dr.GRPO: verl 0.9.1 has no ``dr_grpo``
-    estimator) -> "mean"; grpo with the std, and grpo_vectorized (which always divides), are
-    refused unless ``allow_std_normalization``; rloo / rloo_vectorized -> "loo";
+    estimator) -> "mean"; grpo with the std, and grpo_vectorized (which always divides), ->
+    "mean" with std normalisation; rloo / rloo_vectorized -> "loo";
     reinforce_plus_plus_baseline -> "mean" (its batch whitening is one positive scale and shift
     for the whole batch)."""
     name = str(getattr(adv_estimator, "value", adv_estimator))
-    std_fix = ("coefgen: algorithm.adv_estimator={} divides each group's advantages by the group's std, which is not "
-               "linear in the reward (no fixed table is unbiased under it): set {}, or opt in with " + opt_in)
+    setting = f"algorithm.adv_estimator={name}"
     if name == "grpo":
-        if norm_adv_by_std_in_grpo and not allow_std_normalization:
-            raise ValueError(std_fix.format(name, "algorithm.norm_adv_by_std_in_grpo=False (Dr.GRPO) or "
-                                                  "algorithm.adv_estimator=rloo"))
-        return "mean"
+        std = bool(norm_adv_by_std_in_grpo)
+        return {"trainer": "verl", "baseline": "mean", "std_normalized": std,
+                "setting": setting + (" with algorithm.norm_adv_by_std_in_grpo=True (the default)" if std else
+                                      " with algorithm.norm_adv_by_std_in_grpo=False"),
+                "fix": "set algorithm.norm_adv_by_std_in_grpo=False (Dr.GRPO, a 'mean' table) or "
+                       "algorithm.adv_estimator=rloo (a 'loo' table)"}
     if name in _STD_ALWAYS:
-        if not allow_std_normalization:
-            raise ValueError(std_fix.format(name, "algorithm.adv_estimator=grpo with "
-                                                  "algorithm.norm_adv_by_std_in_grpo=False, or rloo"))
-        return "mean"
+        return {"trainer": "verl", "baseline": "mean", "std_normalized": True,
+                "setting": setting + " (always divides by the group std)",
+                "fix": "set algorithm.adv_estimator=grpo with algorithm.norm_adv_by_std_in_grpo=False (a 'mean' "
+                       "table), or rloo (a 'loo' table)"}
     if name in _BASELINE_OF:
-        return _BASELINE_OF[name]
+        return {"trainer": "verl", "baseline": _BASELINE_OF[name], "std_normalized": False, "setting": setting,
+                "fix": ""}
     what = _REFUSED.get(name, "an estimator coefgen does not know")
-    raise ValueError(f"coefgen: algorithm.adv_estimator={name} uses {what}; coefgen's tables are made for the group "
+    raise ValueError(f"coefgen: {setting} uses {what}; coefgen's tables are made for the group "
                      "baselines of grpo (with algorithm.norm_adv_by_std_in_grpo=False), rloo, rloo_vectorized and "
                      "reinforce_plus_plus_baseline: set one of them")
 
 
+def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False,
+                  opt_in: str = OPT_IN) -> str:
+    """The table baseline ("none" | "loo" | "mean") that verl's estimator runs (``verl_advantage``);
+    group std normalisation refused through ``common.check_baseline`` unless
+    ``allow_std_normalization`` (``opt_in``: the phrase naming the user's opt-in)."""
+    adv = verl_advantage(adv_estimator, norm_adv_by_std_in_grpo)
+    if adv["std_normalized"]:
+        check_baseline(adv["baseline"], adv["baseline"], True, adv["setting"], adv["fix"], allow_std_normalization,
+                       trainer=adv["trainer"], opt_in=opt_in)
+    return adv["baseline"]
+
+
 def verl_check_baseline(table_baseline: str, adv_estimator, norm_adv_by_std_in_grpo: bool = True,
-                        allow_std_normalization: bool = False, opt_in: str = "allow_std_normalization=True") -> str:
-    """Refuse a table whose baseline is not the one verl's estimator runs (strict match);
-    returns the baseline."""
-    need = verl_baseline(adv_estimator, norm_adv_by_std_in_grpo, allow_std_normalization, opt_in)
-    if table_baseline != need:
-        name = str(getattr(adv_estimator, "value", adv_estimator))
-        fix = (f"load the table with baseline {need!r} (file name ...-{need}-K<k>.json)" if need != "none"
-               else "load a table with baseline 'none' (file name ...-K<k>.json)")
-        raise ValueError(f"coefgen: algorithm.adv_estimator={name} subtracts the {_BASELINE_WORDS[need]}, but the "
-                         f"table is made for baseline {table_baseline!r}: {fix}")
-    return need
-
-
-_BASELINE_WORDS = {"mean": "group mean (baseline 'mean')", "loo": "leave-one-out mean (baseline 'loo')",
-                   "none": "no baseline"}
+                        allow_std_normalization: bool = False, opt_in: str = OPT_IN) -> str:
+    """``common.check_baseline`` for verl: refuse a table whose baseline is not the one verl's
+    estimator runs (strict match), or group std normalisation without the opt-in (which logs
+    once what it costs); returns the baseline."""
+    adv = verl_advantage(adv_estimator, norm_adv_by_std_in_grpo)
+    check_baseline(table_baseline, adv["baseline"], adv["std_normalized"], adv["setting"], adv["fix"],
+                   allow_std_normalization, trainer=adv["trainer"], opt_in=opt_in)
+    return adv["baseline"]
 
 
 def check_trainer_config(config, family, allow_std_normalization: bool, validation_reward) -> str:
@@ -239,11 +242,6 @@ def check_trainer_config(config, family, allow_std_normalization: bool, validati
     baseline = verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
                                    bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
                                    opt_in=SAMPLER_OPT_IN)
-    if allow_std_normalization and not _STD_LOGGED:
-        _STD_LOGGED.append(1)
-        logger.warning("coefgen: group std normalisation allowed: the advantage is no longer linear in the reward; in a "
-                       "two-answer group only the sign of the cost difference survives, so the table's bias and "
-                       "variance claims do not hold for what the trainer runs")
     reward = _get(config, "reward", {})
     rm = _get(reward, "reward_model", {})
     if _get(rm, "enable", False) and not _get(rm, "enable_resource_pool", False):
@@ -309,66 +307,22 @@ def _encode(a) -> str:
     return f"o:{type(a).__module__}.{type(a).__qualname__}:{a!r}"
 
 
-_K_SUFFIX = re.compile(r"^(?P<stem>.*)-K(?P<k>[0-9]+)\.(?P<ext>json|npz)$")
-
-
-def family_from_table(path) -> TableFamily:
-    """The family of a table file and its siblings for smaller group sizes: the files beside it
-    whose names differ only in ``-K<k>`` (``kl-aqp-...-K8.json`` -> ``...-K2.json`` .. ``-K7.json``,
-    whichever exist), all of one divergence, estimator and baseline."""
-    path = os.fspath(path)
-    top = load(path)
-    m = _K_SUFFIX.match(os.path.basename(path))
-    tables = [top]
-    if m:
-        folder = os.path.dirname(os.path.abspath(path))
-        for name in sorted(os.listdir(folder)):
-            s = _K_SUFFIX.match(name)
-            if s and s["stem"] == m["stem"] and s["ext"] == m["ext"] and int(s["k"]) < top.K:
-                t = load(os.path.join(folder, name))
-                if (t.divergence, t.estimator, t.baseline) == (top.divergence, top.estimator, top.baseline):
-                    tables.append(t)
-    return TableFamily(tables)
-
-
-def as_family(tables) -> TableFamily:
-    """A TableFamily from a family, a table, a path (the file and its smaller-K siblings) or a
-    list of tables / paths."""
-    if isinstance(tables, TableFamily):
-        return tables
-    if isinstance(tables, RewardTable):
-        return TableFamily([tables])
-    if isinstance(tables, (str, os.PathLike)):
-        return family_from_table(tables)
-    return TableFamily([as_table(t) for t in tables])
-
-
-def _bad_key(k) -> bool:
-    if k is None:
-        return True
-    try:
-        return bool(k != k)
-    except Exception:
-        return False
-
-
 def family_group_rewards(family, answers, group_ids, invalid_reward=None):
-    """(rewards, counts, sizes) for a flat batch: t_k[c_i] with k the size of i's group (keys
-    compared as Python objects, in any order) and c_i counted in it; a None / NaN answer is a
-    singleton (or gets ``invalid_reward``). A group of a size the family lacks, or larger than
-    its K, raises ValueError naming the sizes."""
-    family = as_family(family)
-    answers = [None if answer_key(a) is None else a for a in answers]
-    group_ids = list(group_ids)
+    """(rewards, counts, sizes) for a flat batch: t_k[c_i] with k the size of i's group and c_i
+    counted in it. ``family``: a TableFamily, a RewardTable or a path (``common.resolve_family``:
+    the file and its smaller-K siblings). Group keys follow ``runtime.group_codes`` (compared as
+    Python objects, in any order: 1 and "1" are two groups; None / NaN refused); a None / NaN
+    answer is a singleton (or gets ``invalid_reward``). A group of a size the family lacks, or
+    larger than its K, raises ValueError naming the sizes."""
+    family = resolve_family(family)
+    answers = list(answers)
     if len(group_ids) != len(answers):
         raise ValueError(f"{len(group_ids)} group ids for {len(answers)} answers")
-    if any(_bad_key(g) for g in group_ids):
-        raise ValueError("a group key is None or NaN: every sample needs its prompt's key")
     n = len(answers)
     if n == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    gcodes = group_codes(group_ids)
     codes = answer_codes(answers)
-    gcodes = answer_codes(group_ids)
     for k in np.unique(np.unique(gcodes, return_counts=True)[1]):
         if int(k) not in family.sizes and not family.signal_free(int(k)):
             raise ValueError(f"a group has {int(k)} samples but the coefgen tables are for group sizes "
@@ -378,10 +332,10 @@ def family_group_rewards(family, answers, group_ids, invalid_reward=None):
     counts = answer_counts(codes, gcodes)
     _, inv, sizes = np.unique(gcodes, return_inverse=True, return_counts=True)
     if invalid_reward is not None:
-        rewards[np.array([a is None for a in answers])] = float(invalid_reward)
+        rewards[np.array([is_missing(a) for a in answers])] = float(invalid_reward)
     return rewards, counts, sizes[inv.reshape(-1)]
 
 
 __all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager",
-           "verl_baseline", "verl_check_baseline", "check_trainer_config", "SUPPORTED_ESTIMATORS", "answer_key", "family_from_table",
-           "as_family", "family_group_rewards"]
+           "verl_advantage", "verl_baseline", "verl_check_baseline", "check_trainer_config", "SUPPORTED_ESTIMATORS",
+           "answer_key", "family_group_rewards"]

@@ -13,8 +13,9 @@ reward_model_tokenizer=)`` (``verl/trainer/ppo/reward.py``) from::
     #           +reward.reward_kwargs.coefgen_validation_reward=0.0
     #           +reward.reward_kwargs.coefgen_allow_std_normalization=true
 
-The table file and its siblings for smaller group sizes (same name, ``-K<k>``) form a family: a
-uid group of k samples is scored with the k-table. The table's baseline must be the one
+The table file and its siblings for smaller group sizes in the same directory (same name stem,
+``-K<k>``; ``coefgen.integrations.common.resolve_family``) form a family: a uid group of k samples
+is scored with the k-table. The table's baseline must be the one
 ``algorithm.adv_estimator`` runs (``coefgen.integrations.verl.verl_baseline``).
 
 The custom reward function is the answer extractor: verl calls it like a ``compute_score``,
@@ -41,8 +42,9 @@ import numpy as np
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from .common import answer_codes, to_numpy
-from .verl import REWARD_KWARGS_OPT_IN, family_from_table, verl_check_baseline, verl_group_scores, verl_padding_rows
+from ..runtime import group_codes
+from .common import resolve_family, to_numpy
+from .verl import REWARD_KWARGS_OPT_IN, verl_check_baseline, verl_group_scores, verl_padding_rows
 
 RECORD = "coefgen"  # the key marking a run_single record
 
@@ -117,7 +119,7 @@ class CoefgenRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score)
         self.settings = _settings(config)
-        self.family = family_from_table(self.settings["table"])
+        self.family = resolve_family(self.settings["table"])
         self.table = self.family.table_for(self.family.K)
         check_config(config, self.family, self.settings["coefgen_validation_reward"], self.settings["allow_std"])
         self.extract_answer = compute_score
@@ -159,7 +161,7 @@ class CoefgenRewardManager(RewardManagerBase):
         first = scores[0]
         key = (first["table"], first["sha256"])
         if key not in cls._tables:
-            family = family_from_table(first["table"])
+            family = resolve_family(first["table"])
             table = family.table_for(family.K)
             if table.sha256 != first["sha256"]:
                 raise ValueError(f"{first['table']} changed while training (sha256 {table.sha256} ≠ {first['sha256']})")
@@ -180,7 +182,7 @@ class CoefgenRewardManager(RewardManagerBase):
         answers, uids = answers[:real], uids[:real]
         # verl 0.9.1 does not flag validation at this step (meta_info has no "validate" there):
         # a batch in which no uid group holds K samples is validation with val_kwargs.n != K
-        _, sizes = np.unique(answer_codes(uids), return_counts=True)
+        _, sizes = np.unique(group_codes(uids), return_counts=True)
         validate = bool(data.meta_info.get("validate", False)) or not np.any(sizes == table.K)
         rewards, _ = verl_group_scores(family, answers, uids, invalid_reward=first["invalid_reward"],
                                        other_size_reward=first["validation_reward"] if validate else None)

@@ -8,7 +8,8 @@ On this path every sample is scored on its own as soon as its session ends
   its ``run_single`` decodes the response, calls the answer extractor (verl's
   ``reward.custom_reward_function``) and writes the answer into ``reward_extra_info`` under
   ``coefgen_answer`` (a string standing for it, see ``coefgen.integrations.verl.answer_key``; None for
-  no answer). Its reward is a placeholder 0.0.
+  no answer). Its reward is 0.0, or the task score when the custom reward function returns
+  ``{"coefgen_answer": answer, "score": R}``.
 - ``CoefgenSampler`` (``trainer.v1.sampler.custom_sampler``): a subclass of verl's own
   ``ReplayBuffer`` (``ReplayBufferAsync`` in the async modes). verl's trainer calls its ``sample()``
   on the driver, for training and for validation (``partition_id="val"``), and it returns only
@@ -26,12 +27,22 @@ Config keys (see docs/verl.md)::
     reward.custom_reward_function.name=extract_answer
     trainer.v1.sampler.custom_sampler.path=pkg://coefgen.integrations.verl_v1
     trainer.v1.sampler.custom_sampler.name=CoefgenSampler
-    +trainer.v1.sampler.sampler_kwargs.coefgen_table=tables/kl-aqp-gamma0.75-max_mse4plugin-mean-K8.json
+    +trainer.v1.sampler.sampler_kwargs.coefgen_table=/abs/tables/kl-aqp-gamma0.75-max_mse4plugin-mean-K8.json
+    +trainer.v1.sampler.sampler_kwargs.coefgen_objective=kl_regularized   # or entropy_bonus, consensus
+    # optional: coefgen_beta, coefgen_log_p_ref, coefgen_invalid_reward, coefgen_validation_reward,
+    #           coefgen_allow_std_normalization (all under +trainer.v1.sampler.sampler_kwargs.)
+
+The reward written is composed (``coefgen.runtime.compose_rewards``) from t_k[c] and the task
+reward R = the score verl's reward manager recorded for the sample (in its reward_extra_info):
+with ``CoefgenAnswerManager`` the ``"score"`` of a dict ``{"coefgen_answer": answer, "score": R}``
+returned by the custom reward function (0.0 when it returns the bare answer); with verl's naive
+manager the ``"score"`` of the user's ``compute_score``.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import os
 
 import numpy as np
@@ -42,10 +53,16 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
-from .verl import answer_key, check_trainer_config, family_group_rewards, family_from_table
+from ..runtime import OBJECTIVES, group_codes
+from .common import Composition, resolve_family
+from .verl import answer_key, check_trainer_config, family_group_rewards
 
 ANSWER_KEY = "coefgen_answer"  # the reward_extra_info key the sampler reads
+SCORE_KEY = "coefgen_task_score"  # CoefgenAnswerManager's task score (verl's naive manager: "score")
 MODULE = "pkg://coefgen.integrations.verl_v1"
+KWARGS = "+trainer.v1.sampler.sampler_kwargs"
+SAMPLER_KEYS = ("coefgen_table", "coefgen_objective", "coefgen_beta", "coefgen_log_p_ref", "coefgen_invalid_reward",
+                "coefgen_validation_reward", "coefgen_allow_std_normalization")
 
 
 def _get(node, key, default=None):
@@ -94,10 +111,32 @@ class CoefgenAnswerManager(RewardManagerBase):
                   "ground_truth": (nt.get("reward_model") or {}).get("ground_truth"),
                   "extra_info": nt.get("extra_info") or {}}
         if self.is_async:
-            answer = await self.extract_answer(**kwargs)
+            result = await self.extract_answer(**kwargs)
         else:
-            answer = await self.loop.run_in_executor(None, lambda: self.extract_answer(**kwargs))
-        return {"reward_score": 0.0, "reward_extra_info": {ANSWER_KEY: answer_key(answer)}}
+            result = await self.loop.run_in_executor(None, lambda: self.extract_answer(**kwargs))
+        answer, score = answer_and_score(result)
+        return {"reward_score": score, "reward_extra_info": {ANSWER_KEY: answer_key(answer), SCORE_KEY: score}}
+
+
+def answer_and_score(result):
+    """(answer, task score) from what the custom reward function returned: an answer (score 0.0),
+    or a dict {"coefgen_answer": answer, "score": task reward} (the score is the sample's reward
+    score and ``reward_extra_info["coefgen_task_score"]``, the task reward R that CoefgenSampler
+    composes with t[c])."""
+    if isinstance(result, dict):
+        if ANSWER_KEY not in result:
+            raise ValueError(f"coefgen: the custom reward function returned a dict without {ANSWER_KEY!r} (keys "
+                             f"{sorted(map(str, result))}): return the answer, or {{{ANSWER_KEY!r}: answer, "
+                             "'score': task reward}")
+        score = result.get("score", 0.0)
+        try:
+            score = float(score)
+        except (TypeError, ValueError):
+            raise TypeError(f"coefgen: the custom reward function returned score {score!r}, not a number") from None
+        if score != score or score in (float("inf"), float("-inf")):
+            raise ValueError(f"coefgen: the custom reward function returned score {score}: a task reward must be finite")
+        return result[ANSWER_KEY], score
+    return result, 0.0
 
 
 def _trainer_config(refill_fn):
@@ -110,10 +149,15 @@ class CoefgenSampler(ReplayBuffer):
     of finished groups, writes each session's group reward t_k[c] into ``rm_scores``.
 
     sampler_kwargs: ``coefgen_table`` (path to the table for the largest group size; files for
-    smaller sizes beside it, same name but ``-K<k>``, form the family), optional
-    ``coefgen_invalid_reward`` (reward of a sample with no answer, instead of counting it as a
-    singleton), ``coefgen_validation_reward`` (fixed reward for validation groups of a size the
-    family lacks), ``coefgen_allow_std_normalization`` (accept grpo's std division)."""
+    smaller sizes beside it, same name stem but ``-K<k>``, form the family: ``resolve_family``),
+    ``coefgen_objective`` (required: kl_regularized, entropy_bonus or consensus; the reward is
+    composed as ``coefgen.runtime.compose_rewards`` says, with the task reward R = the score verl's
+    reward manager recorded for the sample in its reward_extra_info),
+    optional ``coefgen_beta`` (default 1.0), ``coefgen_log_p_ref`` (kl_regularized: a mapping
+    answer -> log p_ref; needs ``coefgen_invalid_reward``), ``coefgen_invalid_reward`` (the whole
+    reward of a sample with no answer, instead of counting it as a singleton),
+    ``coefgen_validation_reward`` (fixed reward for validation groups of a size the family lacks),
+    ``coefgen_allow_std_normalization`` (accept grpo's std division)."""
 
     def __new__(cls, *args, **kwargs):
         if cls is CoefgenSampler and kwargs.get("trainer_mode", args[0] if args else "sync") != "sync":
@@ -123,15 +167,22 @@ class CoefgenSampler(ReplayBuffer):
     def __init__(self, trainer_mode, trainer_config, max_off_policy_threshold, max_off_policy_strategy,
                  sampler_kwargs, poll_interval: float = 2.0, refill_fn=None, **kwargs):
         sampler_kwargs = dict(sampler_kwargs or {})
+        unknown = sorted(k for k in map(str, sampler_kwargs) if k.startswith("coefgen_") and k not in SAMPLER_KEYS)
+        if unknown:
+            raise ValueError(f"CoefgenSampler: unknown sampler_kwargs {', '.join(unknown)} (coefgen's keys: "
+                             f"{', '.join(SAMPLER_KEYS)})")
         table = sampler_kwargs.get("coefgen_table")
         if not table:
-            raise ValueError("CoefgenSampler needs a table: set +trainer.v1.sampler.sampler_kwargs.coefgen_table=<path to "
-                             "a coefgen table file>")
-        self.family = family_from_table(os.path.abspath(str(table)))
+            raise ValueError(f"CoefgenSampler needs a table: set {KWARGS}.coefgen_table=<path to a coefgen table file>")
+        self.family = resolve_family(os.path.abspath(str(table)))
         self.invalid_reward = _float_or_none(sampler_kwargs.get("coefgen_invalid_reward"))
         self.validation_reward = _float_or_none(sampler_kwargs.get("coefgen_validation_reward"))
+        self.composition, self.log_p_ref = sampler_composition(sampler_kwargs, self.invalid_reward)
         allow_std = bool(sampler_kwargs.get("coefgen_allow_std_normalization", False))
         config = _trainer_config(refill_fn)
+        # CoefgenAnswerManager stores answer_key(answer); verl's naive manager the compute_score's value
+        manager = _get(_get(_get(config, "reward", {}), "reward_manager", {}), "name")
+        self.encoded_answers = manager == "CoefgenAnswerManager"
         rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
         self.group_n = {"train": int(_get(rollout, "n", 0)), "val": int(_get(_get(rollout, "val_kwargs", {}), "n", 0))}
         if config is None:
@@ -169,7 +220,7 @@ class CoefgenSampler(ReplayBuffer):
             if (uid, session) not in sessions or sessions[(uid, session)][0] < index:
                 sessions[(uid, session)] = (index, row)
         order = list(sessions)
-        answers, uids = [], []
+        answers, uids, scores = [], [], []
         for uid, session in order:
             row = sessions[(uid, session)][1]
             info = _reward_extra_info(extra[row])
@@ -177,10 +228,12 @@ class CoefgenSampler(ReplayBuffer):
                 raise RuntimeError(f"coefgen: trajectory {keys[row]} has no {ANSWER_KEY!r} in its reward_extra_info: set "
                                    f"reward.reward_manager.source=importlib, .name=CoefgenAnswerManager, "
                                    f".module.path={MODULE}")
-            answers.append(info[ANSWER_KEY])
+            answer = info[ANSWER_KEY]
+            answers.append(answer if self.encoded_answers else answer_key(answer))
             uids.append(uid)
+            scores.append(_task_reward(info, self.encoded_answers, keys[row]))
         validate = batch.partition_id == "val"
-        rewards = self._rewards(answers, uids, validate)
+        rewards = self._rewards(answers, uids, scores, validate)
         by_session = dict(zip(order, rewards))
         new = []
         for row, old_row in enumerate(old):
@@ -192,24 +245,106 @@ class CoefgenSampler(ReplayBuffer):
         tq.kv_batch_put(keys=keys, partition_id=batch.partition_id,
                         fields=TensorDict({"rm_scores": torch.nested.as_nested_tensor(new, layout=torch.jagged)},
                                           batch_size=len(keys)))
-        _, sizes = np.unique(np.asarray(uids, dtype=object).astype(str), return_counts=True)
+        _, sizes = np.unique(group_codes(uids), return_counts=True)
         prefix = "validation" if validate else "training"
         n = self.group_n.get(batch.partition_id, 0) or int(sizes.max())
         return {f"{prefix}/coefgen/groups": float(len(sizes)), f"{prefix}/coefgen/smaller_groups": float(np.sum(sizes < n))}
 
-    def _rewards(self, answers, uids, validate: bool) -> np.ndarray:
+    def _rewards(self, answers, uids, scores, validate: bool) -> np.ndarray:
+        """The composed reward per session: t_k[c] of its group with the task reward ``scores``;
+        validation groups of a size the family lacks get ``coefgen_validation_reward`` when set."""
         family = self.family
-        if not validate or self.validation_reward is None:
-            return family_group_rewards(family, answers, uids, self.invalid_reward)[0]
-        _, inv, sizes = np.unique(np.asarray(uids, dtype=object).astype(str), return_inverse=True, return_counts=True)
+        _, inv, sizes = np.unique(group_codes(uids), return_inverse=True, return_counts=True)
         size_of = sizes[inv.reshape(-1)]
-        ok = np.array([k in family.sizes or family.signal_free(int(k)) for k in size_of])
-        out = np.full(len(answers), self.validation_reward)
-        idx = np.flatnonzero(ok)
+        ok = np.array([int(k) in family.sizes or family.signal_free(int(k)) for k in size_of])
+        if validate and self.validation_reward is not None:
+            idx = np.flatnonzero(ok)
+        else:
+            idx = np.arange(len(answers))  # a size the family lacks raises in family_group_rewards
+        out = np.full(len(answers), np.nan if self.validation_reward is None else self.validation_reward)
         if idx.size:
-            out[idx] = family_group_rewards(family, [answers[i] for i in idx], [uids[i] for i in idx],
-                                            self.invalid_reward)[0]
+            sub = [answers[i] for i in idx]
+            t = family_group_rewards(family, sub, [uids[i] for i in idx])[0]
+            out[idx] = self.composition.compose(t, sub, fields=[{"score": scores[i]} for i in idx],
+                                                invalid_reward=self.invalid_reward)
         return out
+
+
+def _task_score(prompt, completion, answer, score):
+    return score
+
+
+def _task_reward(info: dict, encoded: bool, key: str) -> float:
+    """The task reward R the reward manager recorded in a trajectory's reward_extra_info (read
+    from there, not from rm_scores, so that scoring a trajectory twice gives the same reward):
+    CoefgenAnswerManager's ``coefgen_task_score``, verl's naive manager's ``score``."""
+    name = SCORE_KEY if encoded else "score"
+    if name not in info:
+        raise RuntimeError(f"coefgen: trajectory {key} has no {name!r} in its reward_extra_info" +
+                           ("" if encoded else ": verl's naive manager needs compute_score to return a dict "
+                            f"{{'score': task reward, {ANSWER_KEY!r}: answer}}"))
+    value = info[name]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RuntimeError(f"coefgen: trajectory {key}: its task score {value!r} is not a number") from None
+    return value
+
+
+def sampler_composition(sampler_kwargs: dict, invalid_reward):
+    """(Composition, log_p_ref mapping or None) from CoefgenSampler's sampler_kwargs; ValueError
+    naming the key for a missing or bad setting."""
+    objective = sampler_kwargs.get("coefgen_objective")
+    if objective is None:
+        raise ValueError(f"CoefgenSampler needs coefgen_objective (no default sign for t[c]): set "
+                         f"{KWARGS}.coefgen_objective= one of {', '.join(OBJECTIVES)} (consensus with coefgen_beta=1 "
+                         "and a zero task score gives t[c] itself)")
+    if str(objective) not in OBJECTIVES:
+        raise ValueError(f"CoefgenSampler: coefgen_objective must be one of {', '.join(OBJECTIVES)} (it fixes the sign "
+                         f"of t[c] in the reward), got {objective!r}")
+    beta = sampler_kwargs.get("coefgen_beta", 1.0)
+    raw = sampler_kwargs.get("coefgen_log_p_ref")
+    log_p_ref = None
+    if raw is not None:
+        try:
+            items = list(raw.items())
+        except AttributeError:
+            raise ValueError(f"coefgen_log_p_ref must be a mapping answer -> log p_ref (e.g. "
+                             f"'{KWARGS}.coefgen_log_p_ref={{\"4\": -0.7, \"5\": -1.2}}'), got {raw!r}") from None
+        if invalid_reward is None:
+            raise ValueError("coefgen_log_p_ref needs coefgen_invalid_reward: a sample with no answer has no reference "
+                             f"log-probability; set {KWARGS}.coefgen_invalid_reward=<float>")
+        log_p_ref = _LogPRef()
+        for k, v in items:
+            key = answer_key(k)
+            if key is None:
+                raise ValueError(f"coefgen_log_p_ref has a key {k!r}, which is no answer")
+            try:
+                value = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"coefgen_log_p_ref[{k!r}] is {v!r}, not a number") from None
+            if not math.isfinite(value):
+                raise ValueError(f"coefgen_log_p_ref[{k!r}] is {value}: it must be finite")
+            log_p_ref.values[key] = value
+    try:
+        composition = Composition(str(objective), beta, _task_score, log_p_ref)
+    except (TypeError, ValueError) as e:
+        key = "coefgen_beta" if "beta" in str(e) else "coefgen_log_p_ref" if "log_p_ref" in str(e) else "sampler_kwargs"
+        raise ValueError(f"CoefgenSampler: {key}: {e}") from None
+    return composition, log_p_ref
+
+
+class _LogPRef:
+    """answer (as ``answer_key`` encodes it) -> log p_ref, from ``coefgen_log_p_ref``."""
+
+    def __init__(self):
+        self.values: dict = {}
+
+    def __call__(self, key) -> float:
+        if key not in self.values:
+            raise ValueError(f"coefgen: coefgen_log_p_ref has no entry for the answer {key[2:] if key else key!r} "
+                             f"({key}; its keys: {', '.join(sorted(self.values)) or 'none'})")
+        return self.values[key]
 
 
 class CoefgenSamplerAsync(CoefgenSampler, ReplayBufferAsync):
