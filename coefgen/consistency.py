@@ -36,19 +36,50 @@ _REL = Fraction(1, 10**9)  # slack for float64 rounding of solver targets (bound
 
 
 def _dec(x) -> Fraction | None:
-    """A finite decimal string (or p/q) as a Fraction, else None."""
-    if not isinstance(x, str) or len(x) > 200:
-        return None
+    """A finite decimal string (or p/q) as a Fraction, else None (spec_numbers.parse_file_number:
+    ASCII, the file caps checked before converting)."""
+    from .spec_numbers import parse_file_number
+
     try:
-        if "/" in x:
-            num, den = x.split("/")
-            return Fraction(int(num), int(den))
-        f = float(x)
-        if not math.isfinite(f):
-            return None
-        return Fraction(x)
+        return parse_file_number(x)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+# The decimal strings a table file states (verify and build parse these only after number_failures).
+NUMBER_FIELDS = ("bias_bound", "bias_lower", "variance_bound", "variance_lower", "mse_bound", "mse_lower",
+                 "minimax_level")
+
+
+def number_failures(payload: dict) -> list[str]:
+    """One line per decimal string of the file beyond the file-number limits (issue 20.4):
+    values_exact, bounds, lowers, minimax level and bracket, witnesses. Checked on the text,
+    before any Fraction or mpmath conversion, so a re-sealed ``1e-99999999`` costs nothing.
+    A field that is not a string is left to the other checks (they report it)."""
+    from .spec_numbers import parse_file_number
+
+    items = []
+    ve = payload.get("values_exact")
+    if isinstance(ve, list):
+        items += [(f"values_exact[{i}]", s) for i, s in enumerate(ve)]
+    items += [(f, payload.get(f)) for f in NUMBER_FIELDS]
+    br = payload.get("minimax_level_bracket")
+    if isinstance(br, list):
+        items += [(f"minimax_level_bracket[{i}]", s) for i, s in enumerate(br[:2])]
+    wit = payload.get("witness")
+    if isinstance(wit, dict):
+        items += [(f"witness.{k}", wit[k]) for k in ("bias", "variance", "mse") if k in wit]
+    out = []
+    for name, text in items:
+        if not isinstance(text, str) or (name == "mse_bound" and text == "inf"):
+            continue
+        try:
+            parse_file_number(text)
+        except (ValueError, ZeroDivisionError) as e:
+            out.append(f"{name}: {e}")
+            if len(out) >= 3:
+                break
+    return out
 
 
 def _last_place(text: str) -> Fraction:
@@ -153,10 +184,8 @@ def consistency_failures(payload: dict, reward) -> list[str]:
             for g, (lo_f, _) in enumerate(_BOUND_FIELDS):
                 key = lo_f.split("_")[0]
                 ws = wit[key]
-                try:
-                    p = float(ws) if isinstance(ws, str) else math.nan
-                except ValueError:
-                    p = math.nan
+                pq = _dec(ws)
+                p = float(pq) if pq is not None and 0 <= pq <= 1 else math.nan
                 if not 0 <= p <= 1:
                     out.append(f"witness.{key} = {str(ws)[:40]!r} is not a p in [0, 1]")
                     continue

@@ -98,3 +98,67 @@ def test_malformed_manifest_is_one_line_exit_2(tmp_path, doc):
 def test_verify_a_device_is_a_failure_not_a_hang():
     r = run("verify", "/dev/zero")
     assert r.returncode == 1 and "not a regular file" in r.stderr
+
+
+# --- issue 20.4: every decimal read from a file has the file-number limits (checked before converting) ---
+
+HOSTILE_NUMBERS = [
+    ("values_exact", 0, "1e-99999999", "exponent outside"),
+    ("values_exact", 1, "9" * 5000 + "/7", "more than 4300 digits"),
+    ("bias_bound", None, "1e99999999", "exponent outside"),
+    ("bias_lower", None, "0." + "0" * 300 + "1", "longer than 100 characters"),
+    ("minimax_level", None, "1E-4000000", "exponent outside"),
+    ("minimax_level_bracket", 1, "1e+99999999", "exponent outside"),
+    ("witness", "bias", "5e-99999999", "exponent outside"),
+    ("mse_bound", None, "٠.٥", "not an exact decimal"),
+    ("variance_bound", None, "1_0", "not an exact decimal"),
+]
+
+
+@pytest.mark.parametrize("field,index,text,needle", HOSTILE_NUMBERS, ids=[f"{h[0]}-{h[3][:12]}" for h in HOSTILE_NUMBERS])
+def test_hostile_decimals_in_a_resealed_table_fail_fast(built, tmp_path, field, index, text, needle):
+    import time
+
+    from coefgen.payload import seal
+
+    payload = json.loads((built / "euclidean-exact-K3.json").read_text())
+    if index is None:
+        payload[field] = text
+    else:
+        payload[field][index] = text
+    path = tmp_path / "euclidean-exact-K3.json"
+    path.write_text(canonical_json(seal(payload)))
+    t0 = time.monotonic()
+    r = run("verify", str(path))
+    assert time.monotonic() - t0 < 20
+    assert r.returncode == 1 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_warm_build_over_a_hostile_resealed_table_re_solves_it_fast(built, tmp_path):
+    """A warm build meets a re-sealed table (manifest fixed too) with 1e-99999999 in values_exact:
+    it must not hang (holding the directory lock), and it re-solves the table."""
+    import hashlib
+    import shutil
+    import time
+
+    from coefgen.payload import seal
+
+    root = tmp_path / "s"
+    shutil.copytree(built.parent, root)
+    d = root / "t"
+    name = "euclidean-exact-K3.json"
+    payload = json.loads((d / name).read_text())
+    payload["values_exact"][0] = "1e-99999999"
+    data = canonical_json(seal(payload)).encode()
+    (d / name).write_bytes(data)
+    doc = json.loads((d / "manifest.json").read_text())
+    for rec in doc["files"]:
+        if rec["path"] == name:
+            rec["sha256"] = hashlib.sha256(data).hexdigest()
+    (d / "manifest.json").write_text(canonical_json(doc))
+    t0 = time.monotonic()
+    r = run("build", "-c", str(root / "coefgen.yaml"), "--jobs", "1")
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 0, r.stderr
+    assert "1 solved" in r.stderr
+    assert json.loads((d / name).read_text())["values_exact"][0] != "1e-99999999"
