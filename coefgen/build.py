@@ -140,13 +140,15 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
     from .runtime import TableError, load
 
     summary = {"K": req.K, "estimator": req.estimator}
+    datas, primary = {}, None
     for fmt, name in file_names(req, formats).items():
         rec = manifest.get(name)
         if not rec or rec.get("inputs_key") != req.inputs_key or rec.get("generator_version") != __version__:
             return None
-        data = _read(os.path.join(out_dir, name))
+        data = _read_capped(os.path.join(out_dir, name))
         if data is None or sha256_bytes(data) != rec.get("sha256"):
             return None
+        datas[fmt] = data
         if fmt == "json" or (fmt == "npz" and "json" not in formats):
             try:
                 if fmt == "json":
@@ -167,7 +169,45 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
             if values_failures(payload, parse_reward(req.divergence)):
                 return None
             summary = _summary_of(payload)
+            primary = payload
+    if primary is None:  # C headers only: no payload to re-derive them from; the header must name the table
+        from .writers import c_identifier
+
+        macro = ("COEFGEN_" + c_identifier(req.table_id).upper()).encode()
+        return summary if b"\n#define " + macro + b"_K " + str(req.K).encode() + b"\n" in datas.get("c", b"") else None
+    if not _formats_agree(req, primary, datas):
+        return None
     return summary
+
+
+def _read_capped(path: str) -> bytes | None:
+    """A regular file's bytes, at most MAX_FILE_BYTES (None otherwise: the table is re-solved)."""
+    from .runtime import TableError, read_regular
+
+    try:
+        return read_regular(path)
+    except TableError:
+        return None
+
+
+def _formats_agree(req: TableRequest, payload: dict, datas: dict) -> bool:
+    """Every format of a cached table is its table (issue 20.10): the payload names this table,
+    and the other formats are byte for byte what the writers render from it (the build wrote
+    exactly those bytes), so an NPZ or C header edited (manifest re-sealed), or a genuine table
+    of another name renamed, is re-solved rather than kept and copied into coefgen_tables.h."""
+    from .writers import render
+
+    if payload.get("table_id") != req.table_id:
+        return False
+    for fmt, data in datas.items():
+        if fmt == "json" or (fmt == "npz" and "json" not in datas):
+            continue  # the primary: validated above
+        try:
+            if render(payload, fmt, __version__) != data:
+                return False
+        except (KeyError, TypeError, ValueError):
+            return False
+    return True
 
 
 def _record(req: TableRequest, fmt: str, name: str, data: bytes) -> dict:

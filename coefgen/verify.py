@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 
 from .errors import InputError
@@ -139,9 +140,12 @@ def _read_listed(base: str, rel: str) -> bytes:
 
 
 def verify_manifest(path: str, doc: dict) -> list[str]:
-    """Every file of a manifest present with its sha256; every table's claims re-proven."""
+    """Every file of a manifest present with its sha256; every table's claims re-proven; every
+    other format of a table (NPZ, C header) checked against the table (issue 20.10); the
+    aggregate header re-derived from the per-table headers."""
     base = os.path.dirname(os.path.abspath(path))
-    failures, seen = [], set()
+    failures = []
+    intact: dict = {}  # table_id -> {format: (full path, bytes)} of files whose sha256 matches
     records = sorted(doc["files"], key=lambda r: (r.get("format") != "json", r["path"]))
     for rec in records:
         rel = rec["path"]
@@ -155,10 +159,113 @@ def verify_manifest(path: str, doc: dict) -> list[str]:
         if digest != rec.get("sha256"):
             failures.append(f"{short(full)}: bytes differ from the sha256 listed in {short(path)}")
             continue
-        if rec.get("format") in ("json", "npz") and rec.get("table_id") not in seen:
-            seen.add(rec.get("table_id"))
-            failures += verify_file(full)
+        intact.setdefault(rec.get("table_id"), {})[rec["format"]] = (full, data)
+    for tid in sorted(intact, key=lambda t: (t is None, str(t))):
+        files = intact[tid]
+        if tid is None:
+            continue  # the aggregate header: below
+        primary = "json" if "json" in files else "npz" if "npz" in files else None
+        if primary is None:
+            failures += _header_names_failures(tid, *files["c"]) if "c" in files else []
+            continue
+        full, data = files[primary]
+        lines = verify_file(full)
+        failures += lines
+        try:
+            payload = load(full).payload
+        except TableError:
+            continue  # reported by verify_file
+        if payload.get("table_id") != tid or os.path.basename(full) != f"{tid}{_SUFFIX[primary]}":
+            failures.append(f"{short(full)}: holds table {short(payload.get('table_id'), 80)!r}, but {short(path)} "
+                            f"lists it as {short(tid, 80)!r} (a table renamed?)")
+            continue
+        for fmt in ("npz", "c"):
+            if fmt != primary and fmt in files:
+                failures += format_failures(payload, fmt, *files[fmt], table_source=short(full))
+    if None in intact and "c" in intact[None]:
+        failures += _aggregate_failures(path, doc, base, *intact[None]["c"])
     return failures
+
+
+_SUFFIX = {"json": ".json", "npz": ".npz", "c": ".h"}
+_C_ARRAY = re.compile(rb"static const double (coefgen_[0-9a-z_]+)\[([0-9]{1,5})\] = \{\n((?:  [^\n]{1,40},\n){1,2048})\};\n")
+
+
+def format_failures(payload: dict, fmt: str, full: str, data: bytes, table_source: str) -> list[str]:
+    """An NPZ or C header of a set against its table's payload: byte for byte what the writers
+    render from the payload (same coefgen version), else parsed and compared (older versions:
+    the NPZ's payload must equal the table's; the header's array, K and sha256 its values)."""
+    from . import __version__
+    from .writers import c_identifier, render
+
+    shown = short(full)
+    differs = [f"{shown}: is not the {'NPZ' if fmt == 'npz' else 'C header'} of {table_source} "
+               "(its content differs from the table; file altered or replaced)"]
+    if payload.get("generator_version") == __version__:
+        try:
+            return [] if render(payload, fmt, __version__) == data else differs
+        except (KeyError, TypeError, ValueError):
+            return differs
+    if fmt == "npz":
+        try:
+            other = load(full).payload
+        except TableError as e:
+            return [str(e)]
+        return [] if other == payload else differs
+    name = "coefgen_" + c_identifier(str(payload.get("table_id")))
+    m = _C_ARRAY.search(data)
+    if m is None or m.group(1).decode() != name or int(m.group(2)) != payload["K"]:
+        return differs
+    try:
+        vals = [float(x.strip().rstrip(b",")) for x in m.group(3).splitlines()]
+    except ValueError:
+        return differs
+    macro = name.upper()
+    want = [f"#define {macro}_K {payload['K']}\n", f'#define {macro}_SHA256 "{payload["sha256"]}"\n']
+    if [v.hex() for v in vals] != [float(v).hex() for v in payload["values"]] or not all(
+            w.encode() in data for w in want):
+        return differs
+    return []
+
+
+def _header_names_failures(tid: str, full: str, data: bytes) -> list[str]:
+    """A set of C headers only: each header must at least be the header of its listed table."""
+    from .writers import c_identifier
+
+    name = "coefgen_" + c_identifier(str(tid))
+    m = _C_ARRAY.search(data)
+    if m is None or m.group(1).decode() != name:
+        return [f"{short(full)}: is not the C header of table {short(tid, 80)!r}"]
+    return []
+
+
+def _aggregate_failures(path: str, doc: dict, base: str, full: str, data: bytes) -> list[str]:
+    """coefgen_tables.h re-derived from the set's per-table headers (same coefgen version)."""
+    from types import SimpleNamespace
+
+    from . import __version__
+    from .aggregate import aggregate_header
+
+    if doc.get("generator_version") != __version__:
+        return []  # another version's aggregate layout: its sha256 was checked above
+    tables = []
+    for rec in doc["files"]:
+        inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else None
+        if rec.get("format") != "c" or rec.get("table_id") is None or inputs is None:
+            continue
+        tid, div = str(rec["table_id"]), str(inputs.get("divergence"))
+        head = tid.rpartition("-K")[0]
+        slug = div.replace(":", "").replace("/", "over").replace(",", "_")
+        tables.append(SimpleNamespace(table_id=tid, divergence=div, K=inputs.get("K"),
+                                      lookup_estimator=head[len(slug) + 1:]))
+    try:
+        want = aggregate_header(SimpleNamespace(tables=tables), base)
+    except Exception:  # noqa: BLE001 - a missing or unreadable per-table header
+        want = None
+    if want != data:
+        return [f"{short(full)}: is not the aggregate of the set's per-table headers "
+                f"(file altered; `coefgen build --force` rewrites it)"]
+    return []
 
 
 def verify_file(path: str) -> list[str]:
@@ -170,4 +277,18 @@ def verify_file(path: str) -> list[str]:
         table = load(path)
     except TableError as e:
         return [str(e)]
-    return verify_payload(table.payload, path)
+    return _name_failures(path, table.payload) + verify_payload(table.payload, path)
+
+
+_TABLE_NAME = re.compile(r".+-K[0-9]{1,5}")
+
+
+def _name_failures(path: str, payload: dict) -> list[str]:
+    """A file named like a coefgen table (``<...>-K<n>.json/.npz``) must hold that table: a
+    genuine digamma table renamed to a plug-in's name is not the plug-in (issue 20.10).
+    Other names (``t.json``) are the user's choice."""
+    stem, ext = os.path.splitext(os.path.basename(path))
+    tid = payload.get("table_id")
+    if ext in (".json", ".npz") and _TABLE_NAME.fullmatch(stem) and tid != stem:
+        return [f"{short(path)}: named as table {short(stem, 80)!r} but holds table {short(tid, 80)!r} (renamed?)"]
+    return []

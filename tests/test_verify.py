@@ -162,3 +162,113 @@ def test_warm_build_over_a_hostile_resealed_table_re_solves_it_fast(built, tmp_p
     assert r.returncode == 0, r.stderr
     assert "1 solved" in r.stderr
     assert json.loads((d / name).read_text())["values_exact"][0] != "1e-99999999"
+
+
+# --- issue 20.10: every format of a set is checked against its table (verify and warm build) ---
+
+SPEC3 = "output: t\nformats: [json, npz, c]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"
+SPEC_NPZ = "output: t\nformats: [npz]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"
+
+
+def _build_set(root, spec):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "coefgen.yaml").write_text(spec)
+    r = run("build", "-c", str(root / "coefgen.yaml"), "--quiet", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    return root / "t"
+
+
+@pytest.fixture(scope="module")
+def built3(tmp_path_factory):
+    return _build_set(tmp_path_factory.mktemp("set3"), SPEC3)
+
+
+def _replace_resealed(d, name, data: bytes):
+    """Put ``data`` at d/name and fix its sha256 in the manifest (a careful hand edit)."""
+    import hashlib
+
+    (d / name).write_bytes(data)
+    doc = json.loads((d / "manifest.json").read_text())
+    for rec in doc["files"]:
+        if rec["path"] == name:
+            rec["sha256"] = hashlib.sha256(data).hexdigest()
+    (d / "manifest.json").write_text(canonical_json(doc))
+
+
+def _copy_set(built, tmp_path):
+    import shutil
+
+    shutil.copytree(built.parent, tmp_path / "s")
+    return tmp_path / "s" / "t"
+
+
+def _edited_header(d, name="euclidean-exact-K3.h"):
+    text = (d / name).read_text()
+    lines = text.splitlines(keepends=True)
+    i = next(i for i, line in enumerate(lines) if line.startswith("  ") and line.rstrip().endswith(","))
+    lines[i] = "  0.5,\n"
+    return "".join(lines).encode()
+
+
+def test_a_resealed_edited_c_header_fails_verify_and_is_rebuilt(built3, tmp_path):
+    d = _copy_set(built3, tmp_path)
+    _replace_resealed(d, "euclidean-exact-K3.h", _edited_header(d))
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 1 and "euclidean-exact-K3.h: is not the C header of" in r.stderr, r.stderr
+    r = run("build", "-c", str(d.parent / "coefgen.yaml"), "--jobs", "1")
+    assert r.returncode == 0 and "1 solved" in r.stderr, r.stderr
+    assert (d / "euclidean-exact-K3.h").read_bytes() == (built3 / "euclidean-exact-K3.h").read_bytes()
+    assert (d / "coefgen_tables.h").read_bytes() == (built3 / "coefgen_tables.h").read_bytes()
+    assert run("verify", str(d / "manifest.json")).returncode == 0
+
+
+def test_a_genuine_npz_of_another_table_under_this_name_is_caught(built3, tmp_path):
+    d = _copy_set(built3, tmp_path)
+    _replace_resealed(d, "euclidean-exact-K3.npz", (d / "euclidean-exact-K4.npz").read_bytes())
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 1 and "euclidean-exact-K3.npz: is not the NPZ of" in r.stderr, r.stderr
+    r = run("build", "-c", str(d.parent / "coefgen.yaml"), "--jobs", "1")
+    assert r.returncode == 0 and "1 solved" in r.stderr, r.stderr
+    assert (d / "euclidean-exact-K3.npz").read_bytes() == (built3 / "euclidean-exact-K3.npz").read_bytes()
+
+
+def test_renamed_table_in_an_npz_only_set_is_caught(tmp_path):
+    d = _build_set(tmp_path / "n", SPEC_NPZ)
+    _replace_resealed(d, "euclidean-exact-K3.npz", (d / "euclidean-exact-K4.npz").read_bytes())
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 1 and "a table renamed" in r.stderr, r.stderr
+    r = run("build", "-c", str(d.parent / "coefgen.yaml"), "--jobs", "1")
+    assert r.returncode == 0 and "1 solved" in r.stderr, r.stderr
+
+
+def test_a_resealed_edited_aggregate_header_fails_verify(built3, tmp_path):
+    d = _copy_set(built3, tmp_path)
+    text = (d / "coefgen_tables.h").read_text().replace("case 3:", "case 5:")
+    _replace_resealed(d, "coefgen_tables.h", text.encode())
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 1 and "coefgen_tables.h: is not the aggregate" in r.stderr, r.stderr
+
+
+def test_old_version_formats_are_parsed_and_compared(built3):
+    """Files of another coefgen version cannot be re-rendered byte for byte: parsed instead."""
+    from coefgen.verify import format_failures
+
+    payload = json.loads((built3 / "euclidean-exact-K3.json").read_text())
+    old = dict(payload, generator_version="0.0.1")
+    h = built3 / "euclidean-exact-K3.h"
+    assert format_failures(old, "c", str(h), h.read_bytes(), "t") == []
+    assert format_failures(old, "c", str(h), _edited_header(built3), "t") != []
+    other = json.loads((built3 / "euclidean-exact-K4.json").read_text())
+    h4 = built3 / "euclidean-exact-K4.h"
+    assert format_failures(dict(other, generator_version="0.0.1"), "c", str(h), h.read_bytes(), "t") != []
+    assert format_failures(dict(other, generator_version="0.0.1"), "c", str(h4), h4.read_bytes(), "t") == []
+
+
+def test_a_table_file_renamed_to_another_tables_name_fails_verify(built3, tmp_path):
+    import shutil
+
+    shutil.copy(built3 / "euclidean-exact-K4.npz", tmp_path / "euclidean-exact-K3.npz")
+    shutil.copy(built3 / "euclidean-exact-K4.npz", tmp_path / "mine.npz")
+    r = run("verify", str(tmp_path / "euclidean-exact-K3.npz"), str(tmp_path / "mine.npz"))
+    assert r.returncode == 1 and "holds table 'euclidean-exact-K4'" in r.stderr, r.stderr
+    assert "ok " + str(tmp_path / "mine.npz") in r.stdout
