@@ -485,12 +485,52 @@ def _written_by_coefgen(out_dir: str, rel: str, old_manifest: dict, formats) -> 
         if not _HEADER_RE.match(data):
             return False
         if rel == AGGREGATE_HEADER:
-            return True
+            return b"\n#ifndef COEFGEN_TABLES_H\n" in data
         from .writers import c_identifier
 
         guard = ("COEFGEN_" + c_identifier(stem).upper() + "_H").encode()
         return b"#ifndef " + guard + b"\n" in data
     return False
+
+
+def _is_coefgen_manifest(out_dir: str) -> bool:
+    """manifest.json carries coefgen's seal: a regular file, a coefgen manifest (schema, version, files)."""
+    from .payload import MAX_FILE_BYTES, parse_json
+
+    path = os.path.join(out_dir, MANIFEST)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+        return False
+    data = _read_capped(path)
+    try:
+        doc = parse_json(data, MANIFEST) if data is not None else None
+    except ValueError:
+        return False
+    return (isinstance(doc, dict) and doc.get("schema") == MANIFEST_SCHEMA and isinstance(doc.get("files"), list)
+            and isinstance(doc.get("generator_version"), str))
+
+
+def refuse_foreign_outputs(out_dir: str, names, old_manifest: dict, formats) -> None:
+    """InputError (exit 2) naming the first destination of the build that exists but was not
+    provably written by coefgen (issue 20.8: the rule of --prune): a user file named like a
+    table, a foreign manifest.json or coefgen_tables.h, a symlink, a directory. Checked before
+    any solving, so nothing is lost and nothing is overwritten."""
+    foreign = []
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if not os.path.lexists(path):
+            continue
+        ok = _is_coefgen_manifest(out_dir) if name == MANIFEST else _written_by_coefgen(
+            out_dir, name, old_manifest, formats)
+        if not ok:
+            foreign.append(name)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise InputError(f"{short(display_path(os.path.join(out_dir, foreign[0])))} exists and was not written by "
+                         f"coefgen{more}: build replaces only its own files; move it away or choose another --out")
 
 
 def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,
@@ -533,6 +573,8 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
     for req in spec.tables:
         for name in file_names(req, formats).values():
             expected[name] = req
+    refuse_foreign_outputs(out_dir, list(expected) + [MANIFEST] + ([AGGREGATE_HEADER] if "c" in formats else []),
+                           old_manifest, formats)
     # records that still describe files on disk stay until their table is rewritten
     records = {p: rec for p, rec in old_manifest.items() if p in expected or p == AGGREGATE_HEADER}
     written_manifest = _read(os.path.join(out_dir, MANIFEST))
