@@ -530,7 +530,8 @@ def refuse_foreign_outputs(out_dir: str, names, old_manifest: dict, formats) -> 
     if foreign:
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise InputError(f"{short(display_path(os.path.join(out_dir, foreign[0])))} exists and was not written by "
-                         f"coefgen{more}: build replaces only its own files; move it away or choose another --out")
+                         f"coefgen{more} (or is damaged beyond recognition): build replaces only files it provably wrote; "
+                         "move it away (or delete it) or choose another --out")
 
 
 def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,

@@ -109,6 +109,13 @@ def test_damaged_or_changed_tables_are_rebuilt_alone(spec_path, tmp_path, monkey
     (tmp_path / "out" / "kl-digamma-K4.npz").write_bytes(b"PK garbage")
     (tmp_path / "out" / "alpha3-exact-K5.json").unlink()
     calls = counting(monkeypatch)
+    # issue 20.8: a damaged file is not provably coefgen's: refused (exit 2) before any work, kept
+    from coefgen.errors import InputError
+
+    with pytest.raises(InputError, match="kl-digamma-K4.npz exists and was not written by coefgen"):
+        build(spec, jobs=1, quiet=True)
+    assert calls == [] and (tmp_path / "out" / "kl-digamma-K4.npz").read_bytes() == b"PK garbage"
+    (tmp_path / "out" / "kl-digamma-K4.npz").unlink()  # the user removes it
     res = build(spec, jobs=1, quiet=True)
     assert sorted(calls) == [("alpha:3", 5, "exact"), ("kl", 4, "digamma")]
     assert len(res.solved) == 2 and snapshot(tmp_path / "out") == good
@@ -515,7 +522,7 @@ def test_two_concurrent_builds_on_one_directory_both_succeed(tmp_path):
 
 # --- issue 20.8: build replaces only what coefgen provably wrote -----------------------------------
 
-SMALL = "output: out\nformats: [json, npz, c]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"
+SMALL_SET = "output: out\nformats: [json, npz, c]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"
 
 FOREIGN = [
     ("manifest.json", b'{"name": "my-package", "version": "1.0"}\n'),
@@ -530,7 +537,7 @@ FOREIGN = [
 @pytest.mark.parametrize("name,data", FOREIGN, ids=[f"{n}-{i}" for i, (n, _) in enumerate(FOREIGN)])
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
 def test_build_never_replaces_a_foreign_file(tmp_path, name, data, force):
-    (tmp_path / "coefgen.yaml").write_text(SMALL)
+    (tmp_path / "coefgen.yaml").write_text(SMALL_SET)
     out = tmp_path / "out"
     out.mkdir()
     (out / name).write_bytes(data)
@@ -541,7 +548,7 @@ def test_build_never_replaces_a_foreign_file(tmp_path, name, data, force):
 
 
 def test_build_refuses_a_symlink_under_a_table_name(tmp_path):
-    (tmp_path / "coefgen.yaml").write_text(SMALL)
+    (tmp_path / "coefgen.yaml").write_text(SMALL_SET)
     out = tmp_path / "out"
     out.mkdir()
     target = tmp_path / "precious.json"
@@ -555,7 +562,7 @@ def test_build_refuses_a_symlink_under_a_table_name(tmp_path):
 def test_build_replaces_its_own_files_of_any_version(tmp_path):
     """Its own files stay replaceable: listed in the manifest, or sealed tables/headers of another
     version (re-solved), and a coefgen manifest."""
-    (tmp_path / "coefgen.yaml").write_text(SMALL)
+    (tmp_path / "coefgen.yaml").write_text(SMALL_SET)
     out = tmp_path / "out"
     r = _cli("build", "-c", str(tmp_path / "coefgen.yaml"), "--jobs", "1", "--quiet")
     assert r.returncode == 0, r.stderr
