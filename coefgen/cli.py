@@ -81,7 +81,7 @@ def main(ctx, debug):
 def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
-    from .writers import check_destination, render, write_atomic
+    from .writers import check_outputs, render, write_atomic
 
     params = {}
     if estimator == "aqp":
@@ -92,8 +92,7 @@ def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fm
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params)  # fail fast, before any solving
-    if output != "-":
-        check_destination(output)  # a directory, an unwritable or too long name: before solving
+    check_outputs([("-o/--output", output, "binary" if fmt == "npz" else "text")])  # before solving
     payload = compile_table(divergence, K, estimator, params)
     data = render(payload, fmt, __version__)
     if output == "-":
@@ -167,7 +166,7 @@ def level(divergence, K, digits, as_json):
 @click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
 @click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
 @click.option("-o", "--output", required=True, help="PNG file for the plot.")
-@click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON.")
+@click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON (- for stdout).")
 def frontier(divergence, K, output, json_path):
     """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
     from .compiler import check_K, check_K_level
@@ -181,15 +180,17 @@ def frontier(divergence, K, output, json_path):
     check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
-    from .writers import check_destination
+    from .writers import STDOUT, check_outputs
 
-    for dest in (output, json_path) if json_path is not None else (output,):
-        check_destination(dest)  # before the sweep
+    check_outputs([("-o/--output", output, "binary"), ("--json", json_path, "text")])  # before the sweep
     points = frontier_points(reward, K)
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
-    if json_path:
-        write_atomic(json_path, canonical_json({"divergence": reward.name, "K": K, "points": points}).encode())
-    click.echo(f"wrote {output}" + (f" and {json_path}" if json_path else ""), err=True)
+    data = canonical_json({"divergence": reward.name, "K": K, "points": points})
+    if json_path == STDOUT:
+        sys.stdout.write(data)
+    elif json_path is not None:
+        write_atomic(json_path, data.encode())
+    click.echo(f"wrote {output}" + (f" and {json_path}" if json_path not in (None, STDOUT) else ""), err=True)
 
 
 def _register_tableset_commands():

@@ -188,8 +188,11 @@ def summary_text(doc: dict) -> str:
 
 def run(reference: str, n_text: str, json_path: str | None, png_path: str | None, per_output: bool):
     """The whole command: returns (text for stdout or None, list of files written)."""
-    from .writers import write_atomic
+    from .writers import STDOUT, check_outputs, write_atomic
 
+    is_file = not (reference.startswith(FAMILIES) and not os.path.exists(reference))
+    check_outputs([("--json", json_path, "text"), ("-o/--output", png_path, "binary")],
+                  [("reference", reference)] if is_file else [])  # before reading or computing
     ns = bon.parse_n(n_text)
     if per_output and len(ns) != 1:
         raise InputError(f"--per-output needs one n, got {len(ns)} values of n")
@@ -198,14 +201,14 @@ def run(reference: str, n_text: str, json_path: str | None, png_path: str | None
     doc = sweep_document(ref, ns, describe_reference(ref, probs, source), per_output)
     written = []
     payload = (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-    if png_path:
+    if png_path is not None:
         from .plot_bon import plot_bon
 
         plot_bon(doc, png_path)
         written.append(png_path)
-    if json_path and json_path != "-":
+    if json_path is not None and json_path != STDOUT:
         write_atomic(json_path, payload)
         written.append(json_path)
-    if json_path == "-":
+    if json_path == STDOUT:
         return payload.decode("utf-8"), written
     return summary_text(doc) + "\n", written

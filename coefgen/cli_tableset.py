@@ -109,9 +109,9 @@ def plot(files, output):
     """
     from .plot import plot_tables
     from .runtime import TableError, load
-    from .writers import check_destination
+    from .writers import check_outputs
 
-    check_destination(output)
+    check_outputs([("-o/--output", output, "binary")], [("table", f) for f in files])
     tables = []
     for path in files:
         try:

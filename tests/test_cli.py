@@ -205,3 +205,58 @@ def test_solve_game_modes(tmp_path):
     assert d["table_id"] == "kl-aqp-gamma0.75-max_mse4plugin-monotoneTrue-K8"
     assert d["estimator_params"]["gamma"] == 0.75 and d["estimator_params"]["monotone"] is True
     assert all(a <= b for a, b in zip(d["values"], d["values"][1:]))
+
+
+# --- issue 20.9 / 20.13: a destination that is an input or another destination; '-'; empty paths ---
+
+def _table_file(tmp_path):
+    path = tmp_path / "t.json"
+    r = run("solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+CLASHES = [
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "{ref}"], "is the reference"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{ref}"], "is the reference"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{dir}/x", "-o", "{dir}/x"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{dir}/x", "-o", "{dir}/./x"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "{link}"], "is the reference"),
+    (["plot", "{table}", "-o", "{table}"], "is the table"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "{dir}/f", "--json", "{dir}/f"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", ""], "the output path is empty"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", ""], "the output path is empty"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "{dir}/f.png", "--json", ""], "the output path is empty"),
+    (["plot", "{table}", "-o", ""], "the output path is empty"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "-"], "binary"),
+    (["plot", "{table}", "-o", "-"], "binary"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "-"], "binary"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz", "-o", "-"], "binary"),
+]
+
+
+@pytest.mark.parametrize("args,needle", CLASHES, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(CLASHES)])
+def test_outputs_over_inputs_or_each_other_are_refused_before_work(tmp_path, args, needle):
+    table = _table_file(tmp_path)
+    ref = tmp_path / "ref.csv"
+    ref.write_text("prob,reward\n0.5,1\n0.5,2\n")
+    (tmp_path / "link.csv").symlink_to(ref)
+    fields = {"ref": str(ref), "table": str(table), "dir": str(tmp_path), "link": str(tmp_path / "link.csv")}
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    names = sorted(os.listdir(tmp_path))
+    r = run(*[a.format(**fields) for a in args], cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == names and all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_dash_is_stdout_for_every_text_output(tmp_path):
+    r = run("frontier", "-d", "kl", "--K", "3", "-o", str(tmp_path / "f.png"), "--json", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["K"] == 3 and not (tmp_path / "-").exists()
+    r = run("bon", "-r", "uniform:3", "--n", "2", "--json", "-", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["sweep"][0]["n"] == 2 and not (tmp_path / "-").exists()
+    r = run("solve", "-d", "euclidean", "--K", "3", "-e", "exact", "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["K"] == 3 and not (tmp_path / "-").exists()
+    r = run("bon", "-r", "uniform:3", "--n", "2", "--json", "./-", cwd=tmp_path)  # a file named '-'
+    assert r.returncode == 0 and json.loads((tmp_path / "-").read_text())["sweep"][0]["n"] == 2
