@@ -64,6 +64,10 @@ class Interrupted(Exception):
     """The build was interrupted (Ctrl-C / SIGTERM); what was finished is kept."""
 
 
+class WriteFailed(InputError):
+    """A finished table could not be written (full disk, read-only directory): the build stops."""
+
+
 @dataclass
 class TableResult:
     request: TableRequest
@@ -513,6 +517,23 @@ def _is_coefgen_manifest(out_dir: str) -> bool:
             and isinstance(doc.get("generator_version"), str))
 
 
+def _probe_writable(out_dir: str) -> None:
+    """InputError (exit 2) before any solving if no file can be created in ``out_dir``
+    (read-only directory or file system, permissions; issue 20.13)."""
+    from .writers import TMP_PREFIX, TMP_SUFFIX, _os_error
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX, dir=out_dir)
+    except OSError as e:
+        err = _os_error(out_dir, e)
+        raise InputError(f"{err} (the output directory; nothing was solved)") from None
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
 def refuse_foreign_outputs(out_dir: str, names, old_manifest: dict, formats) -> None:
     """InputError (exit 2) naming the first destination of the build that exists but was not
     provably written by coefgen (issue 20.8: the rule of --prune): a user file named like a
@@ -576,6 +597,7 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
             expected[name] = req
     refuse_foreign_outputs(out_dir, list(expected) + [MANIFEST] + ([AGGREGATE_HEADER] if "c" in formats else []),
                            old_manifest, formats)
+    _probe_writable(out_dir)
     # records that still describe files on disk stay until their table is rewritten
     records = {p: rec for p, rec in old_manifest.items() if p in expected or p == AGGREGATE_HEADER}
     written_manifest = _read(os.path.join(out_dir, MANIFEST))
@@ -609,11 +631,14 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
             result.failures.append(f"{req.table_id}: {error}")
             progress.finished(req, seconds, False)
             return
-        for fmt, name in file_names(req, formats).items():  # files first ...
-            write_atomic(os.path.join(out_dir, name), out["files"][fmt])
-        for fmt, name in file_names(req, formats).items():  # ... then their manifest entries
-            records[name] = _record(req, fmt, name, out["files"][fmt])
-        flush_manifest()
+        try:
+            for fmt, name in file_names(req, formats).items():  # files first ...
+                write_atomic(os.path.join(out_dir, name), out["files"][fmt])
+            for fmt, name in file_names(req, formats).items():  # ... then their manifest entries
+                records[name] = _record(req, fmt, name, out["files"][fmt])
+            flush_manifest()
+        except InputError as e:  # full disk, directory made read-only: stop, do not solve for nothing
+            raise WriteFailed(str(e)) from None
         by_id[req.table_id] = TableResult(req, "solved", out["seconds"], summary=out["summary"])
         progress.finished(req, out["seconds"], True)
 
@@ -626,11 +651,12 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
                 t0 = time.perf_counter()
                 try:
                     out = solve_request(req, formats, verify)
-                    finish(req, out, None, out["seconds"])
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
                     finish(req, None, _describe(e), time.perf_counter() - t0)
+                    continue
+                finish(req, out, None, out["seconds"])  # a write failure (WriteFailed) stops the build
         elif todo:
             _run_pool(todo, formats, verify, jobs, finish, progress)
         flush_manifest()
@@ -640,6 +666,15 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
         done = sum(1 for r in by_id.values() if r.status == "solved")
         raise Interrupted(f"{label} interrupted: {done} table(s) finished and kept; "
                           f"{len(todo) - done} not built (run it again to continue)") from None
+    except WriteFailed as e:
+        progress.close()
+        try:
+            flush_manifest()
+        except InputError:
+            pass
+        done = sum(1 for r in by_id.values() if r.status == "solved")
+        raise InputError(f"{e}; {label} stopped: {done} table(s) written and kept, "
+                         f"{len(todo) - done} not written") from None
     finally:
         _restore_sigterm(previous_term)
     progress.close()

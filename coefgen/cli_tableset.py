@@ -61,7 +61,8 @@ def build(config, out, jobs, quiet, force, prune):
     for line in result.failures:
         click.echo(f"FAILED {line}", err=True)
     if result.failures:
-        raise CheckError(f"{len(result.failures)} table(s) failed; the others were written")
+        raise CheckError(f"{len(result.failures)} table(s) failed; {len(result.solved)} solved and "
+                         f"{len(result.cached)} up to date are in {display_path(result.out_dir)}")
 
 
 @click.command()

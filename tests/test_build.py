@@ -569,3 +569,45 @@ def test_build_replaces_its_own_files_of_any_version(tmp_path):
     (out / "manifest.json").unlink()  # not listed any more: recognised by content
     r = _cli("build", "-c", str(tmp_path / "coefgen.yaml"), "--jobs", "1", "--quiet", "--force")
     assert r.returncode == 0, r.stderr
+
+
+# --- issue 20.13: a build that cannot write stops (exit 2) instead of solving everything ------------
+
+def test_read_only_output_directory_is_refused_before_solving(spec_path, tmp_path, monkeypatch):
+    import errno
+
+    import coefgen.build
+
+    calls = counting(monkeypatch)
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(coefgen.build.tempfile, "mkstemp", read_only)
+    from coefgen.errors import InputError
+
+    with pytest.raises(InputError, match="read-only file system.*nothing was solved"):
+        build(load_spec(spec_path), jobs=1, quiet=True, force=True)
+    assert calls == []
+
+
+def test_full_disk_stops_the_build_and_says_what_was_written(spec_path, tmp_path, monkeypatch):
+    import coefgen.build
+    from coefgen.errors import InputError
+
+    calls = counting(monkeypatch)
+    real = coefgen.build.write_atomic
+    writes = []
+
+    def filling(path, data):
+        writes.append(path)
+        if len(writes) > 4:  # the first table's 3 files and the manifest fit; then the disk is full
+            raise InputError(f"cannot write {path}: no space left on the device")
+        real(path, data)
+
+    monkeypatch.setattr(coefgen.build, "write_atomic", filling)
+    with pytest.raises(InputError, match=r"no space left on the device; build stopped: 1 table\(s\) written and kept, "
+                                         rf"{N_TABLES - 1} not written"):
+        build(load_spec(spec_path), jobs=1, quiet=True)
+    assert len(calls) == 2  # stopped at the first table it could not write, not after solving all
+    assert len(read_manifest(str(tmp_path / "out"))) == 3  # the written table stays listed
