@@ -32,6 +32,13 @@ class CoefgenGroup(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
+        except (MemoryError, RecursionError) as e:  # an input too large or too deep: bad input (issue 20.12)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            what = ("ran out of memory: the input is too large for this machine" if isinstance(e, MemoryError)
+                    else "the input is nested too deeply")
+            click.echo(f"coefgen: error: {what} (reduce it; see the caps in docs/limits.md)", err=True)
+            ctx.exit(2)
         except Exception as e:  # noqa: BLE001 - last resort: never a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -56,16 +56,41 @@ def read_reference(text: str) -> tuple[np.ndarray, np.ndarray, dict]:
 def _number(x, where: str, path: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise InputError(f"{path}: {where} is {json.dumps(x)[:40]}, not a number")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:  # a 400-digit integer
+        raise InputError(f"{path}: {where} is an integer of {len(str(abs(x)))} digits, beyond float64") from None
+
+
+_NON_FINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
+
+
+def _csv_number(text: str) -> float:
+    """A CSV field as a float by the strict file-number grammar (ASCII digits, no '_', caps
+    checked before converting; spec_numbers.parse_file_number); nan/inf are read as such and
+    refused with their position by check_reference. ValueError otherwise."""
+    from .spec_numbers import parse_file_number
+
+    t = text.strip()
+    if t.lower() in _NON_FINITE:
+        return float(t)
+    parse_file_number(t)
+    return float(t)
 
 
 def _parse_json(data: str, path: str):
+    from .payload import DuplicateKeyError, _no_duplicates
+
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (ValueError, RecursionError) as e:
-        raise InputError(f"{path}: invalid JSON ({e})") from None
+    except DuplicateKeyError as e:
+        raise InputError(f"{path}: invalid JSON ({e}: which one counts is ambiguous)") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:
+        raise InputError(f"{path}: invalid JSON ({str(e)[:120]})") from None
     if not isinstance(doc, dict) or "probs" not in doc or "rewards" not in doc:
         raise InputError(f'{path}: expected a JSON object {{"probs": [...], "rewards": [...]}}')
     extra = sorted(set(doc) - {"probs", "rewards"})
@@ -84,7 +109,13 @@ def _parse_csv(data: str, path: str):
     rows = csv.reader(io.StringIO(data))
     header = None
     probs, rewards = [], []
-    for row in rows:
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a field over csv.field_size_limit() (128 KiB), a NUL byte, ...
+            raise InputError(f"{path}: line {rows.line_num}: not a valid CSV row ({str(e)[:120]})") from None
         line = rows.line_num
         if not row or all(not f.strip() for f in row):
             continue
@@ -97,8 +128,8 @@ def _parse_csv(data: str, path: str):
         if len(row) != 2:
             raise InputError(f"{path}: line {line}: expected 2 fields (prob,reward), got {len(row)}")
         try:
-            probs.append(float(row[ip]))
-            rewards.append(float(row[ir]))
+            probs.append(_csv_number(row[ip]))
+            rewards.append(_csv_number(row[ir]))
         except ValueError:
             raise InputError(f"{path}: line {line}: {','.join(row)[:60]!r} is not two numbers") from None
         if len(probs) > bon.MAX_OUTCOMES:

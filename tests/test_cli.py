@@ -260,3 +260,20 @@ def test_dash_is_stdout_for_every_text_output(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["K"] == 3 and not (tmp_path / "-").exists()
     r = run("bon", "-r", "uniform:3", "--n", "2", "--json", "./-", cwd=tmp_path)  # a file named '-'
     assert r.returncode == 0 and json.loads((tmp_path / "-").read_text())["sweep"][0]["n"] == 2
+
+
+@pytest.mark.parametrize("exc,needle", [(MemoryError, "ran out of memory"), (RecursionError, "nested too deeply")])
+def test_memory_and_recursion_errors_are_one_line_exit_2(monkeypatch, exc, needle):
+    """issue 20.12: an input too large for the machine is bad input (exit 2), not an internal error."""
+    from click.testing import CliRunner
+
+    import coefgen.cli_bon
+    from coefgen.cli import main
+
+    def boom(*a, **k):
+        raise exc()
+
+    monkeypatch.setattr(coefgen.cli_bon, "run", boom)
+    r = CliRunner().invoke(main, ["bon", "-r", "uniform:3"])
+    assert r.exit_code == 2 and needle in r.stderr and "internal error" not in r.stderr, r.output
+    assert r.stderr.count("\n") == 1
