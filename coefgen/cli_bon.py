@@ -79,8 +79,11 @@ def _csv_number(text: str) -> float:
 
 
 def _parse_json(data: str, path: str):
-    from .payload import DuplicateKeyError, _no_duplicates
+    from .payload import DuplicateKeyError, _no_duplicates, json_values_upper_bound
 
+    cap = 2 * bon.MAX_OUTCOMES + 8  # probs and rewards: checked before parsing, so memory stays bounded
+    if json_values_upper_bound(data) > cap:
+        raise InputError(f"{path}: more than {cap} JSON values (2 x MAX_OUTCOMES = {bon.MAX_OUTCOMES} outcomes)")
     try:
         doc = json.loads(data, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:

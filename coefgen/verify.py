@@ -19,7 +19,7 @@ import re
 import stat
 
 from .errors import InputError
-from .payload import MANIFEST_SCHEMA, MAX_FILE_BYTES, parse_json
+from .payload import MANIFEST_SCHEMA, MAX_FILE_BYTES, MAX_MANIFEST_JSON_VALUES, parse_json
 from .rewards import parse_reward
 from .runtime import TableError, load, read_regular
 from .writers import short
@@ -72,10 +72,10 @@ def _manifest(path: str):
         data = read_regular(path)
     except TableError:
         return None
-    if data[:1] != b"{":
+    if data[:1] != b"{" or MANIFEST_SCHEMA.encode() not in data:
         return None
     try:
-        doc = parse_json(data, short(path))
+        doc = parse_json(data, short(path), max_values=MAX_MANIFEST_JSON_VALUES)
     except ValueError:
         return None
     if not isinstance(doc, dict) or doc.get("schema") != MANIFEST_SCHEMA:

@@ -272,3 +272,50 @@ def test_a_table_file_renamed_to_another_tables_name_fails_verify(built3, tmp_pa
     r = run("verify", str(tmp_path / "euclidean-exact-K3.npz"), str(tmp_path / "mine.npz"))
     assert r.returncode == 1 and "holds table 'euclidean-exact-K4'" in r.stderr, r.stderr
     assert "ok " + str(tmp_path / "mine.npz") in r.stdout
+
+
+# --- issue 20.6: memory is bounded, not only bytes ---------------------------------------------------
+
+def test_a_json_of_empty_lists_is_refused_before_parsing(tmp_path):
+    """16 MiB of '[],' would cost ~0.5 GB parsed; it is refused with the cap named, in bounded memory."""
+    import tracemalloc
+
+    from coefgen.runtime import TableError, load
+    from coefgen.verify import verify_file
+
+    path = tmp_path / "lists.json"
+    body = b"[]," * ((16 << 20) // 3)
+    path.write_bytes(b"[" + body + b"[]]")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TableError, match="more than 20000 JSON values"):
+            load(path)
+        lines = verify_file(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(lines) == 1 and "more than 20000 JSON values" in lines[0]
+    from coefgen.payload import MAX_FILE_BYTES
+
+    # the file's bytes, a copy, and the reader's capped buffer: nothing of the ~0.5 GB parsed form
+    assert peak < 2 * path.stat().st_size + MAX_FILE_BYTES + (8 << 20)
+    # a manifest-looking document gets the manifest cap, also before parsing
+    path.write_bytes(b'{"schema": "coefgen.manifest/1", "files": [' + b"[]," * (1 << 22) + b"[]]}")
+    r = run("verify", str(path))
+    assert r.returncode == 1 and "JSON values" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_json_value_bound_is_never_low():
+    from coefgen.payload import json_values_upper_bound
+
+    for doc in ([], {}, [1, [2, {"a": [3, "x,y"]}]], {"k": {"l": []}}, "s", 3):
+        text = json.dumps(doc)
+
+        def count(x):
+            if isinstance(x, list):
+                return 1 + sum(count(v) for v in x)
+            if isinstance(x, dict):
+                return 1 + sum(1 + count(v) for v in x.values())  # keys are values too
+            return 1
+
+        assert json_values_upper_bound(text) >= count(doc) - (1 if doc == [] or doc == {} else 0)
