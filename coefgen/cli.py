@@ -160,6 +160,10 @@ def level(divergence, K, digits, as_json):
     check_K_level(reward, K)
     if digits is not None and not 1 <= digits <= 200:
         raise InputError(f"--digits must be between 1 and 200, got {digits}")
+    if digits is not None:
+        from .solvers.minimax import check_level_work
+
+        check_level_work(K, digits)  # named cap on K^2 x digits, before any work
     lev = minimax_level(reward, K, digits)
     doc = level_json(lev)
     if as_json:
@@ -182,11 +186,14 @@ def frontier(divergence, K, output, json_path):
     from .rewards import parse_reward
     from .writers import write_atomic
 
+    from .frontier import check_frontier_K
+
     reward = parse_reward(divergence)
     K = check_K(K)
     check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
+    check_frontier_K(K)
     from .writers import STDOUT, check_outputs
 
     check_outputs([("-o/--output", output, "binary"), ("--json", json_path, "text")])  # before the sweep

@@ -277,3 +277,38 @@ def test_memory_and_recursion_errors_are_one_line_exit_2(monkeypatch, exc, needl
     r = CliRunner().invoke(main, ["bon", "-r", "uniform:3"])
     assert r.exit_code == 2 and needle in r.stderr and "internal error" not in r.stderr, r.output
     assert r.stderr.count("\n") == 1
+
+
+# --- issue 20.7: named caps on work inside the stated limits (exit 2 at once, nothing computed) ---
+WORK_CAPS = [
+    (["level", "-d", "kl", "--K", "2048", "--digits", "200"], "MAX_LEVEL_WORK"),
+    (["level", "-d", "kl", "--K", "2048", "--digits", "55"], "at most 54 digits"),
+    (["frontier", "-d", "kl", "--K", "2048", "-o", "f.png"], "MAX_FRONTIER_K = 128"),
+    (["frontier", "-d", "kl", "--K", "129", "-o", "f.png"], "MAX_FRONTIER_K"),
+    (["solve", "-d", "poly:" + ",".join(["1/3"] * 2048), "--K", "2048", "-e", "exact", "-o", "t.json"],
+     "MAX_EXACT_WORK"),
+    (["solve", "-d", "poly:" + ",".join(["1"] * 600), "--K", "600", "-e", "exact", "-o", "t.json"], "MAX_EXACT_WORK"),
+]
+
+
+@pytest.mark.parametrize("args,needle", WORK_CAPS, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(WORK_CAPS)])
+def test_work_beyond_a_named_cap_is_refused_at_once(tmp_path, args, needle):
+    import time
+
+    t0 = time.monotonic()
+    r = run(*args, cwd=tmp_path)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_work_caps_leave_the_ordinary_range_alone():
+    from coefgen.frontier import MAX_FRONTIER_K
+    from coefgen.solvers.exact import MAX_EXACT_WORK
+    from coefgen.solvers.minimax import check_level_work, default_digits
+
+    for K in (2, 64, 256, 512, 1024, 2048):
+        check_level_work(K, default_digits(K))  # the default digits are always allowed
+    for K in (2, 256, 1024):
+        check_level_work(K, 200)  # the CLI's 200 digits up to K = 1024
+    assert 2048 * 3 <= MAX_EXACT_WORK and MAX_FRONTIER_K >= 64  # alpha:3 exact at K = 2048; the README's frontier
