@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-trainers bench study venv clean
+.PHONY: run test test-slow test-trainers bench study venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## make test: set up, then run the test suite
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## make test-slow: the slow loops left out of `make test` (a SIGTERM loop over parallel builds, ~3 min)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 ## make test-trainers: the trainer integrations through TRL's, verl's and OpenRLHF's own code
 ## (separate venv .venv-trainers; SKIPPED, loudly, without the machine's local CPU torch wheel)

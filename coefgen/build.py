@@ -33,7 +33,6 @@ byte for byte with the output directory. The temporary directory is named
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import errno
 import hashlib
 import json
@@ -575,6 +574,17 @@ def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
 
 
 def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start) -> BuildResult:
+    stop = _Stop()  # from here on a SIGTERM/SIGINT ends the build cleanly, exit 130 (issue 20.11)
+    previous = stop.install()
+    try:
+        return _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start, stop)
+    except KeyboardInterrupt:  # before or after the solving loop: nothing half-done, say so
+        raise Interrupted(f"{label} interrupted before solving: no table was written (run it again)") from None
+    finally:
+        stop.restore(previous)
+
+
+def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start, stop) -> BuildResult:
     result = BuildResult(out_dir=out_dir)
     stream = stream or sys.stderr
     formats = spec.formats
@@ -647,22 +657,28 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
         progress.finished(req, out["seconds"], True)
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    previous_term = _install_sigterm()
+    stop.check()
     try:
         progress.redraw()
         if jobs == 1:
             for req in todo:
+                stop.check()  # a signal during the previous table's writes: stop here, cleanly
                 t0 = time.perf_counter()
                 try:
-                    out = solve_request(req, formats, verify)
+                    stop.in_solve = True  # only a solve is interrupted by raising in the handler
+                    try:
+                        out = solve_request(req, formats, verify)
+                    finally:
+                        stop.in_solve = False
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
                     finish(req, None, _describe(e), time.perf_counter() - t0)
                     continue
                 finish(req, out, None, out["seconds"])  # a write failure (WriteFailed) stops the build
+            stop.check()
         elif todo:
-            _run_pool(todo, formats, verify, jobs, finish, progress)
+            _run_pool(todo, formats, verify, jobs, finish, progress, stop)
         flush_manifest()
     except KeyboardInterrupt:
         progress.close()
@@ -679,8 +695,6 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
         done = sum(1 for r in by_id.values() if r.status == "solved")
         raise InputError(f"{e}; {label} stopped: {done} table(s) written and kept, "
                          f"{len(todo) - done} not written") from None
-    finally:
-        _restore_sigterm(previous_term)
     progress.close()
 
     result.results = [by_id[r.table_id] for r in spec.tables]
@@ -721,48 +735,146 @@ def _describe(e: BaseException) -> str:
     return str(e) if isinstance(e, CoefgenError) else f"{type(e).__name__}: {e}"
 
 
-def _run_pool(todo, formats, verify, jobs, finish, progress):
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+class _Stop:
+    """SIGTERM and SIGINT during a build (issue 20.11): the handler only records the request,
+    and the build stops at a point of its own choosing (between tables, or in the pool's
+    polling loop), so no exception is ever raised inside a file write, a lock of the pool, or
+    the clean-up itself. The single exception: while a table is being solved in this process
+    (--jobs 1), the handler raises KeyboardInterrupt to abandon that solve at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested = False
+        self.in_solve = False
+
+    def handler(self, signum, frame):
+        self.requested = True
+        if self.in_solve:
+            self.in_solve = False
+            raise KeyboardInterrupt
+
+    def install(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return {sig: signal.signal(sig, self.handler) for sig in self.SIGNALS}
+
+    def restore(self, previous):
+        for sig, old in (previous or {}).items():
+            signal.signal(sig, old)
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+POOL_POLL_SECONDS = 0.2    # the pool loop notices a signal within this time
+WORKER_STOP_SECONDS = 5.0  # terminated workers get this long to exit before SIGKILL
+
+
+def _worker_main(conn, formats, do_verify):  # pragma: no cover - runs in worker processes
+    """A worker: solve the requests received on ``conn`` until None or EOF; send back
+    ("ok", result) or ("error", message)."""
+    _worker_init()
+    while True:
+        try:
+            req = conn.recv()
+        except (EOFError, OSError):
+            return
+        if req is None:
+            return
+        try:
+            msg = ("ok", solve_request(req, formats, do_verify))
+        except Exception as e:  # noqa: BLE001 - reported by the parent as this table's failure
+            msg = ("error", _describe(e))
+        try:
+            conn.send(msg)
+        except (OSError, ValueError):
+            return
+
+
+class _Slot:
+    def __init__(self, proc, conn):
+        self.proc, self.conn = proc, conn
+        self.req, self.t0 = None, 0.0
+
+
+def _run_pool(todo, formats, verify, jobs, finish, progress, stop=None):
+    """Solve ``todo`` in ``jobs`` worker processes (biggest first), calling ``finish`` in this
+    process for each result. A plain pool of processes and pipes (no executor threads): on an
+    interruption or an error every worker is terminated, joined (SIGKILL after
+    WORKER_STOP_SECONDS) and its pipe closed before the exception propagates, so the build
+    always exits (issue 20.11)."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    stop = stop or _Stop()
+    ctx = mp.get_context()
+    queue = list(todo)
+    slots = []
+
+    def assign(slot):
+        if queue:
+            slot.req, slot.t0 = queue.pop(0), time.perf_counter()
+            slot.conn.send(slot.req)
+        else:
+            slot.req = None
+
     try:
-        futures = {pool.submit(solve_request, req, formats, verify): (req, time.perf_counter()) for req in todo}
-        pending = set(futures)
-        while pending:
-            done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: futures[f][0].table_id):
-                req, t0 = futures[fut]
+        for _ in range(jobs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, formats, verify), daemon=True)
+            proc.start()
+            child.close()
+            slots.append(_Slot(proc, parent))
+        for slot in slots:
+            assign(slot)
+        while any(slot.req is not None for slot in slots):
+            stop.check()
+            busy = [slot for slot in slots if slot.req is not None]
+            ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=POOL_POLL_SECONDS))
+            for slot in sorted(busy, key=lambda s: s.req.table_id):
+                if slot.conn not in ready and slot.proc.sentinel not in ready:
+                    continue
+                req = slot.req
                 try:
-                    out = fut.result()
-                except cf.process.BrokenProcessPool as e:
-                    raise CheckError(f"a worker process died while solving ({e}); no table was lost") from None
-                except Exception as e:  # noqa: BLE001
-                    finish(req, None, _describe(e), time.perf_counter() - t0)
+                    kind, value = slot.conn.recv()
+                except (EOFError, OSError):
+                    slot.proc.join(1.0)
+                    raise CheckError(f"a worker process died while solving {req.table_id} (exit code "
+                                     f"{slot.proc.exitcode}); no finished table was lost") from None
+                if kind == "ok":
+                    finish(req, value, None, value["seconds"])
                 else:
-                    finish(req, out, None, out["seconds"])
+                    finish(req, None, value, time.perf_counter() - slot.t0)
+                assign(slot)
             progress.redraw()
     except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(slots, terminate=True)
         raise
-    pool.shutdown(wait=True)
+    _stop_workers(slots, terminate=False)
 
 
-def _install_sigterm():
-    """SIGTERM behaves like Ctrl-C (so temporary files are cleaned and the manifest flushed)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_sigterm(previous):
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+def _stop_workers(slots, terminate: bool) -> None:
+    """Stop every worker and wait for it (terminate, or ask politely; SIGKILL as the last resort)."""
+    for slot in slots:
+        if terminate:
+            if slot.proc.is_alive():
+                slot.proc.terminate()
+        else:
+            try:
+                slot.conn.send(None)
+            except (OSError, ValueError):
+                pass
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for slot in slots:
+        slot.proc.join(max(0.0, deadline - time.monotonic()))
+        if slot.proc.is_alive():
+            slot.proc.kill()
+            slot.proc.join()
+        slot.conn.close()
 
 
 # --------------------------------------------------------------------------- check
