@@ -50,6 +50,12 @@ class CoefgenGroup(click.Group):
 MAX_MESSAGE_CHARS = 1000
 
 
+def _no_empty_paths(files) -> None:
+    """An empty file argument is bad input (exit 2), not a file that failed its check."""
+    if any(not str(f).strip() for f in files):
+        raise InputError("FILE: the path is empty")
+
+
 def _one_line(e) -> str:
     """The message on one line, at most MAX_MESSAGE_CHARS characters (a 100 KB name is elided)."""
     text = " ".join(str(e).splitlines())
@@ -116,6 +122,7 @@ def show(files):
     from .runtime import TableError, load
     from .summary import describe
 
+    _no_empty_paths(files)
     for i, path in enumerate(files):
         try:
             table = load(path)
@@ -132,6 +139,7 @@ def verify(files):
     """Re-certify table files from their float64 values; exit 1 if a claim fails."""
     from .verify import verify_file
 
+    _no_empty_paths(files)
     failures = []
     for path in files:
         lines = verify_file(path)

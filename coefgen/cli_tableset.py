@@ -17,6 +17,14 @@ _CONFIG_HELP = ("Table-set spec (coefgen.yaml); its 'output' is relative to the 
                 "Default: the embedded default set, output relative to the current directory.")
 
 
+def _paths(**named):
+    """InputError (exit 2) for an empty path given to an option (issue 20.13): ``--out ''`` must
+    not silently mean the current directory's default output."""
+    for option, value in named.items():
+        if value is not None and not str(value).strip():
+            raise InputError(f"{option}: the path is empty")
+
+
 def _jobs(jobs):
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}")
@@ -41,6 +49,7 @@ def build(config, out, jobs, quiet, force, prune):
     from .build import Interrupted, build as run_build, display_path, summary_table
     from .spec import load_spec
 
+    _paths(**{"--config": config, "--out": out})
     spec = load_spec(config)  # every error, with file:line, before any solving
     try:
         result = run_build(spec, out, jobs=_jobs(jobs), quiet=quiet, force=force, prune=prune)
@@ -80,6 +89,7 @@ def check(config, out, jobs, quiet):
     from .build import Interrupted, check as run_check
     from .spec import load_spec
 
+    _paths(**{"--config": config, "--out": out})
     spec = load_spec(config)
     target = out or spec.output
     try:
@@ -112,6 +122,7 @@ def plot(files, output):
     from .runtime import TableError, load
     from .writers import check_outputs
 
+    _paths(**{"FILE": f for f in files if not f.strip()})
     check_outputs([("-o/--output", output, "binary")], [("table", f) for f in files])
     tables = []
     for path in files:

@@ -312,3 +312,17 @@ def test_work_caps_leave_the_ordinary_range_alone():
     for K in (2, 256, 1024):
         check_level_work(K, 200)  # the CLI's 200 digits up to K = 1024
     assert 2048 * 3 <= MAX_EXACT_WORK and MAX_FRONTIER_K >= 64  # alpha:3 exact at K = 2048; the README's frontier
+
+
+EMPTY_PATHS = [
+    ["build", "--out", ""], ["build", "-c", ""], ["check", "--out", ""], ["check", "-c", ""],
+    ["verify", ""], ["show", ""], ["plot", "", "-o", "x.png"],
+]
+
+
+@pytest.mark.parametrize("args", EMPTY_PATHS, ids=[" ".join(a) for a in EMPTY_PATHS])
+def test_an_empty_path_is_bad_input_before_any_work(tmp_path, args):
+    """issue 20.13: `build --out ''` used to build the default set into ./tables."""
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "the path is empty" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert os.listdir(tmp_path) == []
