@@ -71,7 +71,12 @@ def number_failures(payload: dict) -> list[str]:
         items += [(f"witness.{k}", wit[k]) for k in ("bias", "variance", "mse") if k in wit]
     out = []
     for name, text in items:
-        if not isinstance(text, str) or (name == "mse_bound" and text == "inf"):
+        if text is None and not name.startswith(("values_exact", "witness")):
+            continue  # absent: reported by the checks that need it
+        if not isinstance(text, str):
+            out.append(f"{name}: {str(text)[:40]!r} is not a decimal string")
+            continue
+        if name == "mse_bound" and text == "inf":
             continue
         try:
             parse_file_number(text)
@@ -80,6 +85,24 @@ def number_failures(payload: dict) -> list[str]:
             if len(out) >= 3:
                 break
     return out
+
+
+def _json_number(x) -> Fraction | None:
+    """A finite JSON number (not a bool) within float64's range as a Fraction, else None
+    (a 4000-digit integer is not a parameter value; math.isfinite would overflow on it)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    if isinstance(x, int):
+        return Fraction(x) if abs(x) <= 10**308 else None
+    return Fraction(x) if math.isfinite(x) else None
+
+
+def _g(x: Fraction) -> str:
+    """A Fraction for a message (%.6g), also beyond float64's range."""
+    try:
+        return f"{float(x):.6g}"
+    except OverflowError:
+        return "beyond float64"
 
 
 def _last_place(text: str) -> Fraction:
@@ -295,19 +318,18 @@ def _level_failures(payload, reward, K, est, nums) -> list[str]:
         if bias > up * Fraction(MINIMAX_SLACK) * (1 + _REL):
             out.append(f"bias_bound {payload['bias_bound']} exceeds {MINIMAX_SLACK} x E*_K: not a minimax table")
     if est == "aqp" and bias is not None and up > 0:
-        tau = params.get("tau")
-        if tau is not None and not isinstance(tau, bool) and isinstance(tau, (int, float)) and math.isfinite(tau):
-            if bias > Fraction(tau) * up * (1 + _REL):
-                out.append(f"bias_bound {payload['bias_bound']} exceeds tau x E*_K = {float(Fraction(tau) * up):.6g}")
+        tau = _json_number(params.get("tau"))
+        if tau is not None:
+            if bias > tau * up * (1 + _REL):
+                out.append(f"bias_bound {payload['bias_bound']} exceeds tau x E*_K = {_g(tau * up)}")
         V = params.get("max_mse")
         mse = nums.get("mse_bound")
         if V is not None and mse is not None:
             solver = params.get("solver") if isinstance(params.get("solver"), dict) else {}
             vnum = V if not isinstance(V, str) else solver.get("max_mse_value")
-            vq = _dec(vnum) if isinstance(vnum, str) else (Fraction(vnum) if isinstance(vnum, (int, float))
-                                                             and not isinstance(vnum, bool) and math.isfinite(vnum) else None)
+            vq = _dec(vnum) if isinstance(vnum, str) else _json_number(vnum)
             if vq is None:
                 out.append(f"max_mse {str(V)[:40]!r}: the solver's value of V is missing")
             elif mse > vq * (1 + _REL):
-                out.append(f"mse_bound {payload['mse_bound']} exceeds max_mse = {float(vq):.6g}")
+                out.append(f"mse_bound {payload['mse_bound']} exceeds max_mse = {_g(vq)}")
     return out

@@ -55,9 +55,11 @@ def stated_bracket_failures(payload: dict, tol: float) -> list[str]:
 
     from .compiler import bracket_rel_gaps
 
+    from .consistency import _g
+
     gaps = bracket_rel_gaps(payload)
     return [
-        f"{field}: stated bracket has relative gap {float(gap):.3g} > the file's bound_rel_tol = {tol:g}"
+        f"{field}: stated bracket has relative gap {_g(gap)} > the file's bound_rel_tol = {tol:g}"
         for field, gap in gaps.items()
         if gap > Fraction(tol)
     ]

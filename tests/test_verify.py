@@ -319,3 +319,30 @@ def test_json_value_bound_is_never_low():
             return 1
 
         assert json_values_upper_bound(text) >= count(doc) - (1 if doc == [] or doc == {} else 0)
+
+
+HOSTILE_FIELDS = [
+    ("bias_lower", -1e308), ("mse_lower", -(10 ** 40)), ("bias_lower", "-1e400"), ("variance_bound", 5),
+    ("minimax_level_bracket", [1, 2]), ("witness", {"bias": 0.5, "variance": "0.5", "mse": "0.5"}),
+]
+
+
+@pytest.mark.parametrize("field,value", HOSTILE_FIELDS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(HOSTILE_FIELDS)])
+def test_hostile_field_types_are_failed_claims_not_internal_errors(built, tmp_path, field, value):
+    from coefgen.payload import seal
+
+    payload = json.loads((built / "euclidean-exact-K3.json").read_text())
+    payload[field] = value
+    path = tmp_path / "t.json"
+    path.write_text(canonical_json(seal(payload)))
+    r = run("verify", str(path))
+    assert r.returncode == 1 and "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_aqp_parameters_beyond_float64_are_bad_input():
+    from coefgen.errors import InputError
+    from coefgen.solvers.aqp_params import normalize_aqp_params
+
+    for params in ({"tau": 10 ** 400}, {"max_mse": -(10 ** 400)}, {"max_mse": "plugin", "gamma": 10 ** 400}):
+        with pytest.raises(InputError):
+            normalize_aqp_params(params)
