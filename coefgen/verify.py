@@ -101,6 +101,8 @@ def _check_manifest_form(path: str, doc: dict) -> None:
         rel = rec.get("path")
         if not isinstance(rel, str) or not rel:
             raise InputError(f"{short(path)}: malformed manifest (files[{i}].path must be a non-empty string)")
+        if rec.get("table_id") is not None and not isinstance(rec.get("table_id"), str):
+            raise InputError(f"{short(path)}: malformed manifest (files[{i}].table_id must be a string or null)")
         if not isinstance(rec.get("sha256"), str) or rec.get("format") not in _FORMATS:
             raise InputError(f"{short(path)}: malformed manifest (files[{i}] needs a sha256 string and a format "
                              f"among {', '.join(_FORMATS)})")

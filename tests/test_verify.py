@@ -82,6 +82,7 @@ MALFORMED = [
     {"files": [{"format": "json", "sha256": "0"}]},
     {"files": [{"path": "a.json", "format": "exe", "sha256": "0"}]},
     {"files": [{"path": "a.json", "format": "json", "sha256": "0"}, {"path": "a.json", "format": "json", "sha256": "0"}]},
+    {"files": [{"path": "a.json", "format": "json", "sha256": "0", "table_id": ["x"]}]},
     {},
 ]
 
