@@ -16,6 +16,7 @@ pin_numerics()  # before anything imports numpy: the same bytes on every x86-64 
 import click  # noqa: E402
 
 from . import __version__
+from .cli_types import ASCII_INT  # noqa: E402
 from .errors import CheckError, CoefgenError, InputError
 
 
@@ -80,7 +81,7 @@ def main(ctx, debug):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
-@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 2048.")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size (samples per prompt), 2 <= K <= 2048.")
 @click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
@@ -154,8 +155,8 @@ def verify(files):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
-@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
-@click.option("--digits", type=int, default=None, help="Proven significant digits wanted (default: >= 20 up to K = 256).")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size K >= 2.")
+@click.option("--digits", type=ASCII_INT, default=None, help="Proven significant digits wanted (default: >= 20 up to K = 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def level(divergence, K, digits, as_json):
     """The minimax level E*_K = min sup |p (T(p) - r(p))| with a proven bracket."""
@@ -183,7 +184,7 @@ def level(divergence, K, digits, as_json):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
-@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size K >= 2.")
 @click.option("-o", "--output", required=True, help="PNG file for the plot.")
 @click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON (- for stdout).")
 def frontier(divergence, K, output, json_path):

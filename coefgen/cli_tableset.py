@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from .cli_types import ASCII_INT
 from .errors import CheckError, InputError
 
 _CONFIG_HELP = ("Table-set spec (coefgen.yaml); its 'output' is relative to the file. "
@@ -35,7 +36,7 @@ def _jobs(jobs):
 @click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Output directory (overrides the spec's 'output').")
-@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--jobs", "-j", type=ASCII_INT, default=None, help="Parallel solver processes (default: the CPU count).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary (errors only).")
 @click.option("--force", is_flag=True, help="Re-solve every table even if it is up to date.")
 @click.option("--prune", is_flag=True, help="Delete files in the output directory that the spec does not produce.")
@@ -78,7 +79,7 @@ def build(config, out, jobs, quiet, force, prune):
 @click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Directory to check (default: the spec's 'output').")
-@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--jobs", "-j", type=ASCII_INT, default=None, help="Parallel solver processes (default: the CPU count).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress (differences are still printed).")
 def check(config, out, jobs, quiet):
     """Rebuild the set in a temporary directory and compare byte for byte (for CI).

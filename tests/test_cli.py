@@ -53,6 +53,11 @@ BAD = [
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "1e308"], "supported range 0 < V <= 1e+06"),
     (["solve", "-d", "euclidean", "--K", "4096", "-e", "exact"], "the limit is 2048"),
     (["solve", "-d", "alpha:0.3", "--K", "4", "-e", "aqp"], "sup_p m(p) is infinite for every table"),
+    # issue 20.14: integer options read ASCII digits only (click's int() also reads '٨', '８' and '1_0')
+    (["solve", "-d", "euclidean", "--K", "\u0664", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "\uff14", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "1_0", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "9" * 5000, "-e", "exact"], "not a valid integer (ASCII digits"),
 ]
 
 
