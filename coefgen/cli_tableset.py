@@ -24,6 +24,9 @@ def _paths(**named):
     for option, value in named.items():
         if value is not None and not str(value).strip():
             raise InputError(f"{option}: the path is empty")
+        if option == "--out" and value == "-":  # one rule: '-' is standard output, which a table set cannot be
+            raise InputError("--out -: '-' means standard output, and a table set is a directory "
+                             "(./- for a directory named '-')")
 
 
 def _jobs(jobs):

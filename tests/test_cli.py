@@ -325,6 +325,11 @@ EMPTY_PATHS = [
 ]
 
 
+def test_out_dash_is_not_a_directory_named_dash(tmp_path):
+    r = run("build", "--out", "-", cwd=tmp_path)
+    assert r.returncode == 2 and "standard output" in r.stderr and os.listdir(tmp_path) == [], r.stderr
+
+
 @pytest.mark.parametrize("args", EMPTY_PATHS, ids=[" ".join(a) for a in EMPTY_PATHS])
 def test_an_empty_path_is_bad_input_before_any_work(tmp_path, args):
     """issue 20.13: `build --out ''` used to build the default set into ./tables."""
