@@ -243,6 +243,25 @@ def _header_names_failures(tid: str, full: str, data: bytes) -> list[str]:
     return []
 
 
+def _request_of(rec: dict, inputs: dict):
+    """The spec's TableRequest of a manifest record (so the aggregate's lookup keys are derived by
+    the spec's own rule); a plain namespace with the same fields if the record does not fit it."""
+    from types import SimpleNamespace
+
+    from .spec import TableRequest
+
+    tid, div = str(rec["table_id"]), str(inputs.get("divergence"))
+    try:
+        req = TableRequest(table_id=tid, divergence=div, estimator=inputs.get("estimator"),
+                           params=inputs.get("params") or {}, K=inputs.get("K"), entry=rec.get("entry"), line=0)
+        req.lookup_estimator  # noqa: B018 - the property must work on this record
+        return req
+    except Exception:  # noqa: BLE001 - another schema of records: the same rule, spelled out
+        head = tid.rpartition("-K")[0]
+        slug = div.replace(":", "").replace("/", "over").replace(",", "_")
+        return SimpleNamespace(table_id=tid, divergence=div, K=inputs.get("K"), lookup_estimator=head[len(slug) + 1:])
+
+
 def _aggregate_failures(path: str, doc: dict, base: str, full: str, data: bytes) -> list[str]:
     """coefgen_tables.h re-derived from the set's per-table headers (same coefgen version)."""
     from types import SimpleNamespace
@@ -257,11 +276,7 @@ def _aggregate_failures(path: str, doc: dict, base: str, full: str, data: bytes)
         inputs = rec.get("inputs") if isinstance(rec.get("inputs"), dict) else None
         if rec.get("format") != "c" or rec.get("table_id") is None or inputs is None:
             continue
-        tid, div = str(rec["table_id"]), str(inputs.get("divergence"))
-        head = tid.rpartition("-K")[0]
-        slug = div.replace(":", "").replace("/", "over").replace(",", "_")
-        tables.append(SimpleNamespace(table_id=tid, divergence=div, K=inputs.get("K"),
-                                      lookup_estimator=head[len(slug) + 1:]))
+        tables.append(_request_of(rec, inputs))
     try:
         want = aggregate_header(SimpleNamespace(tables=tables), base)
     except Exception:  # noqa: BLE001 - a missing or unreadable per-table header
