@@ -336,3 +336,10 @@ def test_an_empty_path_is_bad_input_before_any_work(tmp_path, args):
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2 and "the path is empty" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_a_remez_failure_is_a_failed_computation_not_an_internal_error():
+    """A 2048-coefficient poly at K = 512: the float64 Remez loses alternation (exit 1, one line)."""
+    r = run("level", "-d", "poly:" + ",".join(["1/3"] * 2048), "--K", "512")
+    assert r.returncode == 1 and "could not be computed" in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1

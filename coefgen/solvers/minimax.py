@@ -421,7 +421,11 @@ def _solve(name: str, K: int, digits: int):
             f"minimax: cannot certify the level of {name} at K={K} "
             "(f'' has sign changes above degree K-2, so the critical-point count is unproven)"
         )
-    x64, _hist = _remez64.remez64(reward, K)
+    try:
+        x64, _hist = _remez64.remez64(reward, K)
+    except RuntimeError as e:  # a reward the float64 Remez cannot start on: a failed computation, not a bug
+        raise CheckError(f"minimax: the level of {name[:60]} at K={K} could not be computed ({e}); "
+                         "no table or level is written") from None
     cbits = int(3.33 * (digits + 15)) + 96  # mantissa of reference/critical points
     # working precision: digits asked + cancellation (f ~ 1 vs e ~ E) + guard bits
     E = abs(_hist[-1][0]) if _hist else 1e-3
