@@ -4,23 +4,30 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow test-trainers bench study venv clean
+.PHONY: run test test-slow docs-check test-trainers bench study study-baselines venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[compiler,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
-## make run: set up, then build the embedded default table set into tables/
+## make run: set up, then build the embedded default table set into tables/ (incremental: a fresh
+## clone has it committed, so this verifies it is up to date and refreshes coefgen/default_tables/,
+## the copy inside the package); ends with what the set holds and the line a trainer uses next
 run: $(STAMP)
 	$(VENV)/bin/coefgen build --out tables
 
-## make test: set up, then run the test suite
+## make test: set up, then run the test suite (a line per test file as it runs, the slowest
+## tests at the end; includes the docs check: every example of README.md and docs/*.md)
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest --durations=8
+
+## make docs-check: only the examples of README.md and docs/*.md, run and compared with their shown output
+docs-check: $(STAMP)
+	$(PY) -m pytest tests/test_docs.py
 
 ## make test-slow: the slow loops left out of `make test` (a SIGTERM loop over parallel builds, ~3 min)
 test-slow: $(STAMP)
@@ -38,6 +45,11 @@ bench: $(STAMP)
 ## make study: the game study behind the default kl tables (README "Choosing a table"; ~20 min on 2 cores)
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --cache .study-cache
+
+## make study-baselines: the default loo/mean tables under the trainer's baseline, and GRPO's std normalisation
+## (docs/choosing-a-table.md "Under the trainer's baseline"; ~16 min on one core)
+study-baselines: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) bench/study_game.py --baseline loo,mean --cache .study-cache
 
 clean:
 	rm -rf $(VENV) .venv-trainers build *.egg-info .pytest_cache

@@ -155,10 +155,10 @@ def mean_field_kl(values, q, divergence="kl"):
     return float(np.mean(r.kl)), bool(np.all(r.converged))
 
 
-def best_final(values, q, divergence="kl"):
+def best_final(values, q, divergence="kl", baseline="loo", lrs=None):
     res = {}
-    for lr in LRS:
-        run = game.stochastic_run(values, q, steps=STEPS, lr=lr, baseline="loo", optimizer="sgd", seed=1,
+    for lr in (lrs or LRS):
+        run = game.stochastic_run(values, q, steps=STEPS, lr=lr, baseline=baseline, optimizer="sgd", seed=1,
                                   reward=divergence, record=[STEPS])
         res[lr] = float(np.mean(run.final_kl))
     lr = min(res, key=res.get)
@@ -250,6 +250,236 @@ def study(quick: bool, cache: str | None):
             out["alpha"][div][K] = row
     out["seconds"] = time.perf_counter() - t_start
     return out
+
+
+# ------------------------------------------------------------------ under the trainer's baseline (issue 16)
+
+BASELINE_KS = [4, 8, 16, 32, 64, 128, 256]
+BASELINE_STOCH_KS = [8, 16, 64]
+BASELINE_STOCH_CANDIDATES = {
+    "loo": ["plugin", "digamma", "aqp max_mse=2plugin", "aqp max_mse=4plugin", "aqp max_mse=10plugin",
+            "aqp max_mse=4plugin gamma=0.75"],
+    "mean": ["plugin", "aqp max_mse=4plugin gamma=0.75"],
+}
+BASELINE_LARGE_K = ["plugin", "digamma", "aqp max_mse=plugin", "aqp max_mse=2plugin", "aqp max_mse=4plugin",
+                    "aqp max_mse=10plugin", "aqp max_mse=4plugin gamma=0.75", "aqp max_mse=4plugin monotone"]
+LOO_DEFAULT = "aqp max_mse=4plugin gamma=0.75"    # the default loo/mean table at K: this solved at K - 1, padded
+NONE_MISUSED = "none default (K-table)"           # the no-baseline default K-table used under the baseline
+GRPO_KS = [8, 16, 64]
+GRPO_LRS = [0.1, 0.3, 1.0, 3.0]
+GRPO_TAIL_FROM = STEPS // 2
+
+
+def padded(values):
+    """The loo/mean table at K from the no-baseline solution at K - 1: t_K = t_{K-1}."""
+    return np.append(values, values[-1])
+
+
+def mean_field_under(values, q, baseline, divergence="kl"):
+    r = game.mean_field_equilibrium(values, q, reward=divergence, baseline=baseline)
+    return float(np.mean(r.kl)), bool(np.all(r.converged))
+
+
+def study_baselines(baselines, quick: bool, cache: str | None):
+    """The default loo/mean tables (aqp max_mse=4plugin gamma=0.75 solved at K-1, padded) under LOO/mean.
+
+    Mean field: under LOO and under the group mean (a factor (K-1)/K on the step) the stationary
+    points of a K-table are those of its first K-1 entries as a (K-1)-table without baseline, so a
+    padded K-1 solution is evaluated by its none equilibrium at K-1 (the identity is re-checked
+    through the engine at a few K). Stochastic: the runs use the K-table under the baseline itself."""
+    tabs = Tables(cache)
+    Ks = [8, 16] if quick else BASELINE_KS
+    stoch_Ks = [8, 16] if quick else BASELINE_STOCH_KS
+    grpo_Ks = [8] if quick else GRPO_KS
+    Qmf = {s: game.make_targets(s, 1 if s.startswith("zipf") else P_MEAN_FIELD, 0) for s in TARGETS}
+    Qst = {s: game.make_targets(s, P_STOCH, 0) for s in STOCH_TARGETS}
+    out = {"protocol": {
+        "baselines": baselines, "targets": TARGETS, "prompts_mean_field": P_MEAN_FIELD, "Ks": Ks,
+        "stochastic_targets": STOCH_TARGETS, "prompts_stochastic": P_STOCH, "steps": STEPS, "lrs": LRS,
+        "stochastic_Ks": stoch_Ks, "stochastic_candidates": {b: BASELINE_STOCH_CANDIDATES[b] for b in baselines},
+        "grpo_Ks": grpo_Ks, "grpo_lrs": GRPO_LRS, "grpo_tail_from": GRPO_TAIL_FROM, "optimizer": "sgd",
+        "loo_default": LOO_DEFAULT + " solved at K-1, t_K = t_{K-1}",
+        "note": "mean field of a loo/mean K-table = none mean field of its (K-1)-table (exact identity)"},
+        "mean_field": {}, "none_beside": {}, "identity_check": {}, "stochastic": {b: {} for b in baselines},
+        "grpo": {}}
+    t_start = time.perf_counter()
+    for K in Ks:
+        row = {}
+        for name, (est, prm) in candidates_at(K - 1).items():
+            if name == "default" or (K >= 128 and name not in BASELINE_LARGE_K):
+                continue
+            t = tabs.get("kl", K - 1, est, prm)
+            if t is None:
+                continue
+            kls, conv = {}, True
+            for s in TARGETS:
+                kls[s], c = mean_field_kl(t, Qmf[s])
+                conv &= c
+            row[name] = {"kl": kls, "converged": conv}
+        tn = tabs.get("kl", K, *default_entry(K))
+        kls, conv = {}, True
+        for s in TARGETS:
+            kls[s], c = mean_field_under(tn, Qmf[s], "loo")
+            conv &= c
+        row[NONE_MISUSED] = {"kl": kls, "converged": conv, "label": label(*default_entry(K))}
+        base = row["plugin"]["kl"]
+        for r in row.values():
+            r["ratio"] = {s: r["kl"][s] / base[s] for s in TARGETS}
+            r["max_ratio"] = max(r["ratio"].values())
+        out["mean_field"][K] = row
+        # the none numbers beside: the none default K-table and the plug-in at K without baseline
+        nb = {}
+        for name, (est, prm) in (("plugin", ("plugin", {})), ("default", default_entry(K))):
+            t = tabs.get("kl", K, est, prm)
+            nb[name] = {s: mean_field_kl(t, Qmf[s])[0] for s in TARGETS}
+        nb["max_ratio_default"] = max(nb["default"][s] / nb["plugin"][s] for s in TARGETS)
+        out["none_beside"][K] = nb
+        if K in (4, 16, 64):   # the identity through the engine itself: padded K-table under loo/mean
+            t = tabs.get("kl", K - 1, *CANDIDATES[LOO_DEFAULT])
+            diffs = []
+            for b in ("loo", "mean"):
+                for s in TARGETS:
+                    diffs.append(abs(mean_field_under(padded(t), Qmf[s], b)[0] - row[LOO_DEFAULT]["kl"][s]))
+            out["identity_check"][K] = max(diffs)
+        print(f"[{baselines}] K={K}: mean field done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    for b in baselines:
+        for K in stoch_Ks:
+            row = {}
+            names = list(BASELINE_STOCH_CANDIDATES[b]) + [NONE_MISUSED]
+            for name in names:
+                if name == NONE_MISUSED:
+                    vals = tabs.get("kl", K, *default_entry(K))
+                else:
+                    t = tabs.get("kl", K - 1, *CANDIDATES[name])
+                    vals = None if t is None else padded(t)
+                if vals is None:
+                    continue
+                row[name] = {}
+                for s in STOCH_TARGETS:
+                    best, lr, allr = best_final(vals, Qst[s], baseline=b)
+                    row[name][s] = {"final_kl": best, "best_lr": lr, "by_lr": allr}
+            for s in STOCH_TARGETS:
+                m = min(r[s]["final_kl"] for r in row.values())
+                for r in row.values():
+                    r[s]["rel_best"] = r[s]["final_kl"] / m
+            out["stochastic"][b][K] = row
+            print(f"[{b}] K={K}: stochastic done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    # GRPO's std normalisation on the default mean table (mean vs grpo, same table, same seeds)
+    for K in grpo_Ks:
+        vals = padded(tabs.get("kl", K - 1, *CANDIDATES[LOO_DEFAULT]))
+        row = {}
+        for s in STOCH_TARGETS:
+            cell = {"mean_field_mean": mean_field_under(vals, Qst[s], "mean")[0]}
+            for b in ("mean", "grpo"):
+                by_lr, tail = {}, {}
+                for lr in GRPO_LRS:
+                    run = game.stochastic_run(vals, Qst[s], steps=STEPS, lr=lr, baseline=b, optimizer="sgd", seed=1,
+                                              record=list(range(GRPO_TAIL_FROM, STEPS + 1, 50)))
+                    by_lr[lr] = float(run.kl_mean[-1])
+                    tail[lr] = float(np.mean(run.kl_mean))
+                best = min(by_lr, key=by_lr.get)
+                cell[b] = {"by_lr": by_lr, "tail_mean_by_lr": tail, "best_lr": best, "final_kl": by_lr[best]}
+            row[s] = cell
+        out["grpo"][K] = row
+        print(f"[grpo] K={K} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    out["seconds"] = time.perf_counter() - t_start
+    out["solve_seconds"] = sum(tabs.solve_seconds.values())
+    return out
+
+
+def plot_baselines(out, path):
+    """Left: mean-field worst ratio to the plug-in under LOO/mean (candidates solved at K-1); right: GRPO's
+    final KL over the group mean's (same default table, same seeds) per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mf, nb = out["mean_field"], out["none_beside"]
+    Ks = sorted(mf)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    for n in ["plugin", "digamma", "aqp max_mse=2plugin", "aqp max_mse=10plugin", "aqp max_mse=4plugin",
+              LOO_DEFAULT, NONE_MISUSED]:
+        ks = [K for K in Ks if n in mf[K]]
+        lab = "loo/mean default (" + n + ", at K-1)" if n == LOO_DEFAULT else n
+        ax.plot(ks, [mf[K][n]["max_ratio"] for K in ks], marker="o", ms=3, lw=2.2 if n == LOO_DEFAULT else 1.2,
+                color="black" if n == LOO_DEFAULT else None, label=lab)
+    ax.plot(Ks, [nb[K]["max_ratio_default"] for K in Ks], "k--", lw=0.9, label="no baseline: default K-table")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("equilibrium KL / plug-in's (worst target)")
+    ax.set_title("mean field under LOO / group mean", fontsize=10)
+    ax.legend(fontsize=6.5)
+    ax = axes[1]
+    g = out["grpo"]
+    gk = sorted(g)
+    for s in STOCH_TARGETS:
+        ax.plot(gk, [g[K][s]["grpo"]["final_kl"] / g[K][s]["mean"]["final_kl"] for K in gk], marker="o", ms=3, label=s)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("K")
+    ax.set_ylabel("final KL: grpo / group mean (best lr)")
+    ax.set_title("GRPO's std normalisation, default mean table", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def report_baselines(out) -> str:
+    lines = []
+    mf = out["mean_field"]
+    names = []
+    for K in mf:
+        for n in mf[K]:
+            if n not in names:
+                names.append(n)
+    lines.append("Under LOO / group mean: mean-field equilibrium, worst ratio KL(p*||q) / the plug-in's (plug-in at K-1, "
+                 "padded) over the 10 target families; candidates solved at K-1 and padded")
+    lines.append("| table | " + " | ".join(f"K={K}" for K in mf) + " |")
+    lines.append("|---|" + "---|" * len(mf))
+    for n in names:
+        cells = [f"{mf[K][n]['max_ratio']:.3g}" if n in mf[K] else "—" for K in mf]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    nb = out["none_beside"]
+    lines.append("| (none: default K-table without baseline, ratio to the plug-in at K) | " + " | ".join(
+        f"{nb[K]['max_ratio_default']:.3g}" for K in mf) + " |")
+    lines.append("")
+    lines.append("Equilibrium KL per target: loo default (K-1 solution padded) / none default K-table under LOO / "
+                 "none default without baseline")
+    for K in mf:
+        lines.append(f"K={K}: " + "; ".join(
+            f"{s} {mf[K][LOO_DEFAULT]['kl'][s]:.3g}/{mf[K][NONE_MISUSED]['kl'][s]:.3g}/{nb[K]['default'][s]:.3g}"
+            for s in TARGETS))
+    lines.append("")
+    lines.append("identity check (padded K-1 table under loo/mean through the engine vs none at K-1), max |diff|: " +
+                 ", ".join(f"K={K}: {v:.1e}" for K, v in out["identity_check"].items()))
+    for b, st in out["stochastic"].items():
+        lines.append("")
+        lines.append(f"Stochastic under {b}: final KL after {out['protocol']['steps']} steps at best lr "
+                     f"(ratio to the best candidate)")
+        for K, row in st.items():
+            lines.append(f"K={K}")
+            lines.append("| table | " + " | ".join(STOCH_TARGETS) + " |")
+            lines.append("|---|" + "---|" * len(STOCH_TARGETS))
+            for n, r in row.items():
+                lines.append(f"| {n} | " + " | ".join(
+                    f"{r[s]['final_kl']:.3g} (x{r[s]['rel_best']:.2f}, lr {r[s]['best_lr']:g})" for s in STOCH_TARGETS)
+                    + " |")
+    lines.append("")
+    lines.append("GRPO std normalisation, default mean table: final KL at best lr, mean baseline vs grpo; "
+                 "tail mean (steps >= %d) at lr 0.1; mean-field KL (mean)" % out["protocol"]["grpo_tail_from"])
+    lines.append("| K | target | mean: final (lr) | grpo: final (lr) | mean: tail lr 0.1 | grpo: tail lr 0.1 | eq. (mean) |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for K, row in out["grpo"].items():
+        for s, c in row.items():
+            lines.append(f"| {K} | {s} | {c['mean']['final_kl']:.3g} ({c['mean']['best_lr']:g}) | "
+                         f"{c['grpo']['final_kl']:.3g} ({c['grpo']['best_lr']:g}) | "
+                         f"{c['mean']['tail_mean_by_lr'][0.1]:.3g} | {c['grpo']['tail_mean_by_lr'][0.1]:.3g} | "
+                         f"{c['mean_field_mean']:.3g} |")
+    lines.append(f"\ncompute: {out['seconds']:.0f} s (solves {out['solve_seconds']:.0f} s)")
+    return "\n".join(lines)
 
 
 def report(out) -> str:
@@ -361,13 +591,46 @@ def _int_keys(x):
     return x
 
 
+def _float_keys(x):
+    """JSON turns the lr keys into strings: turn them back (recursively)."""
+    if isinstance(x, dict):
+        out = {}
+        for k, v in x.items():
+            try:
+                k2 = float(k) if isinstance(k, str) and "." in k else k
+            except ValueError:
+                k2 = k
+            out[k2] = _float_keys(v)
+        return out
+    return x
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few K only (smoke run)")
     ap.add_argument("--cache", default=None, help="directory to cache solved tables in")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"), help="where to write study_game.json and the plot")
     ap.add_argument("--from-json", default=None, help="re-plot and re-print a previous run's study_game.json")
+    ap.add_argument("--baseline", default="none",
+                    help="none (the original study) or loo / mean / loo,mean: the default loo/mean tables under the "
+                         "trainer's baseline, with GRPO's std normalisation; writes study_game_baselines.json")
     a = ap.parse_args(argv)
+    if a.baseline != "none":
+        bs = [b.strip() for b in a.baseline.split(",")]
+        if not bs or any(b not in ("loo", "mean") for b in bs):
+            ap.error("--baseline: none, or loo / mean / loo,mean")
+        if a.from_json:
+            with open(a.from_json) as f:
+                out = _int_keys(_float_keys(json.load(f)))
+        else:
+            out = study_baselines(bs, a.quick, a.cache)
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "study_game_baselines.json"), "w") as f:
+            json.dump(out, f, indent=1, sort_keys=True, default=str)
+            f.write("\n")
+        plot_baselines(out, os.path.join(a.out, "choosing_a_table_baselines.png"))
+        print(report_baselines(out))
+        return 0
     if a.from_json:
         with open(a.from_json) as f:
             out = _int_keys(json.load(f))

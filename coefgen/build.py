@@ -173,7 +173,11 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
             from .consistency import values_failures
             from .rewards import parse_reward
 
-            if values_failures(payload, parse_reward(req.divergence)):
+            from .baseline import baseline_failures, effective_payload
+
+            if payload.get("baseline", "none") != req.baseline or baseline_failures(payload):
+                return None
+            if values_failures(effective_payload(payload), parse_reward(req.divergence)):
                 return None
             summary = _summary_of(payload)
             primary = payload
@@ -274,7 +278,46 @@ def solve_request(req: TableRequest, formats, do_verify: bool) -> dict:
         else:
             failures += verify.verify_payload(written, req.table_id + SUFFIX["json"])
     return {"files": files, "summary": _summary_of(payload), "failures": failures,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "payload": payload}
+
+
+def derive_request(req: TableRequest, inner: dict, formats, do_verify: bool) -> dict:
+    """A loo/mean table from the no-baseline payload at K − 1 (already solved and verified):
+    pad, seal, render; verification checks that the rendered file is exactly that padding."""
+    from . import compiler
+    from .baseline import baseline_failures
+    from .payload import validate
+    from .writers import render
+
+    t0 = time.perf_counter()
+    payload = compiler.compile_table(req.divergence, req.K, req.estimator, req.params, req.baseline, inner=inner)
+    if payload.get("table_id") != req.table_id:
+        raise CheckError(f"{req.table_id}: the compiler named the table {payload.get('table_id')!r}")
+    files = {fmt: render(payload, fmt, __version__) for fmt in formats}
+    failures = []
+    if do_verify:
+        written = json.loads(render(payload, "json", __version__).decode("utf-8"))
+        try:
+            validate(written, req.table_id + ".json")
+        except ValueError as e:
+            failures.append(str(e))
+        else:
+            failures += [f"{req.table_id}{SUFFIX['json']}: {x}" for x in baseline_failures(written)]
+    return {"files": files, "summary": _summary_of(payload), "failures": failures,
+            "seconds": time.perf_counter() - t0, "payload": payload}
+
+
+def _disk_payload(req: TableRequest, out_dir: str, formats) -> dict | None:
+    """The payload of an up-to-date table of the set, read back from its JSON (or NPZ) file."""
+    from .runtime import TableError, load
+
+    fmt = "json" if "json" in formats else "npz" if "npz" in formats else None
+    if fmt is None:
+        return None
+    try:
+        return load(os.path.join(out_dir, req.table_id + SUFFIX[fmt])).payload
+    except (TableError, OSError):
+        return None
 
 
 # --------------------------------------------------------------------------- progress
@@ -289,9 +332,17 @@ def _fmt_seconds(s: float) -> str:
 
 
 class Progress:
-    """A bar with ETA on a terminal, plain log lines otherwise, nothing when quiet."""
+    """A bar with ETA on a terminal, plain log lines otherwise, nothing when quiet.
+
+    Off a terminal: a line per finished table, and while nothing finishes a line every
+    HEARTBEAT_SECONDS saying how far the run is (big tables go first and can take a minute).
+    A daemon thread keeps the bar's clock (and the heartbeat) moving while a table solves."""
+
+    HEARTBEAT_SECONDS = 15.0
 
     def __init__(self, todo: list, label: str, quiet: bool, stream=None):
+        import threading
+
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.tty = (not quiet) and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -301,44 +352,75 @@ class Progress:
         self.done = 0
         self.done_cost = 0.0
         self.t0 = time.monotonic()
+        self.last_line = self.t0
         self.current = ""
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._ticker = None
+
+    def _eta(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        return "?" if self.done_cost == 0 else _fmt_seconds(elapsed * (self.total_cost - self.done_cost) / self.done_cost)
 
     def log(self, text: str):
         if self.quiet:
             return
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(text + "\n")
-        self.redraw()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\033[K")
+            self.stream.write(text + "\n")
+            self.last_line = time.monotonic()
+            self.redraw()
+
+    def _tick(self):
+        while not self._stop.wait(1.0):
+            self.redraw()
 
     def redraw(self):
-        if not self.tty or self.n == 0:
+        if self.quiet or self.n == 0:
             return
-        width = 30
-        frac = self.done_cost / self.total_cost
-        filled = int(width * frac)
-        elapsed = time.monotonic() - self.t0
-        eta = "?" if self.done_cost == 0 else _fmt_seconds(elapsed * (self.total_cost - self.done_cost) / self.done_cost)
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r\033[K{self.label} [{bar}] {self.done}/{self.n}  {_fmt_seconds(elapsed)} elapsed, ETA {eta}")
-        self.stream.flush()
+        with self._lock:
+            if self._ticker is None and not self._stop.is_set():
+                import threading
 
-    def finished(self, req: TableRequest, seconds: float, ok: bool):
-        self.done += 1
-        self.done_cost += req.cost()
-        if self.tty:
-            if not ok:
-                self.log(f"FAILED {req.table_id}")
-            self.redraw()
-        elif not self.quiet:
-            self.stream.write(f"[{self.done:>{len(str(self.n))}}/{self.n}] {req.table_id}: "
-                              f"{'solved' if ok else 'FAILED'} in {seconds:.2f}s\n")
+                self._ticker = threading.Thread(target=self._tick, name="coefgen-progress", daemon=True)
+                self._ticker.start()
+            elapsed = time.monotonic() - self.t0
+            if not self.tty:
+                if self.done < self.n and time.monotonic() - self.last_line >= self.HEARTBEAT_SECONDS:
+                    self.stream.write(f"{self.label}: {self.done}/{self.n} table(s) done, {_fmt_seconds(elapsed)} "
+                                      f"elapsed, ETA {self._eta()}\n")
+                    self.stream.flush()
+                    self.last_line = time.monotonic()
+                return
+            width = 30
+            frac = self.done_cost / self.total_cost
+            filled = int(width * frac)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r\033[K{self.label} [{bar}] {self.done}/{self.n}  {_fmt_seconds(elapsed)} elapsed, "
+                              f"ETA {self._eta()}")
             self.stream.flush()
+
+    def finished(self, req, seconds: float, ok: bool):
+        with self._lock:
+            self.done += 1
+            self.done_cost += req.cost()
+            if self.tty:
+                if not ok:
+                    self.log(f"FAILED {req.table_id}")
+                self.redraw()
+            elif not self.quiet:
+                self.stream.write(f"[{self.done:>{len(str(self.n))}}/{self.n}] {req.table_id}: "
+                                  f"{'solved' if ok else 'FAILED'} in {seconds:.2f}s\n")
+                self.stream.flush()
+                self.last_line = time.monotonic()
 
     def close(self):
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+        self._stop.set()
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\033[K")
+                self.stream.flush()
 
 
 # --------------------------------------------------------------------------- build
@@ -631,11 +713,33 @@ def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label,
             by_id[req.table_id] = TableResult(req, "cached", summary=summary)
         else:
             todo.append(req)
+    n_todo = len(todo)
+    # tables under a group baseline (loo, mean) are the no-baseline table at K − 1, padded: that
+    # table is solved once (or read from the set when it is up to date), never per baseline
+    derived = [r for r in todo if r.baseline != "none"]
+    todo = [r for r in todo if r.baseline == "none"]
+    inner_payloads: dict[str, dict] = {}
+    inner_errors: dict[str, str] = {}
+    needed = {r.inner.table_id: r.inner for r in derived}
+    todo_ids = {r.table_id for r in todo}
+    hidden = []  # needed, not written: the set has no up-to-date file of it
+    for tid, inner in needed.items():
+        if tid in todo_ids:
+            continue
+        cached = by_id.get(tid)
+        payload = _disk_payload(cached.request, out_dir, formats) if cached is not None else None
+        if payload is not None:
+            inner_payloads[tid] = payload
+        else:
+            hidden.append(inner)
+    hidden_ids = {r.table_id for r in hidden}
+    todo = todo + hidden
     todo.sort(key=lambda r: (-r.cost(), r.table_id))  # big tables first
-    if todo:
-        note(f"{label}: {len(todo)} table(s) to solve, {len(spec.tables) - len(todo)} up to date"
-             + (f" ({jobs} jobs)" if jobs and jobs > 1 else ""))
-    progress = Progress(todo, label, quiet, stream)
+    if n_todo:
+        note(f"{label}: {n_todo} table(s) to solve, {len(spec.tables) - n_todo} up to date"
+             + (f" ({jobs} jobs)" if jobs and jobs > 1 else "")
+             + (f"; {len(derived)} of them for a group baseline, from the K-1 table" if derived else ""))
+    progress = Progress(todo + derived, label, quiet, stream)
 
     def finish(req: TableRequest, out: dict | None, error: str | None, seconds: float):
         if error is None and out["failures"]:
@@ -656,6 +760,35 @@ def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label,
         by_id[req.table_id] = TableResult(req, "solved", out["seconds"], summary=out["summary"])
         progress.finished(req, out["seconds"], True)
 
+    def finish_solved(req: TableRequest, out: dict | None, error: str | None, seconds: float):
+        """Keep the payloads the baseline tables need; hidden K − 1 tables are not written."""
+        ok = error is None and not out["failures"]
+        if req.table_id in needed:
+            if ok:
+                inner_payloads[req.table_id] = out["payload"]
+            else:
+                inner_errors[req.table_id] = error if error is not None else "; ".join(out["failures"])
+        if req.table_id in hidden_ids:
+            progress.finished(req, seconds, ok)
+            return
+        finish(req, out, error, seconds)
+
+    def finish_derived():
+        for req in derived:
+            stop.check()  # a signal during the previous table's writes: stop here, cleanly
+            t0 = time.perf_counter()
+            inner_id = req.inner.table_id
+            if inner_id not in inner_payloads:
+                why = inner_errors.get(inner_id, "not built")
+                finish(req, None, f"its K-1 table {inner_id} failed: {why}", 0.0)
+                continue
+            try:
+                out = derive_request(req, inner_payloads[inner_id], formats, verify)
+            except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
+                finish(req, None, _describe(e), time.perf_counter() - t0)
+                continue
+            finish(req, out, None, out["seconds"])
+
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     stop.check()
     try:
@@ -673,19 +806,20 @@ def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label,
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
-                    finish(req, None, _describe(e), time.perf_counter() - t0)
+                    finish_solved(req, None, _describe(e), time.perf_counter() - t0)
                     continue
-                finish(req, out, None, out["seconds"])  # a write failure (WriteFailed) stops the build
+                finish_solved(req, out, None, out["seconds"])  # a write failure (WriteFailed) stops the build
             stop.check()
         elif todo:
-            _run_pool(todo, formats, verify, jobs, finish, progress, stop)
+            _run_pool(todo, formats, verify, jobs, finish_solved, progress, stop)
+        finish_derived()
         flush_manifest()
     except KeyboardInterrupt:
         progress.close()
         flush_manifest()
         done = sum(1 for r in by_id.values() if r.status == "solved")
         raise Interrupted(f"{label} interrupted: {done} table(s) finished and kept; "
-                          f"{len(todo) - done} not built (run it again to continue)") from None
+                          f"{n_todo - done} not built (run it again to continue)") from None
     except WriteFailed as e:
         progress.close()
         try:
@@ -694,8 +828,9 @@ def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label,
             pass
         done = sum(1 for r in by_id.values() if r.status == "solved")
         raise InputError(f"{e}; {label} stopped: {done} table(s) written and kept, "
-                         f"{len(todo) - done} not written") from None
-    progress.close()
+                         f"{n_todo - done} not written") from None
+    finally:
+        progress.close()
 
     result.results = [by_id[r.table_id] for r in spec.tables]
     # aggregate C header (from the per-table headers on disk), only when every table is there

@@ -97,9 +97,12 @@ def main(ctx, debug):
               help="aqp: minimise the bias subject to sup m <= V (a number, 'plugin', or '<k>plugin': k times the plug-in's).")
 @click.option("--gamma", default=None, help="aqp with --max-mse: weight the bias by p^gamma, 0 < gamma <= 1 (default 1).")
 @click.option("--monotone", is_flag=True, default=None, help="aqp: require t_1 <= ... <= t_K.")
+@click.option("--baseline", default="none", type=click.Choice(["none", "loo", "mean"]),
+              help="The group baseline your trainer subtracts: none, loo (leave-one-out, RLOO) or mean (GRPO, "
+                   "Dr.GRPO). Under loo/mean the table is the K-1 solution padded with t_K = t_(K-1).")
 @click.option("--format", "fmt", default="json", type=click.Choice(["json", "npz", "c"]), help="Output format.")
 @click.option("-o", "--output", required=True, help="Output file, or - for stdout (json or c).")
-def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fmt, output):
+def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, baseline, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
     from .writers import check_outputs, render, write_atomic
@@ -112,9 +115,9 @@ def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, fm
         raise InputError(f"--tau/--objective/--max-mse/--gamma/--monotone apply to --estimator aqp only, not {estimator}")
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
-    precheck(divergence, K, estimator, params)  # fail fast, before any solving
+    precheck(divergence, K, estimator, params, baseline)  # fail fast, before any solving
     check_outputs([("-o/--output", output, "binary" if fmt == "npz" else "text")])  # before solving
-    payload = compile_table(divergence, K, estimator, params)
+    payload = compile_table(divergence, K, estimator, params, baseline)
     data = render(payload, fmt, __version__)
     if output == "-":
         sys.stdout.write(data.decode("utf-8"))
@@ -145,7 +148,7 @@ def show(files):
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def verify(files):
     """Re-certify table files from their float64 values; exit 1 if a claim fails."""
-    from .verify import verify_file
+    from .verify import _manifest, verify_file
 
     _no_empty_paths(files)
     failures = []
@@ -153,7 +156,13 @@ def verify(files):
         lines = verify_file(path)
         failures += lines
         if not lines:
-            click.echo(f"ok {path}")
+            doc = _manifest(path)
+            if doc is None:
+                click.echo(f"ok {path}")
+            else:  # a set: say how much was re-proven
+                recs = doc["files"]
+                tables = {r.get("table_id") for r in recs if r.get("table_id")}
+                click.echo(f"ok {path}: {len(recs)} file(s) intact, the claims of {len(tables)} table(s) re-proven")
     for line in failures:
         click.echo(line, err=True)
     if failures:
@@ -197,7 +206,7 @@ def level(divergence, K, digits, as_json):
 def frontier(divergence, K, output, json_path):
     """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
     from .compiler import check_K, check_K_level
-    from .frontier import frontier_points, plot_frontier
+    from .frontier import frontier_points, plot_frontier  # noqa: I001
     from .payload import canonical_json
     from .rewards import parse_reward
     from .writers import write_atomic
@@ -213,7 +222,16 @@ def frontier(divergence, K, output, json_path):
     from .writers import STDOUT, check_outputs
 
     check_outputs([("-o/--output", output, "binary"), ("--json", json_path, "text")])  # before the sweep
-    points = frontier_points(reward, K)
+    from .build import Progress
+    from .frontier import frontier_steps
+
+    steps = frontier_steps(reward)
+    progress = Progress(steps, "frontier", False)  # a bar on a terminal, a line per point otherwise
+    progress.redraw()
+    try:
+        points = frontier_points(reward, K, on_step=lambda i, sec, ok: progress.finished(steps[i], sec, ok))
+    finally:
+        progress.close()
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
     data = canonical_json({"divergence": reward.name, "K": K, "points": points})
     if json_path == STDOUT:

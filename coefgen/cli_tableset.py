@@ -65,6 +65,8 @@ def build(config, out, jobs, quiet, force, prune):
             click.echo(summary_table(result))
         click.echo(f"{len(result.results)} table(s) in {display_path(result.out_dir)}: {len(result.solved)} solved, "
                    f"{len(result.cached)} up to date ({result.seconds:.2f}s)", err=True)
+        if not result.failures:
+            click.echo(set_summary(spec, result.out_dir, config is None), err=True)
         for f in result.pruned:
             click.echo(f"pruned {display_path(os.path.join(result.out_dir, f))}", err=True)
         for f in result.extras:
@@ -76,6 +78,52 @@ def build(config, out, jobs, quiet, force, prune):
     if result.failures:
         raise CheckError(f"{len(result.failures)} table(s) failed; {len(result.solved)} solved and "
                          f"{len(result.cached)} up to date are in {display_path(result.out_dir)}")
+    _sync_package_tables(spec, result.out_dir, config is None, quiet)
+
+
+def _sync_package_tables(spec, out_dir, default_spec, quiet):
+    """The default set built into the checkout's tables/: refresh coefgen/default_tables/ too."""
+    from .package_data import is_checkout_tables_dir, sync
+
+    if not default_spec or "json" not in spec.formats or not is_checkout_tables_dir(out_dir):
+        return
+    written, removed = sync(out_dir)
+    if (written or removed) and not quiet:
+        click.echo(f"coefgen/default_tables (the copy inside the package): {len(written)} file(s) written, "
+                   f"{len(removed)} removed", err=True)
+
+
+def _k_ranges(ks) -> str:
+    """2, 3, 4, 8, 9 -> '2..4, 8, 9' (runs of three or more become ranges)."""
+    ks = sorted(set(ks))
+    out, i = [], 0
+    while i < len(ks):
+        j = i
+        while j + 1 < len(ks) and ks[j + 1] == ks[j] + 1:
+            j += 1
+        out += [f"{ks[i]}..{ks[j]}"] if j - i >= 2 else [str(k) for k in ks[i:j + 1]]
+        i = j + 1
+    return ", ".join(out)
+
+
+def set_summary(spec, out_dir, default_spec: bool) -> str:
+    """What the set holds (one line per table family) and the one line a trainer uses next."""
+    from .build import display_path
+
+    families: dict[str, list] = {}
+    for req in spec.tables:
+        head = req.table_id.rpartition("-K")[0]
+        families.setdefault(head, []).append(req.K)
+    width = max((len(h) for h in families), default=0)
+    lines = ["the set:"] + [f"  {h.ljust(width)}  K = {_k_ranges(ks)}" for h, ks in families.items()]
+    if default_spec:
+        lines.append('next, in a trainer: coefgen.runtime.default_table("kl", K=8, baseline="mean")  '
+                     '(K = your group size; README "Which table")')
+    elif spec.tables:
+        first = spec.tables[0].table_id
+        lines.append(f'next, in a trainer: coefgen.runtime.load("{display_path(os.path.join(out_dir, first))}.json")'
+                     if "json" in spec.formats else f"next: include {display_path(out_dir)}/coefgen_tables.h")
+    return "\n".join(lines)
 
 
 @click.command()

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from . import __version__
 from .errors import CheckError, InputError
-from .payload import MAX_K as _PAYLOAD_MAX_K, SCHEMA, seal
+from .payload import BASELINES, MAX_K as _PAYLOAD_MAX_K, SCHEMA, seal
 from .rewards import Reward, parse_reward
 from .writers import table_id
 
@@ -144,11 +144,30 @@ def _mp_str(x, digits: int = 30) -> str:
         return mpmath.nstr(mpmath.mpf(x), digits)
 
 
-def precheck(divergence: str, K, estimator: str, params: dict | None = None):
-    """Validate a request without solving: (reward, K, full params) or InputError."""
+def check_baseline(baseline, K: int) -> str:
+    """``baseline`` (none, loo, mean) valid for group size K, else InputError: under a group
+    baseline the trainer runs the (K−1)-sample table, so K >= 3."""
+    if baseline not in BASELINES:
+        raise InputError(f"unknown baseline {str(baseline)[:40]!r}; choose one of {', '.join(BASELINES)} "
+                         "(the group baseline your trainer subtracts: loo = leave-one-out as RLOO, "
+                         "mean = the group mean as GRPO/Dr.GRPO)")
+    if baseline != "none" and K < 3:
+        raise InputError(f"baseline {baseline} needs K >= 3: in a group of {K} every {baseline} advantage is 0 "
+                         "whatever the table (the trainer runs the (K-1)-sample table)")
+    return baseline
+
+
+def precheck(divergence: str, K, estimator: str, params: dict | None = None, baseline: str = "none"):
+    """Validate a request without solving: (reward, K, full params) or InputError.
+
+    Under a group baseline the solve happens at K − 1 and is checked there."""
     reward = parse_reward(divergence)
     K = check_K(K)
+    check_baseline(baseline, K)
     full = normalize_params(estimator, params)
+    if baseline != "none":
+        precheck(divergence, K - 1, estimator, params)
+        return reward, K, full
     check_K_level(reward, K)
     if estimator == "exact":
         from .solvers.exact import exact_table_degree_check
@@ -165,10 +184,24 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None):
     return reward, K, full
 
 
-def compile_table(divergence: str, K, estimator: str, params: dict | None = None) -> dict:
-    """Solve and certify one table; the sealed payload of DESIGN §7."""
+def compile_table(divergence: str, K, estimator: str, params: dict | None = None, baseline: str = "none",
+                  inner: dict | None = None) -> dict:
+    """Solve and certify one table; the sealed payload of DESIGN §7.
+
+    Under a group baseline (loo, mean) the table is ``with_baseline`` of the no-baseline table
+    at K − 1: ``inner`` when the caller already has it (never solved twice), else solved here."""
     from .certify import certify
 
+    if baseline != "none":
+        from .baseline import with_baseline
+
+        reward, K, full = precheck(divergence, K, estimator, params, baseline)
+        if inner is None:
+            inner = compile_table(divergence, K - 1, estimator, params)
+        if (inner.get("divergence"), inner.get("K"), inner.get("estimator")) != (reward.name, K - 1, estimator):
+            raise ValueError(f"compile_table: inner table {inner.get('table_id')!r} is not {reward.name} "
+                             f"{estimator} K={K - 1}")
+        return with_baseline(inner, baseline)
     reward, K, full = precheck(divergence, K, estimator, params)
     solution = solve(reward, K, estimator, full)
     cert = certify(solution.values, reward, rel_gap=CERT_REL_GAP)
@@ -200,6 +233,7 @@ def compile_table(divergence: str, K, estimator: str, params: dict | None = None
         "K": K,
         "estimator": estimator,
         "estimator_params": estimator_params,
+        "baseline": "none",
         "values": [float(v) for v in solution.values],
         "values_exact": list(solution.values_exact),
         "certified": True,

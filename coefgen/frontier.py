@@ -52,16 +52,49 @@ def _cert_point(values, reward, estimator, level, **extra) -> dict:
     return pt
 
 
-def frontier_points(reward: Reward, K: int, taus=None) -> list[dict]:
-    """AQP points for each τ (non-decreasing τ) plus plugin, digamma (kl) and minimax points."""
+class Step:
+    """One unit of a frontier sweep, for progress reporting (``table_id`` and ``cost()`` as a
+    build's TableRequest, so coefgen.build.Progress can show it)."""
+
+    def __init__(self, table_id: str, weight: float):
+        self.table_id = table_id
+        self.weight = weight
+
+    def cost(self) -> float:
+        return self.weight
+
+
+def frontier_steps(reward: Reward, taus=None) -> list[Step]:
+    """The steps frontier_points goes through, in order."""
+    taus = default_taus() if taus is None else sorted(float(t) for t in taus)
+    steps = [Step("minimax level E*_K", 0.5)] + [Step(f"aqp tau={t:g}", 1.5) for t in taus]
+    steps += [Step("plugin", 0.05)] + ([Step("digamma", 0.05)] if isinstance(reward, KL) else [])
+    return steps + [Step("minimax table", 1.0)]
+
+
+def frontier_points(reward: Reward, K: int, taus=None, on_step=None) -> list[dict]:
+    """AQP points for each τ (non-decreasing τ) plus plugin, digamma (kl) and minimax points.
+
+    ``on_step(i, seconds, ok)`` is called after step i of ``frontier_steps(reward, taus)``."""
+    import time
+
     from .solvers.aqp import solve_aqp
     from .solvers.baselines import solve_digamma, solve_plugin
     from .compiler import MINIMAX_SLACK
     from .solvers.minimax import minimax_level
 
     check_frontier_K(K)
+    step = [0, time.perf_counter()]
+
+    def done(ok=True):
+        if on_step is not None:
+            on_step(step[0], time.perf_counter() - step[1], ok)
+        step[0] += 1
+        step[1] = time.perf_counter()
+
     lv = minimax_level(reward, K)
     level = float(lv.upper)
+    done()
     taus = default_taus() if taus is None else sorted(float(t) for t in taus)
     points: list[dict] = []
     for tau in taus:
@@ -69,11 +102,15 @@ def frontier_points(reward: Reward, K: int, taus=None) -> list[dict]:
             sol = solve_aqp(reward, K, tau=tau, level=level)
         except CoefgenError as e:
             points.append({"estimator": "aqp", "tau": tau, "error": str(e)})
+            done(False)
             continue
         points.append(_cert_point(sol.values, reward, "aqp", level, tau=tau))
+        done()
     points.append(_cert_point(solve_plugin(reward, K).values, reward, "plugin", level))
+    done()
     if isinstance(reward, KL):
         points.append(_cert_point(solve_digamma(reward, K).values, reward, "digamma", level))
+        done()
     mm = {"estimator": "minimax", "bias": level, "bias_over_level": 1.0}
     try:
         from .solvers.minimax import minimax_table
@@ -86,6 +123,7 @@ def frontier_points(reward: Reward, K: int, taus=None) -> list[dict]:
     except CoefgenError:  # no minimax table: level only
         pass
     points.append(mm)
+    done()
     return points
 
 
@@ -135,4 +173,4 @@ def plot_frontier(points: list[dict], path, title: str | None = None) -> None:
     save_png(fig, path)
 
 
-__all__ = ["default_taus", "frontier_points", "plot_frontier"]
+__all__ = ["Step", "default_taus", "frontier_points", "frontier_steps", "plot_frontier"]

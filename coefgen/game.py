@@ -78,6 +78,7 @@ DEAD_P = 1e-6
 SETTLED_TOL = 1e-9           # |g_z − ḡ| below which a surviving answer counts as settled
 NEWTON_TOL = 1e-13           # stationarity residual the Newton polish aims for
 
+MF_MAX_STEPS = 5_000         # implicit steps of the mean-field flow (with Φ-descent step control ≤ ~2500 measured)
 MAX_M = 100_000              # answers per prompt
 MAX_PM = 4_000_000           # prompts × answers (memory: a few float64 arrays of this size)
 MAX_PROMPTS = 1_000_000
@@ -429,12 +430,28 @@ def _targets_from_file(path: str, P: int) -> np.ndarray:
             raise InputError(f"target {path}: entries must be numbers")
     q = validate_targets(q, f"target {path}")
     if q.shape[0] == 1 and P > 1:
+        if P * q.shape[1] > MAX_PM:
+            raise InputError(f"target {path}: {P} prompts x {q.shape[1]} answers exceeds the cap {MAX_PM} "
+                             "(one row is used for every prompt: reduce --prompts)")
         q = np.repeat(q, P, axis=0)
     return q  # a file with several rows sets the number of prompts
 
 
 # --------------------------------------------------------------------------------------
 # mean field
+
+
+def unique_rows(q: np.ndarray):
+    """(distinct rows in order of first appearance, inverse index): by the rows' bytes (np.unique(axis=0)
+    sorts lexicographically and takes ~1 min on 256 identical rows of 1e5 answers)."""
+    q = np.ascontiguousarray(q, dtype=float)
+    first: dict = {}
+    inverse = np.empty(q.shape[0], dtype=np.intp)
+    for i in range(q.shape[0]):
+        inverse[i] = first.setdefault(q[i].tobytes(), len(first))
+    keep = np.zeros(len(first), dtype=np.intp)
+    keep[inverse[::-1]] = np.arange(q.shape[0])[::-1]
+    return q[keep], inverse
 
 
 @dataclass
@@ -459,6 +476,8 @@ class MeanField:
     converged: bool
     baseline: str = "none"
     table_monotone: bool = True
+    method: np.ndarray | None = None          # per prompt: "kkt", "flow" or "kkt-branch" (mean_field_equilibrium)
+    converged_rows: np.ndarray | None = None  # per prompt: verified stationary (residual within tolerance)
 
     @property
     def kl_mean(self) -> float:
@@ -507,7 +526,7 @@ SMALL_P = 1e-3     # answers below this mass may take 5× longer steps in θ, be
 
 
 def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", max_step: float = 0.25,
-                           t_max: float = 1e15, max_steps: int = 20_000) -> MeanField:
+                           t_max: float = 1e15, max_steps: int = MF_MAX_STEPS) -> MeanField:
     """Integrate θ̇_k = −p_k (g_k − Σ_j p_j g_j), g_z = T_b(p_z) − r(q_z), from θ = 0 and polish.
 
     Where T_b is nondecreasing (every plug-in, digamma and default table) the answer is instead the
@@ -520,7 +539,15 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     every answer is settled (|g_z − ḡ| ≤ 1e-9 (1 + |ḡ|)) or dead (p_z ≤ DEAD_P with cost above ḡ
     at p_z and at 0); then Newton on {T_b(p_z) − r(q_z) = λ on survivors, Σ p = 1}; dead answers
     are checked to have t_1 − r(q_z) ≥ λ (the residual reports any violation). Identical target
-    rows are solved once. T_b: ``effective_table(values, baseline)``."""
+    rows are solved once. T_b: ``effective_table(values, baseline)``.
+
+    Step control: a step must not raise the potential Φ the flow descends (else it is cut 4×), so
+    the step is not limited by an unstable-looking diagonal of the Jacobian where T_b′ < 0.
+    If the flow does not settle (heavy tails with a T_b that decreases at large p: one answer near
+    p = 1 while answers that must revive sit at p ~ 1e-18 and need θ-time ~1/p), the result is the
+    stationary point on the increasing branch of T_b from p = 0 (``_branch_equilibrium``: stable,
+    verified), ``method`` "kkt-branch". A row that verifies neither way has ``converged_rows`` False
+    and ``converged`` is False: the reported p is then the last state, not an equilibrium."""
     reward = _reward(reward)
     t = _table(values)
     K = t.size
@@ -528,8 +555,7 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     scale = baseline_scale(baseline, K)
     ev = MeanEvaluator(s_tab)
     q = validate_targets(q)
-    uq, inverse = np.unique(q, axis=0, return_inverse=True)
-    inverse = np.asarray(inverse).reshape(-1)
+    uq, inverse = unique_rows(q)
     live = support_mask(reward, uq)
     rq = np.where(live, _reward_at(reward, np.where(live, uq, 1.0)), 0.0)
     U, M = uq.shape
@@ -539,6 +565,15 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     active = np.ones(U, dtype=bool)
     steps = 0
     cost0 = scale * (s_tab[0] - rq)   # cost of an answer at p = 0 (T_b(0) = s_1 = t_1)
+    u_tab = np.concatenate([[0.0], np.cumsum(s_tab)]) / K   # ∫₀^p T_b = Σ_j u_j B^K_j(p)
+    ev_u = MeanEvaluator(u_tab)
+
+    def pot(p, rows):
+        """Φ(p) = scale·Σ_z [∫₀^{p_z} T_b − r(q_z) p_z] per row and a rounding tolerance for comparing it."""
+        lv = live[rows]
+        terms = np.where(lv, ev_u(p)[0] - rq[rows] * p, 0.0)
+        return scale * terms.sum(axis=1), 1e-13 * (1.0 + scale * np.abs(terms).sum(axis=1))
+
     grid = increasing_mean_grid(ev)
     if grid is not None:
         # convex potential: its unique KKT point (kkt_equilibrium) is the equilibrium; no integration
@@ -566,25 +601,31 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
         speed = np.max(np.abs(f) / limit, axis=1)
         hi = h[idx]
         hi = np.where(np.isnan(hi), 1.0 / np.maximum(speed, 1e-300), 2.0 * hi)
-        apos = np.max(np.where(fin, a, 0.0), axis=1)
-        hi = np.where(apos > 0, np.minimum(hi, 0.5 / np.maximum(apos, 1e-300)), hi)
         hi = np.minimum(hi, np.maximum(t_max - time[idx], 0) + 1.0)
         pz = np.where(fin, p, 0.0)
         a0, e0, f0 = np.where(fin, a, 0.0), np.where(fin, e, 0.0), np.where(fin, f, 0.0)
-        for _ in range(30):
-            d = _woodbury_step(hi, f0, pz, a0, e0)
-            d = np.where(fin, d, 0.0)
-            shift = np.sum(pz * d, axis=1, keepdims=True)
-            big = np.max(np.where(fin, np.abs(d - shift) / limit, 0.0), axis=1)
-            over = ~(big <= 1.0)
-            if not np.any(over):
+        phi0, tol0 = pot(p, idx)
+        for _ in range(40):
+            for _ in range(30):
+                d = _woodbury_step(hi, f0, pz, a0, e0)
+                d = np.where(fin, d, 0.0)
+                shift = np.sum(pz * d, axis=1, keepdims=True)
+                big = np.max(np.where(fin, np.abs(d - shift) / limit, 0.0), axis=1)
+                over = ~(big <= 1.0)
+                if not np.any(over):
+                    break
+                hi = np.where(over, hi * 0.9 / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300), hi)
+            # the flow descends Φ: a step that raises it has crossed an unstable direction (T_b′ < 0
+            # where the linearisation misleads); shorten it
+            phi1, _ = pot(softmax(th + d), idx)
+            up = ~(phi1 <= phi0 + tol0)
+            if not np.any(up):
                 break
-            hi = np.where(over, hi * 0.9 / np.where(np.isfinite(big), np.maximum(big, 1e-300), 1e300), hi)
+            hi = np.where(up, hi * 0.25, hi)
         theta[idx] = th + d
         theta[idx] -= np.max(theta[idx], axis=1, keepdims=True)
         time[idx] += hi
         h[idx] = hi
-    converged_int = not np.any(active)
     p = softmax(theta)
     G = ev(p)[0]
     g = np.where(live, scale * (G - rq), 0.0)
@@ -597,18 +638,60 @@ def mean_field_equilibrium(values, q, reward="kl", *, baseline: str = "none", ma
     res_s = np.max(np.where(surv, np.abs(Gs - rq - lam[:, None]), 0.0), axis=1)
     res_d = np.max(np.where(dead, np.maximum(lam[:, None] - (s_tab[0] - rq), 0.0), 0.0), axis=1)
     res = np.maximum(np.maximum(res_s, res_d), np.abs(ps.sum(axis=1) - 1.0))
+    tol = 1e-9 * (1.0 + np.abs(lam))
+    ok = (res <= tol) & np.all(np.isfinite(ps), axis=1) & ~active
+    method = np.full(U, "kkt" if grid is not None else "flow", dtype=object)
+    if grid is None and not np.all(ok):
+        # the flow did not settle (e.g. one answer near p = 1 on a decreasing branch of T_b while others
+        # that must revive sit at p ~ 1e-18: they need θ-time ~ 1/p): the stable stationary point on
+        # the increasing branch of T_b from p = 0, where one exists
+        bad = np.flatnonzero(~ok)
+        br = _branch_equilibrium(ev, s_tab, rq[bad], live[bad])
+        if br is not None:
+            bp, blam, bdead, bres, bok = br
+            for j, i in enumerate(bad):
+                if bok[j]:
+                    ps[i], lam[i], dead[i], res[i], ok[i] = bp[j], blam[j], bdead[j], bres[j], True
+                    method[i] = "kkt-branch"
+            surv = live & ~dead
     div = bregman_divergence(reward, ps, uq)
     klv = kl_divergence(ps, uq)
     dead_mass = np.sum(np.where(dead | ~live, uq, 0.0), axis=1)
     min_q = np.min(np.where(surv, uq, np.inf), axis=1)
-    tol = 1e-9 * (1.0 + np.abs(lam))
-    converged = bool(converged_int and np.all(res <= tol) and np.all(np.isfinite(ps)))
     return MeanField(
         p=ps[inverse], lam=lam[inverse], dead=(dead | ~live)[inverse], divergence=div[inverse], kl=klv[inverse],
         dead_mass=dead_mass[inverse], min_surviving_q=min_q[inverse], residual=res[inverse], steps=steps,
-        t_final=time[inverse], converged=converged, baseline=baseline,
-        table_monotone=bool(np.all(np.diff(s_tab) >= 0)),
+        t_final=time[inverse], converged=bool(np.all(ok)), baseline=baseline,
+        table_monotone=bool(np.all(np.diff(s_tab) >= 0)), method=method[inverse].astype(str),
+        converged_rows=ok[inverse],
     )
+
+
+def _branch_equilibrium(ev, s_tab, rq, live):
+    """KKT on the increasing branch [0, p_peak] of T_b (p_peak: where T_b first decreases), Newton-polished.
+
+    Every survivor then has T_b′(p_z) ≥ 0, so Φ is locally strictly convex there: a stable stationary
+    point of the flow. Returns (p, λ, dead, residual, ok) per row, ok where it verifies (residual within
+    1e-9 (1 + |λ|), survivors within the branch, dead answers' cost at p = 0 ≥ λ), or None if T_b has no
+    such branch."""
+    T = ev(np.exp(KKT_LOG_GRID)[None, :])[0][0]
+    down = np.flatnonzero(np.diff(T) < -1e-12 * (1.0 + np.abs(T[1:])))
+    if down.size == 0 or down[0] < 2:
+        return None
+    end = int(down[0]) + 1
+    grid = (KKT_LOG_GRID[:end], np.maximum.accumulate(T[:end]))
+    p_peak = float(np.exp(KKT_LOG_GRID[end - 1]))
+    p0 = kkt_equilibrium(grid, float(s_tab[0]), rq, live)
+    dead = live & (p0 <= 0)
+    surv = live & ~dead
+    ps, lam = _polish(ev, rq, surv, np.where(surv, p0, 0.0))
+    Gs = table_mean_derivatives(s_tab, ps, 0)[0]
+    res_s = np.max(np.where(surv, np.abs(Gs - rq - lam[:, None]), 0.0), axis=1)
+    res_d = np.max(np.where(dead, np.maximum(lam[:, None] - (s_tab[0] - rq), 0.0), 0.0), axis=1)
+    res = np.maximum(np.maximum(res_s, res_d), np.abs(ps.sum(axis=1) - 1.0))
+    within = np.all(np.where(surv, (ps > 0) & (ps <= p_peak * (1 + 1e-9)), True), axis=1)
+    ok = (res <= 1e-9 * (1.0 + np.abs(lam))) & within & np.all(np.isfinite(ps), axis=1)
+    return ps, lam, dead, res, ok
 
 
 KKT_LOG_GRID = np.concatenate([np.linspace(-80.0, -10.0, 401), np.linspace(-10.0, 0.0, 20001)[1:]])
@@ -640,7 +723,7 @@ def kkt_equilibrium(grid, t1: float, rq, live, iters: int = 200):
 
     def p_of(lam):
         y = rqf + lam[:, None]
-        p = np.exp(np.interp(np.nan_to_num(y, nan=-np.inf), T, lp, left=-np.inf, right=0.0))
+        p = np.exp(np.interp(np.nan_to_num(y, nan=-np.inf), T, lp, left=-np.inf, right=float(lp[-1])))
         return np.where(live & (y > t1), p, 0.0)
 
     lo = t1 - np.nanmax(rqf, axis=1) - 1e-12
@@ -839,6 +922,10 @@ class StochasticRun:
     optimizer: str
     seed: int
     gradient: list = field(default_factory=list)
+    tail_kl: np.ndarray | None = None   # (P,) per prompt: mean of KL(p_t‖q) over steps ≥ tail_from (None if not asked)
+    tail_from: int | None = None
+    tail_kl_early: np.ndarray | None = None   # the same over the first and the second half of the tail: a drift
+    tail_kl_late: np.ndarray | None = None    # between them says the run has not reached its stationary state
 
     def steps_to(self, eps: float):
         """First recorded step where the mean KL ≤ eps, or None."""
@@ -859,12 +946,14 @@ class StochasticRun:
 
 def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", optimizer: str = "sgd", seed: int = 0,
                    reward="kl", record=120, average_from: int | None = None, gradient_checkpoints=(),
-                   gradient_draws: int = 500, progress=None) -> StochasticRun:
+                   gradient_draws: int = 500, progress=None, tail_from: int | None = None) -> StochasticRun:
     """Play the game: per step and prompt, K samples (multinomial counts n), each sample of answer z
     costs a_z = t[n_z] − r(q_z); ĝ = Σ_samples adv_i (e_{z_i} − p)/K; θ ← θ − lr·ĝ (SGD) or Adam.
 
     ``record``: number of (geometric) record points or an explicit increasing list of steps.
-    ``progress``: optional callable(steps_done) for a progress bar. Same seed ⇒ identical result."""
+    ``progress``: optional callable(steps_done) for a progress bar. ``tail_from``: also average each
+    prompt's KL over steps ≥ tail_from (at most ~200 evenly spaced steps): the long-run KL of the run,
+    ``tail_kl``. Same seed ⇒ identical result."""
     reward = _reward(reward)
     t = _table(values)
     q = validate_targets(q)
@@ -892,8 +981,20 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
     n_avg = 0
     b1, b2 = ADAM_BETAS
     gi = 0
+    tail_sum, n_tail = np.zeros(P), 0
+    late_sum, n_late = np.zeros(P), 0
+    if tail_from is not None:
+        tail_from = int(min(max(tail_from, 0), steps))
+        stride = max(1, (steps - tail_from) // 200)
     for s in range(steps + 1):
         p = softmax(theta)
+        if tail_from is not None and s >= tail_from and (s - tail_from) % stride == 0:
+            kl_s = kl_divergence(p, q)
+            tail_sum += kl_s
+            n_tail += 1
+            if 2 * (s - tail_from) >= steps - tail_from:
+                late_sum += kl_s
+                n_late += 1
         if gi < grid.size and grid[gi] == s:
             kl = kl_divergence(p, q)
             kl_mean.append(float(np.mean(kl)))
@@ -929,4 +1030,7 @@ def stochastic_run(values, q, *, steps: int, lr: float, baseline: str = "loo", o
         divergence_mean=np.array(dmean), final_kl=kl_divergence(p, q), p_final=p,
         p_average=(avg / n_avg if avg is not None and n_avg else None), lr=lr, baseline=baseline,
         optimizer=optimizer, seed=seed, gradient=grads,
+        tail_kl=(tail_sum / n_tail if n_tail else None), tail_from=tail_from,
+        tail_kl_early=((tail_sum - late_sum) / (n_tail - n_late) if n_tail > n_late else None),
+        tail_kl_late=(late_sum / n_late if n_late else None),
     )

@@ -1,7 +1,8 @@
 """Plot of ``coefgen game``: KL(p_t‖q) against step, log-log, one curve per table at its best lr.
 
-Shaded: the 5%–95% band over prompts; dashed: the table's mean-field equilibrium KL (no
-baseline); dotted: the equilibrium of the baseline's expected dynamics (loo/mean).
+Shaded: the 5%–95% band over prompts; dashed: the table's mean-field equilibrium KL under the
+game's baseline (none/loo/mean; under grpo, GRPO's measured long-run KL); dotted: the equilibrium
+without baseline, for comparison.
 """
 
 from __future__ import annotations
@@ -34,14 +35,14 @@ def plot_game(doc: dict, output: str) -> None:
         ax.plot(x, y, color=color, lw=1.7, label=f"{t['id']} (lr {run['lr']:g})")
         ax.fill_between(x, np.maximum(lo, 1e-300), hi, color=color, alpha=0.15, lw=0)
         lows.append(np.nanmin(lo[lo > 0]) if np.any(lo > 0) else np.nan)
-        eq = t["equilibrium"]["kl"]
-        if eq is not None and eq > 0:
-            ax.axhline(eq, color=color, ls="--", lw=1.1)
-            lows.append(eq)
-        eb = t.get("equilibrium_baseline")
-        if eb and eb["kl"] is not None and eb["kl"] > 0:
-            ax.axhline(eb["kl"], color=color, ls=":", lw=1.1)
-            lows.append(eb["kl"])
+        main = t["equilibrium"]["kl"] if t.get("equilibrium") else (t.get("long_run") or {}).get("kl")
+        if main is not None and main > 0:
+            ax.axhline(main, color=color, ls="--", lw=1.1)
+            lows.append(main)
+        en = t.get("equilibrium_none")
+        if doc["baseline"] != "none" and en and en["kl"] is not None and en["kl"] > 0:
+            ax.axhline(en["kl"], color=color, ls=":", lw=1.1)
+            lows.append(en["kl"])
     ax.set_xscale("log")
     ax.set_yscale("log")
     finite = [v for v in lows if np.isfinite(v) and v > 0]
@@ -50,10 +51,12 @@ def plot_game(doc: dict, output: str) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("KL(p_t || q), mean over prompts (band: 5%-95%)")
     n = len(doc["seeds"])
-    eqb = f", dotted: {doc['baseline']} dynamics" if doc["baseline"] in ("loo", "mean") else ""
+    b = doc["baseline"]
+    dashed = "GRPO's long-run KL (measured)" if b == "grpo" else f"mean-field equilibrium ({b})"
+    dotted = ", dotted: equilibrium without baseline" if b != "none" else ""
     ax.set_title(f"{doc['divergence']}, K = {doc['K']}, target {doc['target']}, {doc['prompts']} prompts, "
-                 f"{doc['baseline']}/{doc['optimizer']}, {n} seed{'s' if n > 1 else ''}\n"
-                 f"dashed: mean-field equilibrium (no baseline){eqb}", fontsize=9)
+                 f"{b}/{doc['optimizer']}, {n} seed{'s' if n > 1 else ''}\n"
+                 f"dashed: {dashed}{dotted}", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     save_png(fig, output)

@@ -11,7 +11,9 @@ import hashlib
 import json
 import math
 
-SCHEMA = "coefgen.table/1"
+SCHEMA = "coefgen.table/2"
+OLD_SCHEMAS = ("coefgen.table/1",)  # still load: they predate ``baseline`` and are baseline "none"
+BASELINES = ("none", "loo", "mean")  # the trainer's group baseline the table is made for (DESIGN §10)
 MIN_K, MAX_K = 2, 2_048  # the group sizes coefgen makes tables for (the CLI's range; see compiler.MAX_K)
 MAX_FILE_BYTES = 64 << 20  # a table file (or an NPZ member, decompressed) larger than this is refused
 MANIFEST_SCHEMA = "coefgen.manifest/1"  # the manifest.json of a table set
@@ -19,7 +21,7 @@ MANIFEST_SCHEMA = "coefgen.manifest/1"  # the manifest.json of a table set
 REQUIRED_FIELDS = (
     "schema", "generator_version", "divergence", "reward", "K", "estimator", "estimator_params",
     "values", "values_exact", "bias_bound", "bias_lower", "variance_bound", "mse_bound",
-    "minimax_level", "sha256",
+    "minimax_level", "sha256", "baseline",
 )
 
 
@@ -92,15 +94,27 @@ def parse_json(data: bytes, source: str = "table", max_values: int = MAX_TABLE_J
         raise ValueError(f"{source}: invalid JSON ({str(e)[:120]})") from None
 
 
+def baseline_of(payload: dict) -> str:
+    """The group baseline a (validated) payload is made for: its ``baseline`` field; "none" for
+    files of the old schema, which predate the field."""
+    return payload.get("baseline", "none")
+
+
 def validate(payload, source: str = "table") -> None:
     """Raise ValueError with a one-line reason unless ``payload`` is an intact table."""
     if not isinstance(payload, dict):
         raise ValueError(f"{source}: not a coefgen table (top level is not an object)")
-    if payload.get("schema") != SCHEMA:
-        raise ValueError(f"{source}: unsupported schema {payload.get('schema')!r} (expected {SCHEMA!r})")
-    missing = [f for f in REQUIRED_FIELDS if f not in payload]
+    schema = payload.get("schema")
+    if schema != SCHEMA and schema not in OLD_SCHEMAS:
+        raise ValueError(f"{source}: unsupported schema {str(schema)[:60]!r} (expected {SCHEMA!r})")
+    required = REQUIRED_FIELDS if schema == SCHEMA else tuple(f for f in REQUIRED_FIELDS if f != "baseline")
+    missing = [f for f in required if f not in payload]
     if missing:
         raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
+    if schema == SCHEMA and payload["baseline"] not in BASELINES:
+        raise ValueError(f"{source}: baseline must be one of {', '.join(BASELINES)}, got {str(payload['baseline'])[:40]!r}")
+    if schema != SCHEMA and "baseline" in payload:
+        raise ValueError(f"{source}: schema {schema} has no baseline field (it was added in {SCHEMA})")
     K = payload["K"]
     if not isinstance(K, int) or isinstance(K, bool) or not MIN_K <= K <= MAX_K:
         raise ValueError(f"{source}: K must be an integer in {MIN_K}..{MAX_K}, got {str(K)[:40]!r}")

@@ -27,11 +27,11 @@ from importlib import resources
 import yaml
 
 from .errors import InputError
-from .payload import canonical_json
+from .payload import BASELINES, canonical_json
 
 TOP_KEYS = ("output", "formats", "tables")
 PARAM_KEYS = ("tau", "objective", "max_mse", "gamma", "monotone")
-ENTRY_KEYS = ("divergence", "estimator", "K") + PARAM_KEYS
+ENTRY_KEYS = ("divergence", "estimator", "K", "baseline") + PARAM_KEYS
 FORMATS = ("json", "npz", "c")
 DEFAULT_SPEC_NAME = "default_spec.yaml"
 # Resource caps, checked before anything is expanded or solved (InputError naming the cap):
@@ -56,12 +56,27 @@ class TableRequest:
     K: int
     entry: dict  # {"index": i, "divergence": [...], "estimator": e, "K": "...", params}
     line: int  # line of the entry's K (for messages)
+    baseline: str = "none"  # the trainer's group baseline (loo, mean: built from the K-1 table)
 
     @property
     def inputs(self) -> dict:
         """Everything that determines the table's bytes besides the coefgen version."""
-        return {"divergence": self.divergence, "estimator": self.estimator,
-                "params": {k: v for k, v in self.params.items() if v is not None}, "K": self.K}
+        out = {"divergence": self.divergence, "estimator": self.estimator,
+               "params": {k: v for k, v in self.params.items() if v is not None}, "K": self.K}
+        if self.baseline != "none":
+            out["baseline"] = self.baseline
+        return out
+
+    @property
+    def inner(self) -> "TableRequest":
+        """The no-baseline request at K − 1 that a loo/mean table is built from."""
+        from .writers import table_id
+        from . import compiler
+
+        return TableRequest(
+            table_id=table_id(self.divergence, self.estimator, compiler.key_params(self.estimator, self.params), self.K - 1),
+            divergence=self.divergence, estimator=self.estimator, params=self.params, K=self.K - 1,
+            entry=self.entry, line=self.line)
 
     @functools.cached_property
     def inputs_key(self) -> str:
@@ -370,7 +385,9 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
         # resource caps before anything is expanded: tables and work (cost model of TableRequest.cost)
         n_div = len(entry["divergence"][1].value) if isinstance(entry["divergence"][1], yaml.SequenceNode) else 1
         _k_ranges_valid(ctx, entry["K"][1])
-        n_tables += n_div * _k_count(entry["K"][1])
+        n_base = (len(entry["baseline"][1].value) if "baseline" in entry
+                  and isinstance(entry["baseline"][1], yaml.SequenceNode) else 1)
+        n_tables += n_div * n_base * _k_count(entry["K"][1])
         if n_tables > MAX_TABLES:
             ctx.fail(entry["K"][1], f"{what}: the spec asks for more than {MAX_TABLES} tables (limit)")
         ks = _k_values(ctx, entry["K"][1])
@@ -389,9 +406,21 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
                 rewards.append((parse_reward(name), dnode))
             except InputError as e:
                 ctx.fail(dnode, f"{what}: {e}")
+        baselines = [("none", None)]
+        if "baseline" in entry:
+            baselines = _strings(ctx, entry["baseline"][1], f"{what}: baseline")
+            seen_b = set()
+            for b, bnode in baselines:
+                if b not in BASELINES:
+                    ctx.fail(bnode, f"{what}: unknown baseline {b[:40]!r}; choose from {', '.join(BASELINES)}")
+                if b in seen_b:
+                    ctx.fail(bnode, f"{what}: baseline {b!r} is listed twice")
+                seen_b.add(b)
         record = {"index": index, "divergence": [r.name for r, _ in rewards], "estimator": estimator,
                   "K": _k_text(entry["K"][1])}
         record.update({k: v for k, v in params.items()})
+        if "baseline" in entry:
+            record["baseline"] = [b for b, _ in baselines]
         kmax = max(k for k, _ in ks)
         for reward, dnode in rewards:
             # the combination itself (checked at the largest K): error on the estimator line
@@ -404,18 +433,19 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
                 compiler.precheck(reward.name, kmax, estimator, params)
             except InputError as e:
                 ctx.fail(est_node, f"{what}: {reward.name} with estimator {estimator}: {e}")
-            for k, knode in ks:
+            for (k, knode), (baseline, bnode) in ((kk, bb) for bb in baselines for kk in ks):
                 try:
-                    compiler.precheck(reward.name, k, estimator, params)
+                    compiler.precheck(reward.name, k, estimator, params, baseline)
                 except InputError as e:
-                    ctx.fail(knode, f"{what}: {reward.name} {estimator} K={k}: {e}")
-                tid = table_id(reward.name, estimator, compiler.key_params(estimator, full), k)
+                    ctx.fail(knode, f"{what}: {reward.name} {estimator} K={k}" + (f" baseline {baseline}" if bnode else "")
+                             + f": {e}")
+                tid = table_id(reward.name, estimator, compiler.key_params(estimator, full), k, baseline)
                 longest = max(len((tid + s).encode("utf-8")) for s in (".json", ".npz", ".h"))
                 if longest > MAX_NAME_BYTES:
                     ctx.fail(dnode, f"{what}: the file name of table {tid[:60]}... would be {longest} bytes, "
                                     f"over the {MAX_NAME_BYTES}-byte limit of file systems")
                 req = TableRequest(table_id=tid, divergence=reward.name, estimator=estimator,
-                                   params=full, K=k, entry=record, line=knode.start_mark.line + 1)
+                                   params=full, K=k, entry=record, line=knode.start_mark.line + 1, baseline=baseline)
                 if tid in by_id:
                     first = by_id[tid]
                     ctx.fail(knode, f"{what}: table {tid} is already produced by tables[{first.entry['index']}] "

@@ -27,9 +27,16 @@ def describe(payload: dict, path: str = "") -> str:
         f"  estimator   {payload['estimator']}" + (f" {json.dumps(params, sort_keys=True)}" if params else ""),
         f"  version     coefgen {payload['generator_version']}, schema {payload['schema']}, sha256 {payload['sha256'][:16]}...",
     ]
+    baseline = payload.get("baseline", "none")
+    if baseline == "none":
+        lines.append("  baseline    none: for a trainer that uses t[c] as the advantage (no group baseline)")
+    else:
+        what = "leave-one-out mean (RLOO)" if baseline == "loo" else "group mean (GRPO without std, Dr.GRPO)"
+        lines.append(f"  baseline    {baseline}: for a trainer that subtracts the {what}; it runs t_1..t_{K - 1} "
+                     f"as a {K - 1}-sample table, and every bound below is that table's")
     if not payload.get("certified", True):
         lines.append("  NOT CERTIFIED: the bounds below are not proven")
-    lines.append(f"  minimax level E*_K = {payload['minimax_level']}")
+    lines.append(f"  minimax level E*_{payload.get('effective_K', K)} = {payload['minimax_level']}")
     lines.append(
         f"  sup|bias|   in [{payload['bias_lower']}, {payload['bias_bound']}]"
         + (f"  worst at p = {w['bias']}" if "bias" in w else "")

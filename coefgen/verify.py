@@ -26,9 +26,17 @@ from .writers import short
 
 
 def verify_payload(payload: dict, source: str) -> list[str]:
-    """One line per failed claim of an intact payload (empty: every claim holds)."""
+    """One line per failed claim of an intact payload (empty: every claim holds).
+
+    A loo/mean table states the claims of the (K−1)-table the trainer runs: it must be exactly
+    that table padded (``baseline_failures``), and the claims are re-proved on it."""
+    from .baseline import baseline_failures, effective_payload
     from .certify import check_claims
 
+    structural = baseline_failures(payload)
+    if structural:
+        return [f"{source}: {line}" for line in structural]
+    payload = effective_payload(payload)
     try:
         reward = parse_reward(payload["divergence"])
     except InputError as e:

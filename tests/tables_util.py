@@ -13,6 +13,6 @@ def exact_payload(divergence="alpha:3", K=6):
     return seal({
         "schema": SCHEMA, "generator_version": __version__, "table_id": table_id(reward.name, "exact", {}, K),
         "divergence": reward.name, "reward": reward.formula, "K": K, "estimator": "exact", "estimator_params": {},
-        "values": [float(v) for v in sol.values], "values_exact": sol.values_exact, "certified": True,
+        "baseline": "none", "values": [float(v) for v in sol.values], "values_exact": sol.values_exact, "certified": True,
         "bias_bound": "0", "bias_lower": "0", "variance_bound": "1", "mse_bound": "1", "minimax_level": "0",
     })

@@ -520,6 +520,23 @@ def test_two_concurrent_builds_on_one_directory_both_succeed(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_aggregate_header_usage_example_names_a_table_of_the_set(spec_path, tmp_path):
+    """The usage line in the header's comment is a lookup that succeeds against the set it ships with."""
+    import re
+
+    if shutil.which("cc") is None:
+        pytest.skip("no cc")
+    build(load_spec(spec_path), jobs=1, quiet=True)
+    out = tmp_path / "out"
+    header = (out / "coefgen_tables.h").read_text()
+    call = re.search(r"const double \*t = (coefgen_table\([^)]*\));", header).group(1)
+    src = tmp_path / "ex.c"
+    src.write_text('#include "coefgen_tables.h"\nint main(void) { return ' + call + ' == NULL; }\n')
+    exe = tmp_path / "ex"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", f"-I{out}", str(src), "-o", str(exe)], check=True)
+    assert subprocess.run([str(exe)]).returncode == 0
+
+
 # --- issue 20.8: build replaces only what coefgen provably wrote -----------------------------------
 
 SMALL_SET = "output: out\nformats: [json, npz, c]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [3, 4]}\n"

@@ -448,3 +448,77 @@ def test_increasing_table_equilibrium_is_the_kkt_point_even_with_many_rare_answe
     assert np.max(np.abs(g[surv] - lam)) < 1e-9
     assert np.all(t[0] - np.log(q[0][~surv]) >= lam - 1e-12)
     assert abs(p.sum() - 1) < 1e-12
+
+
+# ---------------------------------------------------------------------------- heavy tails (issue 16.5)
+
+
+def _binom_mean(t, p):
+    """T(p) of a table t with scipy's binomial pmf (independent of the engine's evaluators)."""
+    from scipy.stats import binom
+
+    n = len(t) - 1
+    return np.array([np.dot(t, binom.pmf(np.arange(n + 1), n, x)) for x in np.atleast_1d(p)])
+
+
+@pytest.mark.parametrize("K", [4, 8, 16])
+def test_heavy_tailed_target_under_loo_converges_to_a_stable_stationary_point(K):
+    """zipf:1.0:1000 with the no-baseline default table (non-monotone entries) under LOO: the effective
+    mean T_loo = the mean of t_1..t_{K-1} as a (K-1)-table decreases near p = 1. The flow from uniform
+    first puts almost all mass on one answer (on the decreasing branch) and leaves answers that must
+    revive at p ~ 1e-18 (they need θ-time ~1/p), which was reported as 'KL 2.01, residual 2-4'. Now
+    the result is a verified stationary point: T_{K-1}(p_z) − log q_z = λ on survivors, survivors on
+    the increasing branch (T′ > 0: Φ locally strictly convex, a stable equilibrium), dead answers'
+    cost at p = 0 ≥ λ — checked with scipy's binomial pmf on the (K-1)-table (the LOO identity)."""
+    t = table("kl", K, "aqp", max_mse="4plugin", gamma=0.75)
+    q = make_targets("zipf:1.0:1000", 1)
+    mf = mean_field_equilibrium(t, q, "kl", baseline="loo")
+    assert mf.converged and mf.residual[0] < 1e-9
+    p, lq = mf.p[0], np.log(q[0])
+    surv = p > 0
+    s = t[:-1]                                    # under LOO the K-table acts as this (K-1)-table
+    g = _binom_mean(s, p[surv]) - lq[surv]
+    lam = g.mean()
+    assert np.max(np.abs(g - lam)) < 1e-9
+    assert np.all(s[0] - lq[~surv] >= lam - 1e-12)
+    h = 1e-7
+    slope = (_binom_mean(s, p[surv] + h) - _binom_mean(s, p[surv] - h)) / (2 * h)
+    assert np.all(slope > 0)
+    assert abs(p.sum() - 1) < 1e-12
+    assert 0.3 < mf.kl[0] < 1.5 and mf.kl[0] < 2.0                 # not the collapsed state (KL = −log q_1 = 2.013)
+
+
+def test_mean_field_reports_non_convergence():
+    """A decreasing table (rich get richer) with a tiny step budget: the flow cannot settle and no
+    increasing branch exists; the result says so (converged False, per-row flags, a large residual)."""
+    t = -np.arange(6, dtype=float)
+    q = make_targets("dirichlet:1:8", 3, seed=0)
+    mf = mean_field_equilibrium(t, q, "kl", max_steps=2)
+    assert not mf.converged and not np.any(mf.converged_rows)
+    assert np.all(mf.residual > 1e-6)
+    full = mean_field_equilibrium(t, q, "kl")                       # with its budget it settles at a vertex
+    assert full.converged and np.all(full.p.max(axis=1) == pytest.approx(1.0))
+
+
+def test_tail_kl_is_the_mean_of_the_recorded_kl_over_the_tail():
+    """tail_kl (per prompt, averaged over steps >= tail_from) against the run's own record at every step."""
+    t = plugin_kl(6)
+    q = make_targets("dirichlet:1:5", 4, seed=3)
+    run = stochastic_run(t, q, steps=150, lr=0.5, baseline="grpo", seed=2, record=list(range(50, 151)), tail_from=50)
+    assert run.tail_kl.shape == (4,)
+    assert float(np.mean(run.tail_kl)) == pytest.approx(float(np.mean(run.kl_mean)), rel=1e-12)
+    late = run.kl_mean[run.steps >= 100]
+    assert float(np.mean(run.tail_kl_late)) == pytest.approx(float(np.mean(late)), rel=1e-12)
+    # the tail is free: the trajectory does not depend on whether it is measured
+    plain = stochastic_run(t, q, steps=150, lr=0.5, baseline="grpo", seed=2, record=[150])
+    np.testing.assert_array_equal(plain.p_final, run.p_final)
+
+
+def test_unique_rows_groups_identical_rows():
+    from coefgen.game import unique_rows
+
+    q = make_targets("dirichlet:1:4", 5, seed=0)
+    q = q[[0, 1, 0, 2, 1, 3, 4, 4]]
+    uq, inv = unique_rows(q)
+    np.testing.assert_array_equal(uq[inv], q)
+    assert uq.shape[0] == len({r.tobytes() for r in q}) == 5

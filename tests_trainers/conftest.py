@@ -33,16 +33,37 @@ def table_values(K: int) -> list[float]:
     return [float(v) for v in payload["values"]]
 
 
-def expected_rewards(answers, group_ids, K):
-    """t[c_i] recomputed with plain loops: c_i = #{j in i's group: answer_j == answer_i}, None matches nothing."""
-    t = table_values(K)
+def expected_rewards(answers, group_ids, K, values=None):
+    """t[c_i] recomputed with plain loops: c_i = #{j in i's group: answer_j == answer_i}, None matches
+    nothing. ``values``: {group size: t[1..k]} read from the table files (default: tables/ at K)."""
+    values = values or {K: table_values(K)}
     out = []
     for i, (a, g) in enumerate(zip(answers, group_ids)):
         members = [j for j, h in enumerate(group_ids) if h == g]
-        assert len(members) == K, f"group {g!r} has {len(members)} samples"
+        assert len(members) in values, f"group {g!r} has {len(members)} samples, tables for {sorted(values)}"
         c = 1 if a is None else sum(1 for j in members if answers[j] == a)
-        out.append(t[c - 1])
+        out.append(values[len(members)][c - 1])
     return out
+
+
+def baseline_table(directory, K: int, baseline: str) -> Path:
+    """A loo/mean table file for group size K made from the committed no-baseline kl table at K - 1
+    (t_1..t_{K-1} = that table, t_K = t_{K-1}, schema coefgen.table/2, re-sealed), as the compiler
+    will make them; written into ``directory``."""
+    from coefgen.payload import SCHEMA, seal
+
+    p = json.loads(table_path(K - 1).read_text())
+    p.update(schema=SCHEMA, K=K, baseline=baseline, values=p["values"] + p["values"][-1:],
+             values_exact=p["values_exact"] + p["values_exact"][-1:],
+             table_id=p["table_id"].replace(f"-K{K - 1}", f"-{baseline}-K{K}"))
+    path = Path(directory) / (p["table_id"] + ".json")
+    path.write_text(json.dumps(seal(p), sort_keys=True, indent=2) + "\n")
+    return path
+
+
+def file_values(path) -> list[float]:
+    """t[1..K] read straight from a table file's JSON."""
+    return [float(v) for v in json.loads(Path(path).read_text())["values"]]
 
 
 def char_tokenizer(tmp_path=None):

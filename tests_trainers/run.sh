@@ -31,7 +31,8 @@ if [ ! -f "$STAMP" ] || [ tests_trainers/requirements.txt -nt "$STAMP" ]; then
   "$VENV/bin/pip" install --quiet -r tests_trainers/requirements.txt
   # verl and OpenRLHF pin GPU-only packages (vllm, flash-attn, deepspeed): --no-deps, their
   # imports on the tested paths are in requirements.txt
-  "$VENV/bin/pip" install --quiet --no-deps verl==0.9.1 openrlhf==0.11.2
+  "$VENV/bin/pip" install --quiet --no-deps verl==0.9.1 openrlhf==0.11.2 transferqueue==0.1.10 hydra-core==1.3.8 \
+    torchdata==0.11.0 peft==0.21.2
   "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md, sys
 torch = md.version("torch")

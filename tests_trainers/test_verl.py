@@ -4,12 +4,13 @@ config (verl's generated ppo_trainer.yaml), scored through verl's RewardLoopWork
 DataProto whose uids come from DataProto.repeat(interleave=True) followed by a random reorder."""
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import char_tokenizer, expected_rewards, table_path
+from conftest import REPO, char_tokenizer
 
 verl = pytest.importorskip("verl")
 torch = pytest.importorskip("torch")
@@ -32,7 +33,47 @@ def tok_dir(tmp_path):
     return d
 
 
-def make_config(tmp_path, tok_dir, K, *, reward_model=True, use_v1=False, val_n=None, validation_reward=None, n=None):
+STEM = "kl-aqp-gamma0.75-max_mse4plugin"
+
+
+def table_path(k: int) -> Path:
+    """The committed no-baseline kl aqp table for group size k."""
+    return REPO / "tables" / f"{STEM}-K{k}.json"
+
+
+def loo_family(folder: Path, K: int) -> Path:
+    """loo tables for sizes 3..K re-sealed from the committed none tables (t_1..t_{k-1} = the none
+    table at k-1, t_k = t_{k-1}); verl's rloo needs baseline loo."""
+    from coefgen.payload import canonical_json, seal
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(3, K + 1):
+        base = json.loads(table_path(k - 1).read_text())
+        payload = dict(base, schema="coefgen.table/2", baseline="loo", K=k, values=base["values"] + base["values"][-1:],
+                       values_exact=base["values_exact"] + base["values_exact"][-1:])
+        (folder / f"{STEM}-loo-K{k}.json").write_text(canonical_json(seal(payload)))
+    return folder / f"{STEM}-loo-K{K}.json"
+
+
+def expected_rewards(answers, group_ids, K=None):
+    """t_k[c_i] by plain loops from the loo files' values as the none tables state them: k = the
+    group's size, t_k = (none table at k-1) + its last value; groups of 1 or 2 get 0.0."""
+    out = []
+    for a, g in zip(answers, group_ids):
+        members = [j for j, h in enumerate(group_ids) if h == g]
+        k = len(members)
+        if k <= 2:
+            out.append(0.0)
+            continue
+        t = [float(v) for v in json.loads(table_path(k - 1).read_text())["values"]]
+        t.append(t[-1])
+        c = 1 if a is None else sum(1 for j in members if answers[j] == a)
+        out.append(t[c - 1])
+    return out
+
+
+def make_config(tmp_path, tok_dir, K, *, reward_model=True, use_v1=False, val_n=None, validation_reward=None, n=None,
+                adv="rloo"):
     cfg = OmegaConf.load(Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml")
     extractor = tmp_path / "answers.py"
     extractor.write_text(EXTRACTOR)
@@ -46,10 +87,11 @@ def make_config(tmp_path, tok_dir, K, *, reward_model=True, use_v1=False, val_n=
     cfg.reward.custom_reward_function.path = str(extractor)
     cfg.reward.custom_reward_function.name = "extract_answer"
     cfg.trainer.use_v1 = use_v1
+    cfg.algorithm.adv_estimator = adv
     cfg.reward.reward_model.enable = reward_model
     cfg.reward.reward_model.model_path = str(tok_dir)
     with open_dict(cfg):
-        cfg.reward.reward_kwargs = {"coefgen_table": str(table_path(K))}
+        cfg.reward.reward_kwargs = {"coefgen_table": str(loo_family(tmp_path / "tables", K))}
         if validation_reward is not None:
             cfg.reward.reward_kwargs.coefgen_validation_reward = validation_reward
     return cfg
@@ -132,33 +174,35 @@ def test_rewards_over_uid_groups_after_reorder(tmp_path, tok_dir):
     assert [o["reward_extra_info"]["coefgen_answer"] for o in outputs] == [a or "" for a in answers_of(batch)]
 
 
-def test_partial_group_refused(tmp_path, tok_dir):
+def test_partial_group_scored_with_its_size(tmp_path, tok_dir):
     K = 4
     batch = make_batch(char_tokenizer(), K, [["1", "1", "2", "3"], ["5", "5", "5", "6"]], seed=3)
     keep = [i for i in range(len(batch)) if batch.non_tensor_batch["uid"][i] != str(uuid.UUID(int=1))][:-1]
     keep += [i for i in range(len(batch)) if batch.non_tensor_batch["uid"][i] == str(uuid.UUID(int=1))]
-    partial = batch[keep]  # uid 0 lost one sample
+    partial = batch[keep]  # uid 0 lost one sample: a group of 3, scored with the 3-sample table
     partial.meta_info["validate"] = False
-    with pytest.raises(ValueError, match=r"has 3 samples in this batch but the coefgen table is for K = 4"):
-        score_through_verl(make_config(tmp_path, tok_dir, K), partial)
+    _, rm_scores = score_through_verl(make_config(tmp_path, tok_dir, K), partial)
+    uids = list(partial.non_tensor_batch["uid"])
+    assert sorted(uids.count(u) for u in set(uids)) == [3, 4]
+    assert rm_scores.sum(1).tolist() == pytest.approx(expected_rewards(answers_of(partial), uids), rel=1e-6)
+    with pytest.raises(ValueError, match=r"has 5 samples in this batch but the coefgen table is for K = 4 "
+                                         r"\(group sizes 3, 4\)"):
+        score_through_verl(make_config(tmp_path, tok_dir, K), make_batch(char_tokenizer(), 5, [list("12345")]))
 
 
-def test_validation_with_n_1(tmp_path, tok_dir):
+def test_validation_with_other_n(tmp_path, tok_dir):
     K = 4
-    with pytest.raises(ValueError, match=r"val_kwargs.n = 1 .*K = 4.*coefgen_validation_reward"):
-        load_reward_manager(make_config(tmp_path, tok_dir, K, val_n=1), char_tokenizer())
-    cfg = make_config(tmp_path, tok_dir, K, val_n=1, validation_reward=0.0)
+    with pytest.raises(ValueError, match=r"val_kwargs.n = 5 .*group sizes 3, 4.*coefgen_validation_reward"):
+        load_reward_manager(make_config(tmp_path, tok_dir, K, val_n=5), char_tokenizer())
+    cfg = make_config(tmp_path, tok_dir, K, val_n=5, validation_reward=-1.5)
+    batch = make_batch(char_tokenizer(), 5, [list("11234"), list("55555")], validate=True)
+    _, rm_scores = score_through_verl(cfg, batch)
+    assert rm_scores.sum(1).tolist() == [-1.5] * 10  # the documented fixed reward
+    # val_kwargs.n = 1 under a group baseline: every advantage is 0 whatever the reward; reward 0.0
+    cfg = make_config(tmp_path, tok_dir, K, val_n=1)
     batch = make_batch(char_tokenizer(), 1, [["1"], ["2"], [None]], validate=True)
     _, rm_scores = score_through_verl(cfg, batch)
-    assert torch.count_nonzero(rm_scores).item() == 0  # the documented fixed reward, 0.0
-    # groups of 1 beside a whole group (not a validation batch): refused, not given the fixed reward
-    whole = make_batch(char_tokenizer(), K, [["1", "1", "2", "3"]])
-    batch.meta_info, whole.meta_info = {}, {}
-    mixed = DataProto.concat([batch, whole])
-    mixed.non_tensor_batch["uid"][-K:] = "whole-group"
-    mixed.meta_info = {}
-    with pytest.raises(ValueError, match="has 1 samples in this batch"):
-        score_through_verl(cfg, mixed)
+    assert torch.count_nonzero(rm_scores).item() == 0
     # validation with val_kwargs.n = K is scored like training
     batch = make_batch(char_tokenizer(), K, [["1", "1", "1", "2"]], validate=True)
     _, rm_scores = score_through_verl(make_config(tmp_path, tok_dir, K, val_n=K), batch)
@@ -171,8 +215,13 @@ def test_refusals_at_construction(tmp_path, tok_dir):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, reward_model=False), char_tokenizer())
     with pytest.raises(ValueError, match=r"v1 trainer .*no uid.*trainer.use_v1=False"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, use_v1=True), char_tokenizer())
-    with pytest.raises(ValueError, match=r"rollout.n = 8 responses per prompt but the coefgen table is for K = 4"):
+    with pytest.raises(ValueError, match=r"rollout.n = 8 responses per prompt but the coefgen tables are for group "
+                                         r"sizes 3, 4"):
         load_reward_manager(make_config(tmp_path, tok_dir, 4, n=8), char_tokenizer())
+    with pytest.raises(ValueError, match=r"adv_estimator=grpo divides .*norm_adv_by_std_in_grpo=False"):
+        load_reward_manager(make_config(tmp_path, tok_dir, 4, adv="grpo"), char_tokenizer())
+    with pytest.raises(ValueError, match=r"adv_estimator=gae uses a learned critic"):
+        load_reward_manager(make_config(tmp_path, tok_dir, 4, adv="gae"), char_tokenizer())
 
 
 def test_compute_rm_score_with_a_ray_reward_worker(tmp_path, tok_dir):
@@ -211,7 +260,7 @@ def test_validation_as_verl_0_9_1_sends_it_padded_and_unflagged(tmp_path, tok_di
     batch.meta_info = {}
     assert len(batch) == 4
     _, rm_scores = score_through_verl(cfg, batch)
-    assert rm_scores.sum(1).tolist() == [-3.0] * 4
+    assert rm_scores.sum(1).tolist() == [0.0] * 4  # groups of 1 (and the padded 2) under loo: reward 0
     # val_kwargs.n = K: whole groups scored, the padding rows get the reward of the rows they copy
     cfg = make_config(tmp_path, tok_dir, K)
     real = make_batch(char_tokenizer(), K, [["1", "1", "2", None], ["5", "5", "5", "5"], ["a", "b", "a", "b"]], seed=4)
@@ -221,10 +270,11 @@ def test_validation_as_verl_0_9_1_sends_it_padded_and_unflagged(tmp_path, tok_di
     _, rm_scores = score_through_verl(cfg, batch)
     expected = expected_rewards(answers_of(real), list(real.non_tensor_batch["uid"]), K)
     assert rm_scores.sum(1).tolist() == pytest.approx(expected + expected[:2], rel=1e-6)
-    # a partial group in a batch that also holds whole groups is still refused
+    # a partial group in a batch that also holds whole groups is scored with its own size's table
     keep = list(range(len(real)))
     drop = [i for i in keep if real.non_tensor_batch["uid"][i] == str(uuid.UUID(int=2))][0]
     partial = real[[i for i in keep if i != drop]]
     partial.meta_info = {}
-    with pytest.raises(ValueError, match="has 3 samples"):
-        score_through_verl(cfg, partial)
+    _, rm_scores = score_through_verl(cfg, partial)
+    assert rm_scores.sum(1).tolist() == pytest.approx(
+        expected_rewards(answers_of(partial), list(partial.non_tensor_batch["uid"])), rel=1e-6)

@@ -13,14 +13,23 @@ module per trainer turns what that trainer hands to a reward hook into the count
 * ``bon_quantile_rewards`` (from ``coefgen.bon``) — BOND/vBoN quantile rewards: a kl table of
   K = k + 1 maps c = 1 + #{reference rewards ≤ the sample's} to an estimate of log p_≤.
 
-An answer the extractor cannot find (``None``) matches nothing: it counts as a singleton
-(c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to give
-such samples a fixed reward instead.
+The TRL and OpenRLHF functions take a table (RewardTable), a family (TableFamily: each group
+scored with the table of its own size) or a path — or the keywords ``divergence=, K=,
+baseline=`` for the default set's family — and ``objective=`` (required: "kl_regularized",
+"entropy_bonus", "consensus"), ``beta=``, ``task_reward=``, ``log_p_ref=``
+(``coefgen.runtime.compose_rewards``). The rule matching a table's baseline to a trainer's
+advantage step is ``common.check_baseline`` (strict none/loo/mean; group std normalisation
+refused unless ``allow_std_normalization=True``).
+
+An answer the extractor cannot find (``None``, or a NaN) matches nothing: it counts as a
+singleton (c = 1) and does not raise the count of anyone else; or pass ``invalid_reward`` to
+give such samples a fixed reward instead. None/NaN group keys are refused.
 """
 
-from .common import as_table, completion_text, group_rewards, place_token_level
+from .common import (BaselineMismatch, Composition, as_table, check_baseline, completion_text, group_rewards,
+                     place_token_level, resolve_family)
 from .openrlhf import openrlhf_reward_func, openrlhf_rewards
-from .trl import trl_reward_func
+from .trl import check_trl_trainer, trl_reward_func
 from .verl import VerlRewardManager, verl_group_scores, verl_rewards
 
 # best-of-n distillation (BOND, vBoN): quantile rewards log p_<=(y) from k reference samples
@@ -29,5 +38,6 @@ from ..bon import bon_quantile_rewards
 __all__ = [
     "as_table", "completion_text", "group_rewards", "trl_reward_func", "verl_rewards",
     "verl_group_scores", "place_token_level", "VerlRewardManager", "openrlhf_rewards",
-    "openrlhf_reward_func", "bon_quantile_rewards",
+    "openrlhf_reward_func", "bon_quantile_rewards", "check_trl_trainer", "check_baseline", "BaselineMismatch",
+    "Composition", "resolve_family",
 ]

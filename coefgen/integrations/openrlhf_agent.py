@@ -10,11 +10,15 @@ and ``extra_logs["coefgen_count"]`` to c. Use it with ``--agent_func_path``::
     # coefgen_agent.py
     from coefgen.integrations.openrlhf_agent import group_reward_executor
     def extract_answer(text): ...                  # hashable answer or None
-    AgentExecutor = group_reward_executor("tables/kl-aqp-gamma0.75-max_mse4plugin-K8.json", extract_answer)
+    AgentExecutor = group_reward_executor("tables/kl-aqp-gamma0.75-max_mse4plugin-loo-K8.json", extract_answer)
 
-A group whose size is not K (``--n_samples_per_prompt`` ≠ K, or an evaluation with another
-n) raises a ValueError that ends the rollout, unless ``other_size_reward`` gives such
-samples a fixed reward; a sample whose generation fails fails its whole group.
+The table file and its siblings for smaller group sizes (same name, ``-K<k>``) form a family:
+a group of k samples is scored with the k-table. A group of a size the family lacks
+(``--n_samples_per_prompt``, or an evaluation's n) raises a ValueError that ends the rollout,
+unless ``other_size_reward`` gives such samples a fixed reward; a sample whose generation
+fails fails its whole group. The executor does not see OpenRLHF's ``--advantage_estimator``:
+load the table whose baseline it needs (rloo: loo; dr_grpo: mean; group_norm divides by the
+group std and is not unbiased with any table).
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ import asyncio
 
 from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
 
-from .common import as_table
-from .verl import verl_group_scores
+from .verl import as_family, verl_group_scores
 
 
 class _Group:
@@ -53,10 +56,12 @@ class _Group:
 def group_reward_executor(table_or_path, extract_answer, invalid_reward: float | None = None,
                           other_size_reward: float | None = None) -> type:
     """An ``AgentExecutor`` class (subclass of OpenRLHF's ``AgentExecutorBase``) for ``--agent_func_path``."""
-    table = as_table(table_or_path)
+    family = as_family(table_or_path)
+    table = family.table_for(family.K)
 
     class AgentExecutor(AgentExecutorBase):
         coefgen_table = table
+        coefgen_family = family
 
         def __init__(self):
             self.single_turn = SingleTurnAgentExecutor()  # generation only: no --remote_rm_url
@@ -86,15 +91,15 @@ def group_reward_executor(table_or_path, extract_answer, invalid_reward: float |
                 self.groups.pop(key, None)
                 try:
                     answers = [group.answers[i] for i in range(group.size)]
-                    rewards, counts = verl_group_scores(table, answers, [0] * group.size, invalid_reward,
+                    rewards, counts = verl_group_scores(family, answers, [0] * group.size, invalid_reward,
                                                         other_size_reward)
                     group.done.set_result((rewards, counts))
                 except ValueError as exc:
                     group.done.set_exception(ValueError(
                         f"coefgen: OpenRLHF generated {group.size} samples for this prompt (--n_samples_per_prompt, "
-                        f"or the evaluation's n) but the table is for K = {table.K}: set --n_samples_per_prompt "
-                        f"{table.K}, or load the table built for K = {group.size}") if "samples in this batch" in
-                        str(exc) else exc)
+                        f"or the evaluation's n) but the table is for K = {table.K} (group sizes "
+                        f"{', '.join(map(str, family.sizes))}): set --n_samples_per_prompt to one of them, or load "
+                        f"the table built for K = {group.size}") if "samples in this batch" in str(exc) else exc)
             rewards, counts = await asyncio.shield(group.done)
             value = float(rewards[slot])
             output.update(reward=value, scores=value, extra_logs={"coefgen_count": int(counts[slot])})

@@ -10,34 +10,40 @@ below are what it computes with, plus ``VerlRewardManager`` for verl ≤ 0.6's
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import re
 from typing import Hashable, Sequence
 
 import numpy as np
 
-from ..runtime import answer_counts
-from .common import answer_codes, as_table, place_token_level, rewards_by_group, to_numpy
+from ..runtime import RewardTable, TableFamily, answer_counts, load
+from .common import answer_codes, as_table, place_token_level, to_numpy
 
 
 def verl_rewards(table_or_path, answers: Sequence[Hashable | None], uids,
                  invalid_reward: float | None = None) -> np.ndarray:
-    """Per-sample t[c] keyed by verl's per-sample ``uid``; the samples of a uid need not be
-    contiguous; each uid must have exactly K samples in the batch."""
-    table = as_table(table_or_path)
+    """Per-sample t_k[c] keyed by verl's per-sample ``uid`` (samples of a uid need not be
+    contiguous), k = the uid's number of samples, from a table family (a table, a path: the
+    file and its smaller-K siblings, or a TableFamily); a size the family lacks is refused."""
     uids = np.asarray(uids)
     if uids.ndim != 1 or len(uids) != len(answers):
         raise ValueError(f"{len(uids)} uids for {len(answers)} answers")
-    return rewards_by_group(table, answers, list(uids.tolist()), invalid_reward)
+    return family_group_rewards(table_or_path, answers, list(uids.tolist()), invalid_reward)[0]
 
 
 def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
                       invalid_reward: float | None = None, other_size_reward: float | None = None):
-    """(rewards, counts) for a whole verl batch: t[c_i] with c_i counted over i's uid group.
+    """(rewards, counts) for a whole verl batch: t_k[c_i] with c_i counted over i's uid group and
+    k its size, from a table family (a path loads the file and its smaller-K siblings, see
+    ``family_from_table``).
 
-    Every uid must hold exactly K samples, else a ValueError naming the uid and its size
-    (never a count over a partial group) — unless ``other_size_reward`` is given: then the
-    samples of a uid whose size is not K get that fixed value (verl's validation batches,
-    ``val_kwargs.n`` samples per prompt). ``counts`` are the c_i, 0 for those samples."""
-    table = as_table(table_or_path)
+    A uid whose size the family lacks (or larger than its K) raises a ValueError naming the uid,
+    its size and the family's sizes (never a count over a wrong table) — unless
+    ``other_size_reward`` is given: then those samples get that fixed value (verl's validation
+    batches, ``val_kwargs.n`` samples per prompt). ``counts`` are the c_i, 0 for those samples."""
+    family = as_family(table_or_path)
     answers = list(answers)
     uid_list = list(np.asarray(uids).tolist())
     if len(uid_list) != len(answers):
@@ -47,21 +53,19 @@ def verl_group_scores(table_or_path, answers: Sequence[Hashable | None], uids,
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     _, inverse, sizes = np.unique(answer_codes(uid_list), return_inverse=True, return_counts=True)
     size_of = sizes[inverse.reshape(-1)]
-    whole = size_of == table.K
-    if not whole.all() and other_size_reward is None:
-        i = int(np.flatnonzero(~whole)[0])
-        raise ValueError(f"uid {uid_list[i]!r} has {int(size_of[i])} samples in this batch but the coefgen table "
-                         f"is for K = {table.K}: counts are taken only over whole groups of K "
-                         f"(set actor_rollout_ref.rollout.n = {table.K}, or load the table built for "
-                         f"K = {int(size_of[i])})")
+    known = np.array([int(k) in family.sizes or family.signal_free(int(k)) for k in size_of])
+    if not known.all() and other_size_reward is None:
+        i = int(np.flatnonzero(~known)[0])
+        raise ValueError(f"uid {uid_list[i]!r} has {int(size_of[i])} samples in this batch but the coefgen table is "
+                         f"for K = {family.K} (group sizes {', '.join(map(str, family.sizes))}): set "
+                         f"actor_rollout_ref.rollout.n to one of them, or load the table built for "
+                         f"K = {int(size_of[i])} beside it")
     rewards = np.full(n, np.nan if other_size_reward is None else float(other_size_reward))
     counts = np.zeros(n, dtype=np.int64)
-    idx = np.flatnonzero(whole)
+    idx = np.flatnonzero(known)
     if idx.size:
-        sub_answers = [answers[i] for i in idx]
-        sub_uids = [uid_list[i] for i in idx]
-        rewards[idx] = rewards_by_group(table, sub_answers, sub_uids, invalid_reward)
-        counts[idx] = answer_counts(answer_codes(sub_answers), sub_uids)
+        r, c, _ = family_group_rewards(family, [answers[i] for i in idx], [uid_list[i] for i in idx], invalid_reward)
+        rewards[idx], counts[idx] = r, c
     return rewards, counts
 
 
@@ -112,7 +116,8 @@ class VerlRewardManager:
         if table_or_path is None or extract_answer is None:
             raise TypeError("VerlRewardManager(tokenizer, table_or_path, extract_answer) needs all three")
         self.tokenizer = tokenizer
-        self.table = as_table(table_or_path)
+        self.family = as_family(table_or_path)
+        self.table = self.family.table_for(self.family.K)
         self.extract_answer = extract_answer
         self.invalid_reward = invalid_reward
 
@@ -127,7 +132,7 @@ class VerlRewardManager:
             n = int((response_mask[i] != 0).sum())
             texts.append(self.tokenizer.decode(responses[i, :n].tolist(), skip_special_tokens=True))
         answers = [self.extract_answer(t) for t in texts]
-        rewards, counts = verl_group_scores(self.table, answers, data.non_tensor_batch["uid"], self.invalid_reward)
+        rewards, counts = verl_group_scores(self.family, answers, data.non_tensor_batch["uid"], self.invalid_reward)
         mask = attention[:, prompt_len:] if type(attention).__module__.startswith("torch") else response_mask
         tensor = place_token_level(rewards, mask)
         if return_dict:
@@ -136,4 +141,247 @@ class VerlRewardManager:
         return tensor
 
 
-__all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager"]
+logger = logging.getLogger(__name__)
+_STD_LOGGED: list = []
+SAMPLER_OPT_IN = "+trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_normalization=true"
+REWARD_KWARGS_OPT_IN = "+reward.reward_kwargs.coefgen_allow_std_normalization=true"
+
+
+def _get(node, key, default=None):
+    try:
+        value = node.get(key, default)
+    except AttributeError:
+        return default
+    return default if value is None else value
+
+
+# ---- verl's advantage estimators and the table baseline they need (verl 0.9.1, trainer/ppo/core_algos.py) ----
+
+#: estimator -> the group baseline it subtracts. grpo is listed separately (it depends on
+#: norm_adv_by_std_in_grpo); grpo_vectorized never receives that flag from verl's
+#: compute_advantage and always divides by the group std.
+_BASELINE_OF = {
+    "rloo": "loo",                           # r_i - mean_{j != i} r_j  (times n/(n-1))
+    "rloo_vectorized": "loo",                # the same, vectorised
+    "reinforce_plus_plus_baseline": "mean",  # r_i - mean_j r_j, then one whitening over the batch
+}
+_STD_ALWAYS = ("grpo_vectorized",)
+_REFUSED = {
+    "gae": "a learned critic (no group baseline)",
+    "reinforce_plus_plus": "a batch-whitened return without a group baseline",
+    "remax": "a greedy-rollout baseline",
+    "opo": "a length-weighted group baseline",
+    "gpg": "a group baseline rescaled by the fraction of non-zero rewards",
+    "grpo_passk": "a pass@k advantage (only the best sample)",
+    "gdpo": "per-dimension group normalisation",
+    "optimal_token_baseline": "a per-token baseline",
+    "tir_optimal_token_baseline": "a per-token baseline",
+}
+SUPPORTED_ESTIMATORS = ("grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "reinforce_plus_plus_baseline")
+
+
+def verl_baseline(adv_estimator, norm_adv_by_std_in_grpo: bool = True, allow_std_normalization: bool = False,
+                  opt_in: str = "allow_std_normalization=True") -> str:
+    """The table baseline ("none" | "loo" | "mean") that verl's ``algorithm.adv_estimator``
+    (with ``algorithm.norm_adv_by_std_in_grpo``) runs, or ValueError (one line, naming the
+    setting and the fix).
+
+    grpo + norm_adv_by_std_in_grpo=False (verl's Dr.GRPO: verl 0.9.1 has no ``dr_grpo``
+    estimator) -> "mean"; grpo with the std, and grpo_vectorized (which always divides), are
+    refused unless ``allow_std_normalization``; rloo / rloo_vectorized -> "loo";
+    reinforce_plus_plus_baseline -> "mean" (its batch whitening is one positive scale and shift
+    for the whole batch)."""
+    name = str(getattr(adv_estimator, "value", adv_estimator))
+    std_fix = ("coefgen: algorithm.adv_estimator={} divides each group's advantages by the group's std, which is not "
+               "linear in the reward (no fixed table is unbiased under it): set {}, or opt in with " + opt_in)
+    if name == "grpo":
+        if norm_adv_by_std_in_grpo and not allow_std_normalization:
+            raise ValueError(std_fix.format(name, "algorithm.norm_adv_by_std_in_grpo=False (Dr.GRPO) or "
+                                                  "algorithm.adv_estimator=rloo"))
+        return "mean"
+    if name in _STD_ALWAYS:
+        if not allow_std_normalization:
+            raise ValueError(std_fix.format(name, "algorithm.adv_estimator=grpo with "
+                                                  "algorithm.norm_adv_by_std_in_grpo=False, or rloo"))
+        return "mean"
+    if name in _BASELINE_OF:
+        return _BASELINE_OF[name]
+    what = _REFUSED.get(name, "an estimator coefgen does not know")
+    raise ValueError(f"coefgen: algorithm.adv_estimator={name} uses {what}; coefgen's tables are made for the group "
+                     "baselines of grpo (with algorithm.norm_adv_by_std_in_grpo=False), rloo, rloo_vectorized and "
+                     "reinforce_plus_plus_baseline: set one of them")
+
+
+def verl_check_baseline(table_baseline: str, adv_estimator, norm_adv_by_std_in_grpo: bool = True,
+                        allow_std_normalization: bool = False, opt_in: str = "allow_std_normalization=True") -> str:
+    """Refuse a table whose baseline is not the one verl's estimator runs (strict match);
+    returns the baseline."""
+    need = verl_baseline(adv_estimator, norm_adv_by_std_in_grpo, allow_std_normalization, opt_in)
+    if table_baseline != need:
+        name = str(getattr(adv_estimator, "value", adv_estimator))
+        fix = (f"load the table with baseline {need!r} (file name ...-{need}-K<k>.json)" if need != "none"
+               else "load a table with baseline 'none' (file name ...-K<k>.json)")
+        raise ValueError(f"coefgen: algorithm.adv_estimator={name} subtracts the {_BASELINE_WORDS[need]}, but the "
+                         f"table is made for baseline {table_baseline!r}: {fix}")
+    return need
+
+
+_BASELINE_WORDS = {"mean": "group mean (baseline 'mean')", "loo": "leave-one-out mean (baseline 'loo')",
+                   "none": "no baseline"}
+
+
+def check_trainer_config(config, family, allow_std_normalization: bool, validation_reward) -> str:
+    """verl's v1 trainer with CoefgenSampler: refuse, before the first step, a configuration
+    where the group reward cannot be right (one line naming the setting and the fix); returns the
+    baseline the estimator runs. ``config`` is verl's whole trainer config (an OmegaConf node or
+    a dict), ``family`` the TableFamily the sampler scores with."""
+    algorithm = _get(config, "algorithm", {})
+    baseline = verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
+                                   bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+                                   opt_in=SAMPLER_OPT_IN)
+    if allow_std_normalization and not _STD_LOGGED:
+        _STD_LOGGED.append(1)
+        logger.warning("coefgen: group std normalisation allowed: the advantage is no longer linear in the reward; in a "
+                       "two-answer group only the sign of the cost difference survives, so the table's bias and "
+                       "variance claims do not hold for what the trainer runs")
+    reward = _get(config, "reward", {})
+    rm = _get(reward, "reward_model", {})
+    if _get(rm, "enable", False) and not _get(rm, "enable_resource_pool", False):
+        raise ValueError("coefgen: with a colocated reward model (reward.reward_model.enable=True, "
+                         "enable_resource_pool=False) verl computes rm_scores after sampling and would overwrite the "
+                         "group rewards: use rule-based reward (reward.reward_model.enable=False) or "
+                         "enable_resource_pool=True")
+    if _get(_get(algorithm, "filter_groups", {}), "enable", False):
+        raise ValueError("coefgen: algorithm.filter_groups (DAPO) is done by verl's built-in sampler, which a custom "
+                         "sampler replaces (verl 0.9.1 passes it no filter): set algorithm.filter_groups.enable=False")
+    rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
+    n = int(_get(rollout, "n", family.K))
+    if n not in family.sizes and not family.signal_free(n):
+        raise ValueError(f"coefgen: verl samples actor_rollout_ref.rollout.n = {n} responses per prompt but the table "
+                         f"family has sizes {', '.join(map(str, family.sizes))}: set rollout.n to one of them, or load "
+                         f"the table built for K = {n}")
+    val_n = int(_get(_get(rollout, "val_kwargs", {}), "n", 1))
+    if validation_reward is None and not family.signal_free(val_n) and val_n not in family.sizes:
+        raise ValueError(f"coefgen: verl validates with actor_rollout_ref.rollout.val_kwargs.n = {val_n} but the table "
+                         f"family has sizes {', '.join(map(str, family.sizes))}: set val_kwargs.n to one of them, or "
+                         "give validation groups of other sizes a fixed reward with "
+                         "+trainer.v1.sampler.sampler_kwargs.coefgen_validation_reward=<float>")
+    return baseline
+
+
+# ---- answers as reward_extra_info values, and families of tables ----
+
+def answer_key(answer) -> str | None:
+    """A string standing for ``answer`` in verl's ``reward_extra_info`` (which verl's metrics
+    read: strings are skipped, numbers averaged), equal for answers Python finds equal
+    (1 == 1.0 == True, numpy scalars as their Python values), different otherwise; None for no
+    answer (None or a NaN: it matches nothing). Strings, numbers, bytes and tuples of these are
+    encoded exactly; any other hashable by its type and repr."""
+    if answer is None:
+        return None
+    if isinstance(answer, np.generic):
+        answer = answer.item()
+    if isinstance(answer, float) and math.isnan(answer):
+        return None
+    try:
+        if answer != answer:  # any NaN-like object
+            return None
+    except Exception:
+        pass
+    return _encode(answer)
+
+
+def _encode(a) -> str:
+    if isinstance(a, np.generic):
+        a = a.item()
+    if isinstance(a, str):
+        return "s:" + a
+    if isinstance(a, (bool, int)):
+        return f"n:{int(a)}"
+    if isinstance(a, float):
+        if math.isfinite(a) and a == int(a):
+            return f"n:{int(a)}"
+        return f"n:{a!r}"
+    if isinstance(a, bytes):
+        return "b:" + a.hex()
+    if isinstance(a, tuple):
+        return "t:(" + ",".join(_encode(x) if x is not None else "None" for x in a) + ")"
+    return f"o:{type(a).__module__}.{type(a).__qualname__}:{a!r}"
+
+
+_K_SUFFIX = re.compile(r"^(?P<stem>.*)-K(?P<k>[0-9]+)\.(?P<ext>json|npz)$")
+
+
+def family_from_table(path) -> TableFamily:
+    """The family of a table file and its siblings for smaller group sizes: the files beside it
+    whose names differ only in ``-K<k>`` (``kl-aqp-...-K8.json`` -> ``...-K2.json`` .. ``-K7.json``,
+    whichever exist), all of one divergence, estimator and baseline."""
+    path = os.fspath(path)
+    top = load(path)
+    m = _K_SUFFIX.match(os.path.basename(path))
+    tables = [top]
+    if m:
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in sorted(os.listdir(folder)):
+            s = _K_SUFFIX.match(name)
+            if s and s["stem"] == m["stem"] and s["ext"] == m["ext"] and int(s["k"]) < top.K:
+                t = load(os.path.join(folder, name))
+                if (t.divergence, t.estimator, t.baseline) == (top.divergence, top.estimator, top.baseline):
+                    tables.append(t)
+    return TableFamily(tables)
+
+
+def as_family(tables) -> TableFamily:
+    """A TableFamily from a family, a table, a path (the file and its smaller-K siblings) or a
+    list of tables / paths."""
+    if isinstance(tables, TableFamily):
+        return tables
+    if isinstance(tables, RewardTable):
+        return TableFamily([tables])
+    if isinstance(tables, (str, os.PathLike)):
+        return family_from_table(tables)
+    return TableFamily([as_table(t) for t in tables])
+
+
+def _bad_key(k) -> bool:
+    if k is None:
+        return True
+    try:
+        return bool(k != k)
+    except Exception:
+        return False
+
+
+def family_group_rewards(family, answers, group_ids, invalid_reward=None):
+    """(rewards, counts, sizes) for a flat batch: t_k[c_i] with k the size of i's group (keys
+    compared as Python objects, in any order) and c_i counted in it; a None / NaN answer is a
+    singleton (or gets ``invalid_reward``). A group of a size the family lacks, or larger than
+    its K, raises ValueError naming the sizes."""
+    family = as_family(family)
+    answers = [None if answer_key(a) is None else a for a in answers]
+    group_ids = list(group_ids)
+    if len(group_ids) != len(answers):
+        raise ValueError(f"{len(group_ids)} group ids for {len(answers)} answers")
+    if any(_bad_key(g) for g in group_ids):
+        raise ValueError("a group key is None or NaN: every sample needs its prompt's key")
+    n = len(answers)
+    if n == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    codes = answer_codes(answers)
+    gcodes = answer_codes(group_ids)
+    for k in np.unique(np.unique(gcodes, return_counts=True)[1]):
+        if int(k) not in family.sizes and not family.signal_free(int(k)):
+            raise ValueError(f"a group has {int(k)} samples but the coefgen tables are for group sizes "
+                             f"{', '.join(map(str, family.sizes))} (largest K = {family.K}): load the table for "
+                             f"K = {int(k)} beside them, or sample a group size the family has")
+    rewards = family.rewards_for(codes, gcodes).astype(np.float64)
+    counts = answer_counts(codes, gcodes)
+    _, inv, sizes = np.unique(gcodes, return_inverse=True, return_counts=True)
+    if invalid_reward is not None:
+        rewards[np.array([a is None for a in answers])] = float(invalid_reward)
+    return rewards, counts, sizes[inv.reshape(-1)]
+
+
+__all__ = ["verl_rewards", "verl_group_scores", "verl_padding_rows", "place_token_level", "VerlRewardManager",
+           "verl_baseline", "verl_check_baseline", "check_trainer_config", "SUPPORTED_ESTIMATORS", "answer_key", "family_from_table",
+           "as_family", "family_group_rewards"]

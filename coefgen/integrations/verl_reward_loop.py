@@ -8,9 +8,14 @@ reward_model_tokenizer=)`` (``verl/trainer/ppo/reward.py``) from::
     reward.reward_manager.module.path=pkg://coefgen.integrations.verl_reward_loop
     reward.custom_reward_function.path=my_answers.py      # the answer extractor, see below
     reward.custom_reward_function.name=extract_answer
-    +reward.reward_kwargs.coefgen_table=tables/kl-aqp-gamma0.75-max_mse4plugin-K8.json
+    +reward.reward_kwargs.coefgen_table=tables/kl-aqp-gamma0.75-max_mse4plugin-loo-K8.json
     # optional: +reward.reward_kwargs.coefgen_invalid_reward=-1.0
     #           +reward.reward_kwargs.coefgen_validation_reward=0.0
+    #           +reward.reward_kwargs.coefgen_allow_std_normalization=true
+
+The table file and its siblings for smaller group sizes (same name, ``-K<k>``) form a family: a
+uid group of k samples is scored with the k-table. The table's baseline must be the one
+``algorithm.adv_estimator`` runs (``coefgen.integrations.verl.verl_baseline``).
 
 The custom reward function is the answer extractor: verl calls it like a ``compute_score``,
 ``extract_answer(data_source=, solution_str=, ground_truth=, extra_info=)``, and it returns
@@ -36,8 +41,8 @@ import numpy as np
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from .common import answer_codes, as_table, to_numpy
-from .verl import verl_group_scores, verl_padding_rows
+from .common import answer_codes, to_numpy
+from .verl import REWARD_KWARGS_OPT_IN, family_from_table, verl_check_baseline, verl_group_scores, verl_padding_rows
 
 RECORD = "coefgen"  # the key marking a run_single record
 
@@ -61,11 +66,16 @@ def _settings(config) -> dict:
     for key in ("coefgen_invalid_reward", "coefgen_validation_reward"):
         value = _get(kwargs, key)
         out[key] = None if value is None else float(value)
+    out["allow_std"] = bool(_get(kwargs, "coefgen_allow_std_normalization", False))
     return out
 
 
-def check_config(config, K: int, validation_reward) -> None:
+def check_config(config, family, validation_reward, allow_std_normalization: bool = False) -> None:
     """Refuse, at construction, a verl configuration where the group-level reward cannot be right."""
+    algorithm = _get(config, "algorithm", {})
+    verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
+                        bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+                        opt_in=REWARD_KWARGS_OPT_IN)
     reward = _get(config, "reward", {})
     rm = _get(reward, "reward_model", {})
     if not _get(rm, "enable", False) or _get(rm, "enable_resource_pool", False):
@@ -79,21 +89,26 @@ def check_config(config, K: int, validation_reward) -> None:
         raise ValueError(
             "CoefgenRewardManager: verl's v1 trainer (trainer.use_v1=True, the default in 0.9.1) hands the "
             "colocated reward step only prompts, responses and raw_prompt (trainer/ppo/v1/trainer_base.py, "
-            "_compute_reward_colocate): no uid, so samples cannot be grouped by prompt. Use trainer.use_v1=False")
+            "_compute_reward_colocate): no uid, so samples cannot be grouped by prompt. On the v1 trainer use "
+            "coefgen.integrations.verl_v1 (CoefgenAnswerManager + CoefgenSampler), or set trainer.use_v1=False")
     if not _get(_get(reward, "custom_reward_function", {}), "path"):
         raise ValueError("CoefgenRewardManager needs the answer extractor as verl's custom reward function: set "
                          "reward.custom_reward_function.path=<file> and .name=<function(data_source, solution_str, "
                          "ground_truth, extra_info) -> answer or None>")
     rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
+    sizes = ", ".join(map(str, family.sizes))
     n = _get(rollout, "n")
-    if n is not None and int(n) != K:
+    if n is not None and int(n) not in family.sizes:
         raise ValueError(f"verl samples actor_rollout_ref.rollout.n = {int(n)} responses per prompt but the coefgen "
-                         f"table is for K = {K}: set rollout.n = {K}, or load the table built for K = {int(n)}")
+                         f"tables are for group sizes {sizes}: set rollout.n to one of them, or load the table built "
+                         f"for K = {int(n)}")
     val_n = _get(_get(rollout, "val_kwargs", {}), "n")
-    if val_n is not None and int(val_n) != K and validation_reward is None:
+    if val_n is not None and int(val_n) not in family.sizes and not family.signal_free(int(val_n)) \
+            and validation_reward is None:
         raise ValueError(f"verl validates with actor_rollout_ref.rollout.val_kwargs.n = {int(val_n)} responses per "
-                         f"prompt but the coefgen table is for K = {K}: set val_kwargs.n = {K}, or give validation "
-                         "samples a fixed reward with +reward.reward_kwargs.coefgen_validation_reward=<float>")
+                         f"prompt but the coefgen tables are for group sizes {sizes}: set val_kwargs.n to one of "
+                         "them, or give validation samples a fixed reward with "
+                         "+reward.reward_kwargs.coefgen_validation_reward=<float>")
 
 
 class CoefgenRewardManager(RewardManagerBase):
@@ -102,8 +117,9 @@ class CoefgenRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score, reward_router_address=None, reward_model_tokenizer=None):
         super().__init__(config, tokenizer, compute_score)
         self.settings = _settings(config)
-        self.table = as_table(self.settings["table"])
-        check_config(config, self.table.K, self.settings["coefgen_validation_reward"])
+        self.family = family_from_table(self.settings["table"])
+        self.table = self.family.table_for(self.family.K)
+        check_config(config, self.family, self.settings["coefgen_validation_reward"], self.settings["allow_std"])
         self.extract_answer = compute_score
         self.is_async = inspect.iscoroutinefunction(compute_score) or (
             hasattr(compute_score, "func") and inspect.iscoroutinefunction(getattr(compute_score, "func")))
@@ -143,11 +159,13 @@ class CoefgenRewardManager(RewardManagerBase):
         first = scores[0]
         key = (first["table"], first["sha256"])
         if key not in cls._tables:
-            table = as_table(first["table"])
+            family = family_from_table(first["table"])
+            table = family.table_for(family.K)
             if table.sha256 != first["sha256"]:
                 raise ValueError(f"{first['table']} changed while training (sha256 {table.sha256} ≠ {first['sha256']})")
-            cls._tables[key] = table
-        table = cls._tables[key]
+            cls._tables[key] = family
+        family = cls._tables[key]
+        table = family.table_for(family.K)
         if "uid" in data.non_tensor_batch:
             uids = list(data.non_tensor_batch["uid"])
         else:
@@ -164,7 +182,7 @@ class CoefgenRewardManager(RewardManagerBase):
         # a batch in which no uid group holds K samples is validation with val_kwargs.n != K
         _, sizes = np.unique(answer_codes(uids), return_counts=True)
         validate = bool(data.meta_info.get("validate", False)) or not np.any(sizes == table.K)
-        rewards, _ = verl_group_scores(table, answers, uids, invalid_reward=first["invalid_reward"],
+        rewards, _ = verl_group_scores(family, answers, uids, invalid_reward=first["invalid_reward"],
                                        other_size_reward=first["validation_reward"] if validate else None)
         rewards = np.concatenate([rewards, rewards[np.arange(pad) % max(real, 1)]]) if pad else rewards
         return super().assemble_rm_scores(data, rewards.tolist())
