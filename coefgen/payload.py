@@ -71,12 +71,18 @@ def json_values_upper_bound(data) -> int:
     return 1 + sum(data.count(c) for c in (",", ":", "[", "{"))
 
 
-def parse_json(data: bytes, source: str = "table", max_values: int = MAX_TABLE_JSON_VALUES):
+def parse_json(data: bytes, source: str = "table", max_values: int | None = None):
     """JSON text → object, strictly: UTF-8, no duplicate keys, no NaN/Infinity, no integers
     beyond 4300 digits or nesting beyond Python's recursion limit, at most ``max_values``
-    values (counted before parsing, so memory stays bounded) (all: ValueError, one line)."""
+    values (counted before parsing, so memory stays bounded) (all: ValueError, one line).
+    Default cap: MAX_MANIFEST_JSON_VALUES for a text naming the manifest schema, else
+    MAX_TABLE_JSON_VALUES (either way bounded: at most ~2 M small values)."""
     def no_constant(name):
         raise ValueError(f"non-standard JSON constant {name}")
+
+    if max_values is None:
+        marker = MANIFEST_SCHEMA.encode() if isinstance(data, (bytes, bytearray)) else MANIFEST_SCHEMA
+        max_values = MAX_MANIFEST_JSON_VALUES if marker in data else MAX_TABLE_JSON_VALUES
 
     if json_values_upper_bound(data) > max_values:
         raise ValueError(f"{source}: more than {max_values} JSON values (the cap of this kind of file, "
