@@ -33,6 +33,11 @@ def verify_payload(payload: dict, source: str) -> list[str]:
     from .baseline import baseline_failures, effective_payload
     from .certify import check_claims
 
+    from .consistency import number_failures
+
+    bad_numbers = number_failures(payload)  # the file-number caps, before any conversion (issue 20.4)
+    if bad_numbers:
+        return [f"{source}: {line}" for line in bad_numbers]
     structural = baseline_failures(payload)
     if structural:
         return [f"{source}: {line}" for line in structural]
@@ -46,11 +51,8 @@ def verify_payload(payload: dict, source: str) -> list[str]:
     tol = payload.get("bound_rel_tol", 1e-6)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
         return [f"{source}: bound_rel_tol must be a number in (0, 1), got {tol!r}"]
-    from .consistency import consistency_failures, number_failures
+    from .consistency import consistency_failures
 
-    bad_numbers = number_failures(payload)  # the file-number caps, before any conversion (issue 20.4)
-    if bad_numbers:
-        return [f"{source}: {line}" for line in bad_numbers]
     lines = stated_bracket_failures(payload, float(tol)) + check_claims(payload, reward, rel_tol=float(tol))
     lines += consistency_failures(payload, reward)
     return [f"{source}: {line}" for line in lines]
