@@ -239,7 +239,11 @@ def values_failures(payload: dict, reward) -> list[str]:
         if q is None:
             out.append(f"values_exact[{i}] = {s[:40]!r} is not an exact number")
             break
-        if float(q) != float(v):
+        try:
+            rounds = float(q) == float(v)
+        except OverflowError:  # |q| beyond float64 (the file caps allow exponents to ±400)
+            rounds = False
+        if not rounds:
             out.append(f"values_exact[{i}] = {s[:40]} does not round to values[{i}] = {float(v)!r}")
             break
     est = payload.get("estimator")
