@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test docs-check test-trainers bench study study-baselines e2e venv clean
+.PHONY: run test test-slow docs-check test-trainers bench study study-baselines e2e venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 ## make docs-check: only the examples of README.md and docs/*.md, run and compared with their shown output
 docs-check: $(STAMP)
 	$(PY) -m pytest tests/test_docs.py
+
+## make test-slow: the slow loops left out of `make test` (a SIGTERM loop over parallel builds, ~3 min)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 ## make test-trainers: the trainer integrations through TRL's, verl's and OpenRLHF's own code
 ## (separate venv .venv-trainers; SKIPPED, loudly, without the machine's local CPU torch wheel)

@@ -33,7 +33,6 @@ byte for byte with the output directory. The temporary directory is named
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import errno
 import hashlib
 import json
@@ -62,6 +61,10 @@ STALE_LEGACY_TMP_SECONDS = 600  # temp files without a pid (older coefgen) older
 
 class Interrupted(Exception):
     """The build was interrupted (Ctrl-C / SIGTERM); what was finished is kept."""
+
+
+class WriteFailed(InputError):
+    """A finished table could not be written (full disk, read-only directory): the build stops."""
 
 
 @dataclass
@@ -103,9 +106,13 @@ def file_names(req: TableRequest, formats) -> dict:
 
 def read_manifest(out_dir: str) -> dict:
     """{path: record} of the manifest in ``out_dir`` ({} if missing or unreadable)."""
+    from .payload import MAX_MANIFEST_JSON_VALUES, parse_json
+
+    data = _read_capped(os.path.join(out_dir, MANIFEST))  # a regular file within the size cap
+    if data is None:
+        return {}
     try:
-        with open(os.path.join(out_dir, MANIFEST), "rb") as fh:
-            doc = json.loads(fh.read().decode("utf-8"))
+        doc = parse_json(data, MANIFEST, max_values=MAX_MANIFEST_JSON_VALUES)  # memory bounded
         if doc.get("schema") != MANIFEST_SCHEMA:
             return {}
         return {rec["path"]: rec for rec in doc["files"] if isinstance(rec, dict) and "path" in rec}
@@ -140,13 +147,15 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
     from .runtime import TableError, load
 
     summary = {"K": req.K, "estimator": req.estimator}
+    datas, primary = {}, None
     for fmt, name in file_names(req, formats).items():
         rec = manifest.get(name)
         if not rec or rec.get("inputs_key") != req.inputs_key or rec.get("generator_version") != __version__:
             return None
-        data = _read(os.path.join(out_dir, name))
+        data = _read_capped(os.path.join(out_dir, name))
         if data is None or sha256_bytes(data) != rec.get("sha256"):
             return None
+        datas[fmt] = data
         if fmt == "json" or (fmt == "npz" and "json" not in formats):
             try:
                 if fmt == "json":
@@ -171,7 +180,45 @@ def _fresh_summary(req: TableRequest, out_dir: str, formats, manifest: dict):
             if values_failures(effective_payload(payload), parse_reward(req.divergence)):
                 return None
             summary = _summary_of(payload)
+            primary = payload
+    if primary is None:  # C headers only: no payload to re-derive them from; the header must name the table
+        from .writers import c_identifier
+
+        macro = ("COEFGEN_" + c_identifier(req.table_id).upper()).encode()
+        return summary if b"\n#define " + macro + b"_K " + str(req.K).encode() + b"\n" in datas.get("c", b"") else None
+    if not _formats_agree(req, primary, datas):
+        return None
     return summary
+
+
+def _read_capped(path: str) -> bytes | None:
+    """A regular file's bytes, at most MAX_FILE_BYTES (None otherwise: the table is re-solved)."""
+    from .runtime import TableError, read_regular
+
+    try:
+        return read_regular(path)
+    except TableError:
+        return None
+
+
+def _formats_agree(req: TableRequest, payload: dict, datas: dict) -> bool:
+    """Every format of a cached table is its table (issue 20.10): the payload names this table,
+    and the other formats are byte for byte what the writers render from it (the build wrote
+    exactly those bytes), so an NPZ or C header edited (manifest re-sealed), or a genuine table
+    of another name renamed, is re-solved rather than kept and copied into coefgen_tables.h."""
+    from .writers import render
+
+    if payload.get("table_id") != req.table_id:
+        return False
+    for fmt, data in datas.items():
+        if fmt == "json" or (fmt == "npz" and "json" not in datas):
+            continue  # the primary: validated above
+        try:
+            if render(payload, fmt, __version__) != data:
+                return False
+        except (KeyError, TypeError, ValueError):
+            return False
+    return True
 
 
 def _record(req: TableRequest, fmt: str, name: str, data: bytes) -> dict:
@@ -527,12 +574,70 @@ def _written_by_coefgen(out_dir: str, rel: str, old_manifest: dict, formats) -> 
         if not _HEADER_RE.match(data):
             return False
         if rel == AGGREGATE_HEADER:
-            return True
+            return b"\n#ifndef COEFGEN_TABLES_H\n" in data
         from .writers import c_identifier
 
         guard = ("COEFGEN_" + c_identifier(stem).upper() + "_H").encode()
         return b"#ifndef " + guard + b"\n" in data
     return False
+
+
+def _is_coefgen_manifest(out_dir: str) -> bool:
+    """manifest.json carries coefgen's seal: a regular file, a coefgen manifest (schema, version, files)."""
+    from .payload import MAX_FILE_BYTES, MAX_MANIFEST_JSON_VALUES, parse_json
+
+    path = os.path.join(out_dir, MANIFEST)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+        return False
+    data = _read_capped(path)
+    try:
+        doc = parse_json(data, MANIFEST, max_values=MAX_MANIFEST_JSON_VALUES) if data is not None else None
+    except ValueError:
+        return False
+    return (isinstance(doc, dict) and doc.get("schema") == MANIFEST_SCHEMA and isinstance(doc.get("files"), list)
+            and isinstance(doc.get("generator_version"), str))
+
+
+def _probe_writable(out_dir: str) -> None:
+    """InputError (exit 2) before any solving if no file can be created in ``out_dir``
+    (read-only directory or file system, permissions; issue 20.13)."""
+    from .writers import TMP_PREFIX, TMP_SUFFIX, _os_error
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=TMP_SUFFIX, dir=out_dir)
+    except OSError as e:
+        err = _os_error(out_dir, e)
+        raise InputError(f"{err} (the output directory; nothing was solved)") from None
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def refuse_foreign_outputs(out_dir: str, names, old_manifest: dict, formats) -> None:
+    """InputError (exit 2) naming the first destination of the build that exists but was not
+    provably written by coefgen (issue 20.8: the rule of --prune): a user file named like a
+    table, a foreign manifest.json or coefgen_tables.h, a symlink, a directory. Checked before
+    any solving, so nothing is lost and nothing is overwritten."""
+    foreign = []
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if not os.path.lexists(path):
+            continue
+        ok = _is_coefgen_manifest(out_dir) if name == MANIFEST else _written_by_coefgen(
+            out_dir, name, old_manifest, formats)
+        if not ok:
+            foreign.append(name)
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise InputError(f"{short(display_path(os.path.join(out_dir, foreign[0])))} exists and was not written by "
+                         f"coefgen{more} (or is damaged beyond recognition): build replaces only files it provably wrote; "
+                         "move it away (or delete it) or choose another --out")
 
 
 def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet: bool = False,
@@ -551,6 +656,17 @@ def build(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
 
 
 def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start) -> BuildResult:
+    stop = _Stop()  # from here on a SIGTERM/SIGINT ends the build cleanly, exit 130 (issue 20.11)
+    previous = stop.install()
+    try:
+        return _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start, stop)
+    except KeyboardInterrupt:  # before or after the solving loop: nothing half-done, say so
+        raise Interrupted(f"{label} interrupted before solving: no table was written (run it again)") from None
+    finally:
+        stop.restore(previous)
+
+
+def _build_locked_inner(spec, out_dir, jobs, quiet, force, prune, verify, label, stream, t_start, stop) -> BuildResult:
     result = BuildResult(out_dir=out_dir)
     stream = stream or sys.stderr
     formats = spec.formats
@@ -575,6 +691,9 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
     for req in spec.tables:
         for name in file_names(req, formats).values():
             expected[name] = req
+    refuse_foreign_outputs(out_dir, list(expected) + [MANIFEST] + ([AGGREGATE_HEADER] if "c" in formats else []),
+                           old_manifest, formats)
+    _probe_writable(out_dir)
     # records that still describe files on disk stay until their table is rewritten
     records = {p: rec for p, rec in old_manifest.items() if p in expected or p == AGGREGATE_HEADER}
     written_manifest = _read(os.path.join(out_dir, MANIFEST))
@@ -630,11 +749,14 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
             result.failures.append(f"{req.table_id}: {error}")
             progress.finished(req, seconds, False)
             return
-        for fmt, name in file_names(req, formats).items():  # files first ...
-            write_atomic(os.path.join(out_dir, name), out["files"][fmt])
-        for fmt, name in file_names(req, formats).items():  # ... then their manifest entries
-            records[name] = _record(req, fmt, name, out["files"][fmt])
-        flush_manifest()
+        try:
+            for fmt, name in file_names(req, formats).items():  # files first ...
+                write_atomic(os.path.join(out_dir, name), out["files"][fmt])
+            for fmt, name in file_names(req, formats).items():  # ... then their manifest entries
+                records[name] = _record(req, fmt, name, out["files"][fmt])
+            flush_manifest()
+        except InputError as e:  # full disk, directory made read-only: stop, do not solve for nothing
+            raise WriteFailed(str(e)) from None
         by_id[req.table_id] = TableResult(req, "solved", out["seconds"], summary=out["summary"])
         progress.finished(req, out["seconds"], True)
 
@@ -653,6 +775,7 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
 
     def finish_derived():
         for req in derived:
+            stop.check()  # a signal during the previous table's writes: stop here, cleanly
             t0 = time.perf_counter()
             inner_id = req.inner.table_id
             if inner_id not in inner_payloads:
@@ -667,21 +790,28 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
             finish(req, out, None, out["seconds"])
 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    previous_term = _install_sigterm()
+    stop.check()
     try:
         progress.redraw()
         if jobs == 1:
             for req in todo:
+                stop.check()  # a signal during the previous table's writes: stop here, cleanly
                 t0 = time.perf_counter()
                 try:
-                    out = solve_request(req, formats, verify)
-                    finish_solved(req, out, None, out["seconds"])
+                    stop.in_solve = True  # only a solve is interrupted by raising in the handler
+                    try:
+                        out = solve_request(req, formats, verify)
+                    finally:
+                        stop.in_solve = False
                 except KeyboardInterrupt:
                     raise
                 except Exception as e:  # noqa: BLE001 - one failed table does not stop the set
                     finish_solved(req, None, _describe(e), time.perf_counter() - t0)
+                    continue
+                finish_solved(req, out, None, out["seconds"])  # a write failure (WriteFailed) stops the build
+            stop.check()
         elif todo:
-            _run_pool(todo, formats, verify, jobs, finish_solved, progress)
+            _run_pool(todo, formats, verify, jobs, finish_solved, progress, stop)
         finish_derived()
         flush_manifest()
     except KeyboardInterrupt:
@@ -690,8 +820,16 @@ def _build_locked(spec, out_dir, jobs, quiet, force, prune, verify, label, strea
         done = sum(1 for r in by_id.values() if r.status == "solved")
         raise Interrupted(f"{label} interrupted: {done} table(s) finished and kept; "
                           f"{n_todo - done} not built (run it again to continue)") from None
+    except WriteFailed as e:
+        progress.close()
+        try:
+            flush_manifest()
+        except InputError:
+            pass
+        done = sum(1 for r in by_id.values() if r.status == "solved")
+        raise InputError(f"{e}; {label} stopped: {done} table(s) written and kept, "
+                         f"{n_todo - done} not written") from None
     finally:
-        _restore_sigterm(previous_term)
         progress.close()
 
     result.results = [by_id[r.table_id] for r in spec.tables]
@@ -732,65 +870,163 @@ def _describe(e: BaseException) -> str:
     return str(e) if isinstance(e, CoefgenError) else f"{type(e).__name__}: {e}"
 
 
-def _run_pool(todo, formats, verify, jobs, finish, progress):
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init)
+class _Stop:
+    """SIGTERM and SIGINT during a build (issue 20.11): the handler only records the request,
+    and the build stops at a point of its own choosing (between tables, or in the pool's
+    polling loop), so no exception is ever raised inside a file write, a lock of the pool, or
+    the clean-up itself. The single exception: while a table is being solved in this process
+    (--jobs 1), the handler raises KeyboardInterrupt to abandon that solve at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested = False
+        self.in_solve = False
+
+    def handler(self, signum, frame):
+        self.requested = True
+        if self.in_solve:
+            self.in_solve = False
+            raise KeyboardInterrupt
+
+    def install(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return {sig: signal.signal(sig, self.handler) for sig in self.SIGNALS}
+
+    def restore(self, previous):
+        for sig, old in (previous or {}).items():
+            signal.signal(sig, old)
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+POOL_POLL_SECONDS = 0.2    # the pool loop notices a signal within this time
+WORKER_STOP_SECONDS = 5.0  # terminated workers get this long to exit before SIGKILL
+
+
+def _worker_main(conn, formats, do_verify):  # pragma: no cover - runs in worker processes
+    """A worker: solve the requests received on ``conn`` until None or EOF; send back
+    ("ok", result) or ("error", message)."""
+    _worker_init()
+    while True:
+        try:
+            req = conn.recv()
+        except (EOFError, OSError):
+            return
+        if req is None:
+            return
+        try:
+            msg = ("ok", solve_request(req, formats, do_verify))
+        except Exception as e:  # noqa: BLE001 - reported by the parent as this table's failure
+            msg = ("error", _describe(e))
+        try:
+            conn.send(msg)
+        except (OSError, ValueError):
+            return
+
+
+class _Slot:
+    def __init__(self, proc, conn):
+        self.proc, self.conn = proc, conn
+        self.req, self.t0 = None, 0.0
+
+
+def _run_pool(todo, formats, verify, jobs, finish, progress, stop=None):
+    """Solve ``todo`` in ``jobs`` worker processes (biggest first), calling ``finish`` in this
+    process for each result. A plain pool of processes and pipes (no executor threads): on an
+    interruption or an error every worker is terminated, joined (SIGKILL after
+    WORKER_STOP_SECONDS) and its pipe closed before the exception propagates, so the build
+    always exits (issue 20.11)."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    stop = stop or _Stop()
+    ctx = mp.get_context()
+    queue = list(todo)
+    slots = []
+
+    def assign(slot):
+        if queue:
+            slot.req, slot.t0 = queue.pop(0), time.perf_counter()
+            slot.conn.send(slot.req)
+        else:
+            slot.req = None
+
     try:
-        futures = {pool.submit(solve_request, req, formats, verify): (req, time.perf_counter()) for req in todo}
-        pending = set(futures)
-        while pending:
-            done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: futures[f][0].table_id):
-                req, t0 = futures[fut]
+        for _ in range(jobs):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, formats, verify), daemon=True)
+            proc.start()
+            child.close()
+            slots.append(_Slot(proc, parent))
+        for slot in slots:
+            assign(slot)
+        while any(slot.req is not None for slot in slots):
+            stop.check()
+            busy = [slot for slot in slots if slot.req is not None]
+            ready = set(wait([s.conn for s in busy] + [s.proc.sentinel for s in busy], timeout=POOL_POLL_SECONDS))
+            for slot in sorted(busy, key=lambda s: s.req.table_id):
+                if slot.conn not in ready and slot.proc.sentinel not in ready:
+                    continue
+                req = slot.req
                 try:
-                    out = fut.result()
-                except cf.process.BrokenProcessPool as e:
-                    raise CheckError(f"a worker process died while solving ({e}); no table was lost") from None
-                except Exception as e:  # noqa: BLE001
-                    finish(req, None, _describe(e), time.perf_counter() - t0)
+                    kind, value = slot.conn.recv()
+                except (EOFError, OSError):
+                    slot.proc.join(1.0)
+                    raise CheckError(f"a worker process died while solving {req.table_id} (exit code "
+                                     f"{slot.proc.exitcode}); no finished table was lost") from None
+                if kind == "ok":
+                    finish(req, value, None, value["seconds"])
                 else:
-                    finish(req, out, None, out["seconds"])
+                    finish(req, None, value, time.perf_counter() - slot.t0)
+                assign(slot)
             progress.redraw()
     except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(slots, terminate=True)
         raise
-    pool.shutdown(wait=True)
+    _stop_workers(slots, terminate=False)
 
 
-def _install_sigterm():
-    """SIGTERM behaves like Ctrl-C (so temporary files are cleaned and the manifest flushed)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_sigterm(previous):
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+def _stop_workers(slots, terminate: bool) -> None:
+    """Stop every worker and wait for it (terminate, or ask politely; SIGKILL as the last resort)."""
+    for slot in slots:
+        if terminate:
+            if slot.proc.is_alive():
+                slot.proc.terminate()
+        else:
+            try:
+                slot.conn.send(None)
+            except (OSError, ValueError):
+                pass
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for slot in slots:
+        slot.proc.join(max(0.0, deadline - time.monotonic()))
+        if slot.proc.is_alive():
+            slot.proc.kill()
+            slot.proc.join()
+        slot.conn.close()
 
 
 # --------------------------------------------------------------------------- check
 
 def _version_of(rel: str, data: bytes) -> str | None:
     """generator_version stated by a file of the set (None if it cannot be read)."""
-    import io
     import re
 
     try:
         if rel.endswith(".json"):
-            return json.loads(data.decode("utf-8")).get("generator_version")
-        if rel.endswith(".npz"):
-            import numpy as np
+            from .payload import parse_json
 
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                return json.loads(str(z["payload"][()])).get("generator_version")
+            return parse_json(data, rel).get("generator_version")  # memory bounded (issue 20.6)
+        if rel.endswith(".npz"):
+            from .runtime import _payload_from_npz
+
+            return _payload_from_npz(rel, data).get("generator_version")  # size-capped members, bounded JSON
         if rel.endswith(".h"):
             m = re.match(rb"/\* generated by coefgen (\S+);", data)
             return m.group(1).decode("ascii") if m else None
@@ -825,10 +1061,10 @@ def check(spec: Spec, out_dir: str | None = None, jobs: int | None = None, quiet
         if rel not in fresh:
             lines.append(f"extra {shown}")
             continue
-        data = _read(os.path.join(out_dir, rel))
+        data = _read_capped(os.path.join(out_dir, rel))  # regular files within the size cap only
         if data == fresh[rel]:
             continue
-        version = _version_of(rel, data) if rel != MANIFEST else _manifest_version(data)
+        version = None if data is None else _version_of(rel, data) if rel != MANIFEST else _manifest_version(data)
         if version is not None and version != __version__:
             lines.append(f"stale version {shown} (generated by coefgen {version}, installed {__version__})")
         else:
@@ -870,8 +1106,10 @@ def display_path(path: str) -> str:
 
 
 def _manifest_version(data: bytes):
+    from .payload import MAX_MANIFEST_JSON_VALUES, parse_json
+
     try:
-        return json.loads(data.decode("utf-8")).get("generator_version")
+        return parse_json(data, MANIFEST, max_values=MAX_MANIFEST_JSON_VALUES).get("generator_version")
     except Exception:  # noqa: BLE001
         return None
 

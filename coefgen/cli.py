@@ -16,6 +16,7 @@ pin_numerics()  # before anything imports numpy: the same bytes on every x86-64 
 import click  # noqa: E402
 
 from . import __version__
+from .cli_types import ASCII_INT  # noqa: E402
 from .errors import CheckError, CoefgenError, InputError
 
 
@@ -23,8 +24,15 @@ class CoefgenGroup(click.Group):
     """Turns CoefgenError (and stray exceptions) into one-line messages unless --debug."""
 
     def invoke(self, ctx):
+        import warnings
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                if "--debug" not in sys.argv[1:2]:
+                    # numpy's overflow/invalid RuntimeWarnings on hostile values are noise on stderr: the
+                    # checks report what they mean (a non-finite bound fails its claim), in one line
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                return super().invoke(ctx)
         except CoefgenError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -32,6 +40,13 @@ class CoefgenGroup(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
+        except (MemoryError, RecursionError) as e:  # an input too large or too deep: bad input (issue 20.12)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            what = ("ran out of memory: the input is too large for this machine" if isinstance(e, MemoryError)
+                    else "the input is nested too deeply")
+            click.echo(f"coefgen: error: {what} (reduce it; see the caps in docs/limits.md)", err=True)
+            ctx.exit(2)
         except Exception as e:  # noqa: BLE001 - last resort: never a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -41,6 +56,12 @@ class CoefgenGroup(click.Group):
 
 
 MAX_MESSAGE_CHARS = 1000
+
+
+def _no_empty_paths(files) -> None:
+    """An empty file argument is bad input (exit 2), not a file that failed its check."""
+    if any(not str(f).strip() for f in files):
+        raise InputError("FILE: the path is empty")
 
 
 def _one_line(e) -> str:
@@ -67,7 +88,7 @@ def main(ctx, debug):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name: kl, euclidean, alpha:<a>, poly:<c0>,<c1>,...")
-@click.option("--K", "K", required=True, type=int, help="Group size (samples per prompt), 2 <= K <= 2048.")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size (samples per prompt), 2 <= K <= 2048.")
 @click.option("--estimator", "-e", required=True, type=click.Choice(["exact", "minimax", "aqp", "plugin", "digamma"]),
               help="exact (polynomial rewards), minimax, aqp (variance-optimal under a bias budget), plugin, digamma.")
 @click.option("--tau", default=None, help="aqp: bias budget tau * E*_K, tau >= 1 (default 10).")
@@ -84,7 +105,7 @@ def main(ctx, debug):
 def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, baseline, fmt, output):
     """Solve, certify and write one table."""
     from .compiler import compile_table, precheck
-    from .writers import check_destination, render, write_atomic
+    from .writers import check_outputs, render, write_atomic
 
     params = {}
     if estimator == "aqp":
@@ -95,8 +116,7 @@ def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, ba
     if output == "-" and fmt == "npz":
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params, baseline)  # fail fast, before any solving
-    if output != "-":
-        check_destination(output)  # a directory, an unwritable or too long name: before solving
+    check_outputs([("-o/--output", output, "binary" if fmt == "npz" else "text")])  # before solving
     payload = compile_table(divergence, K, estimator, params, baseline)
     data = render(payload, fmt, __version__)
     if output == "-":
@@ -113,6 +133,7 @@ def show(files):
     from .runtime import TableError, load
     from .summary import describe
 
+    _no_empty_paths(files)
     for i, path in enumerate(files):
         try:
             table = load(path)
@@ -129,6 +150,7 @@ def verify(files):
     """Re-certify table files from their float64 values; exit 1 if a claim fails."""
     from .verify import _manifest, verify_file
 
+    _no_empty_paths(files)
     failures = []
     for path in files:
         lines = verify_file(path)
@@ -149,8 +171,8 @@ def verify(files):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
-@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
-@click.option("--digits", type=int, default=None, help="Proven significant digits wanted (default: >= 20 up to K = 256).")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size K >= 2.")
+@click.option("--digits", type=ASCII_INT, default=None, help="Proven significant digits wanted (default: >= 20 up to K = 256).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def level(divergence, K, digits, as_json):
     """The minimax level E*_K = min sup |p (T(p) - r(p))| with a proven bracket."""
@@ -163,6 +185,10 @@ def level(divergence, K, digits, as_json):
     check_K_level(reward, K)
     if digits is not None and not 1 <= digits <= 200:
         raise InputError(f"--digits must be between 1 and 200, got {digits}")
+    if digits is not None:
+        from .solvers.minimax import check_level_work
+
+        check_level_work(K, digits)  # named cap on K^2 x digits, before any work
     lev = minimax_level(reward, K, digits)
     doc = level_json(lev)
     if as_json:
@@ -174,9 +200,9 @@ def level(divergence, K, digits, as_json):
 
 @main.command()
 @click.option("--divergence", "-d", required=True, help="Reward name (see solve --help).")
-@click.option("--K", "K", required=True, type=int, help="Group size K >= 2.")
+@click.option("--K", "K", required=True, type=ASCII_INT, help="Group size K >= 2.")
 @click.option("-o", "--output", required=True, help="PNG file for the plot.")
-@click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON.")
+@click.option("--json", "json_path", default=None, help="Also write the frontier points as JSON (- for stdout).")
 def frontier(divergence, K, output, json_path):
     """Sweep the AQP bias budget tau and plot sup|b| against sup m."""
     from .compiler import check_K, check_K_level
@@ -185,15 +211,17 @@ def frontier(divergence, K, output, json_path):
     from .rewards import parse_reward
     from .writers import write_atomic
 
+    from .frontier import check_frontier_K
+
     reward = parse_reward(divergence)
     K = check_K(K)
     check_K_level(reward, K)
     if reward.is_polynomial and reward.degree <= K - 1:
         raise InputError(f"{reward.name} has an exact (unbiased) table at K={K}: there is no bias-variance trade-off to plot")
-    from .writers import check_destination
+    check_frontier_K(K)
+    from .writers import STDOUT, check_outputs
 
-    for dest in (output, json_path) if json_path is not None else (output,):
-        check_destination(dest)  # before the sweep
+    check_outputs([("-o/--output", output, "binary"), ("--json", json_path, "text")])  # before the sweep
     from .build import Progress
     from .frontier import frontier_steps
 
@@ -205,9 +233,12 @@ def frontier(divergence, K, output, json_path):
     finally:
         progress.close()
     plot_frontier(points, output, title=f"{reward.name}, K = {K}")
-    if json_path:
-        write_atomic(json_path, canonical_json({"divergence": reward.name, "K": K, "points": points}).encode())
-    click.echo(f"wrote {output}" + (f" and {json_path}" if json_path else ""), err=True)
+    data = canonical_json({"divergence": reward.name, "K": K, "points": points})
+    if json_path == STDOUT:
+        sys.stdout.write(data)
+    elif json_path is not None:
+        write_atomic(json_path, data.encode())
+    click.echo(f"wrote {output}" + (f" and {json_path}" if json_path not in (None, STDOUT) else ""), err=True)
 
 
 def _register_tableset_commands():

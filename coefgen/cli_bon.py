@@ -56,16 +56,44 @@ def read_reference(text: str) -> tuple[np.ndarray, np.ndarray, dict]:
 def _number(x, where: str, path: str) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise InputError(f"{path}: {where} is {json.dumps(x)[:40]}, not a number")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:  # a 400-digit integer
+        raise InputError(f"{path}: {where} is an integer of {len(str(abs(x)))} digits, beyond float64") from None
+
+
+_NON_FINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
+
+
+def _csv_number(text: str) -> float:
+    """A CSV field as a float by the strict file-number grammar (ASCII digits, no '_', caps
+    checked before converting; spec_numbers.parse_file_number); nan/inf are read as such and
+    refused with their position by check_reference. ValueError otherwise."""
+    from .spec_numbers import parse_file_number
+
+    t = text.strip()
+    if t.lower() in _NON_FINITE:
+        return float(t)
+    parse_file_number(t)
+    return float(t)
 
 
 def _parse_json(data: str, path: str):
+    from .payload import DuplicateKeyError, _no_duplicates, json_values_upper_bound
+
+    cap = 2 * bon.MAX_OUTCOMES + 8  # probs and rewards: checked before parsing, so memory stays bounded
+    if json_values_upper_bound(data) > cap:
+        raise InputError(f"{path}: more than {cap} JSON values (2 x MAX_OUTCOMES = {bon.MAX_OUTCOMES} outcomes)")
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except (ValueError, RecursionError) as e:
-        raise InputError(f"{path}: invalid JSON ({e})") from None
+    except DuplicateKeyError as e:
+        raise InputError(f"{path}: invalid JSON ({e}: which one counts is ambiguous)") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
+    except ValueError as e:
+        raise InputError(f"{path}: invalid JSON ({str(e)[:120]})") from None
     if not isinstance(doc, dict) or "probs" not in doc or "rewards" not in doc:
         raise InputError(f'{path}: expected a JSON object {{"probs": [...], "rewards": [...]}}')
     extra = sorted(set(doc) - {"probs", "rewards"})
@@ -84,7 +112,13 @@ def _parse_csv(data: str, path: str):
     rows = csv.reader(io.StringIO(data))
     header = None
     probs, rewards = [], []
-    for row in rows:
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a field over csv.field_size_limit() (128 KiB), a NUL byte, ...
+            raise InputError(f"{path}: line {rows.line_num}: not a valid CSV row ({str(e)[:120]})") from None
         line = rows.line_num
         if not row or all(not f.strip() for f in row):
             continue
@@ -97,8 +131,8 @@ def _parse_csv(data: str, path: str):
         if len(row) != 2:
             raise InputError(f"{path}: line {line}: expected 2 fields (prob,reward), got {len(row)}")
         try:
-            probs.append(float(row[ip]))
-            rewards.append(float(row[ir]))
+            probs.append(_csv_number(row[ip]))
+            rewards.append(_csv_number(row[ir]))
         except ValueError:
             raise InputError(f"{path}: line {line}: {','.join(row)[:60]!r} is not two numbers") from None
         if len(probs) > bon.MAX_OUTCOMES:
@@ -188,8 +222,11 @@ def summary_text(doc: dict) -> str:
 
 def run(reference: str, n_text: str, json_path: str | None, png_path: str | None, per_output: bool):
     """The whole command: returns (text for stdout or None, list of files written)."""
-    from .writers import write_atomic
+    from .writers import STDOUT, check_outputs, write_atomic
 
+    is_file = not (reference.startswith(FAMILIES) and not os.path.exists(reference))
+    check_outputs([("--json", json_path, "text"), ("-o/--output", png_path, "binary")],
+                  [("reference", reference)] if is_file else [])  # before reading or computing
     ns = bon.parse_n(n_text)
     if per_output and len(ns) != 1:
         raise InputError(f"--per-output needs one n, got {len(ns)} values of n")
@@ -198,14 +235,14 @@ def run(reference: str, n_text: str, json_path: str | None, png_path: str | None
     doc = sweep_document(ref, ns, describe_reference(ref, probs, source), per_output)
     written = []
     payload = (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-    if png_path:
+    if png_path is not None:
         from .plot_bon import plot_bon
 
         plot_bon(doc, png_path)
         written.append(png_path)
-    if json_path and json_path != "-":
+    if json_path is not None and json_path != STDOUT:
         write_atomic(json_path, payload)
         written.append(json_path)
-    if json_path == "-":
+    if json_path == STDOUT:
         return payload.decode("utf-8"), written
     return summary_text(doc) + "\n", written

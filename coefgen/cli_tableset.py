@@ -11,10 +11,22 @@ import sys
 
 import click
 
+from .cli_types import ASCII_INT
 from .errors import CheckError, InputError
 
 _CONFIG_HELP = ("Table-set spec (coefgen.yaml); its 'output' is relative to the file. "
                 "Default: the embedded default set, output relative to the current directory.")
+
+
+def _paths(**named):
+    """InputError (exit 2) for an empty path given to an option (issue 20.13): ``--out ''`` must
+    not silently mean the current directory's default output."""
+    for option, value in named.items():
+        if value is not None and not str(value).strip():
+            raise InputError(f"{option}: the path is empty")
+        if option == "--out" and value == "-":  # one rule: '-' is standard output, which a table set cannot be
+            raise InputError("--out -: '-' means standard output, and a table set is a directory "
+                             "(./- for a directory named '-')")
 
 
 def _jobs(jobs):
@@ -27,7 +39,7 @@ def _jobs(jobs):
 @click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Output directory (overrides the spec's 'output').")
-@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--jobs", "-j", type=ASCII_INT, default=None, help="Parallel solver processes (default: the CPU count).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, no summary (errors only).")
 @click.option("--force", is_flag=True, help="Re-solve every table even if it is up to date.")
 @click.option("--prune", is_flag=True, help="Delete files in the output directory that the spec does not produce.")
@@ -41,6 +53,7 @@ def build(config, out, jobs, quiet, force, prune):
     from .build import Interrupted, build as run_build, display_path, summary_table
     from .spec import load_spec
 
+    _paths(**{"--config": config, "--out": out})
     spec = load_spec(config)  # every error, with file:line, before any solving
     try:
         result = run_build(spec, out, jobs=_jobs(jobs), quiet=quiet, force=force, prune=prune)
@@ -63,7 +76,8 @@ def build(config, out, jobs, quiet, force, prune):
     for line in result.failures:
         click.echo(f"FAILED {line}", err=True)
     if result.failures:
-        raise CheckError(f"{len(result.failures)} table(s) failed; the others were written")
+        raise CheckError(f"{len(result.failures)} table(s) failed; {len(result.solved)} solved and "
+                         f"{len(result.cached)} up to date are in {display_path(result.out_dir)}")
     _sync_package_tables(spec, result.out_dir, config is None, quiet)
 
 
@@ -116,7 +130,7 @@ def set_summary(spec, out_dir, default_spec: bool) -> str:
 @click.option("--config", "-c", "config", default=None, type=click.Path(dir_okay=False), help=_CONFIG_HELP)
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="Directory to check (default: the spec's 'output').")
-@click.option("--jobs", "-j", type=int, default=None, help="Parallel solver processes (default: the CPU count).")
+@click.option("--jobs", "-j", type=ASCII_INT, default=None, help="Parallel solver processes (default: the CPU count).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress (differences are still printed).")
 def check(config, out, jobs, quiet):
     """Rebuild the set in a temporary directory and compare byte for byte (for CI).
@@ -127,6 +141,7 @@ def check(config, out, jobs, quiet):
     from .build import Interrupted, check as run_check
     from .spec import load_spec
 
+    _paths(**{"--config": config, "--out": out})
     spec = load_spec(config)
     target = out or spec.output
     try:
@@ -157,9 +172,10 @@ def plot(files, output):
     """
     from .plot import plot_tables
     from .runtime import TableError, load
-    from .writers import check_destination
+    from .writers import check_outputs
 
-    check_destination(output)
+    _paths(**{"FILE": f for f in files if not f.strip()})
+    check_outputs([("-o/--output", output, "binary")], [("table", f) for f in files])
     tables = []
     for path in files:
         try:

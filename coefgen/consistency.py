@@ -36,19 +36,73 @@ _REL = Fraction(1, 10**9)  # slack for float64 rounding of solver targets (bound
 
 
 def _dec(x) -> Fraction | None:
-    """A finite decimal string (or p/q) as a Fraction, else None."""
-    if not isinstance(x, str) or len(x) > 200:
-        return None
+    """A finite decimal string (or p/q) as a Fraction, else None (spec_numbers.parse_file_number:
+    ASCII, the file caps checked before converting)."""
+    from .spec_numbers import parse_file_number
+
     try:
-        if "/" in x:
-            num, den = x.split("/")
-            return Fraction(int(num), int(den))
-        f = float(x)
-        if not math.isfinite(f):
-            return None
-        return Fraction(x)
+        return parse_file_number(x)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+# The decimal strings a table file states (verify and build parse these only after number_failures).
+NUMBER_FIELDS = ("bias_bound", "bias_lower", "variance_bound", "variance_lower", "mse_bound", "mse_lower",
+                 "minimax_level")
+
+
+def number_failures(payload: dict) -> list[str]:
+    """One line per decimal string of the file beyond the file-number limits (issue 20.4):
+    values_exact, bounds, lowers, minimax level and bracket, witnesses. Checked on the text,
+    before any Fraction or mpmath conversion, so a re-sealed ``1e-99999999`` costs nothing.
+    A field that is not a string is left to the other checks (they report it)."""
+    from .spec_numbers import parse_file_number
+
+    items = []
+    ve = payload.get("values_exact")
+    if isinstance(ve, list):
+        items += [(f"values_exact[{i}]", s) for i, s in enumerate(ve)]
+    items += [(f, payload.get(f)) for f in NUMBER_FIELDS]
+    br = payload.get("minimax_level_bracket")
+    if isinstance(br, list):
+        items += [(f"minimax_level_bracket[{i}]", s) for i, s in enumerate(br[:2])]
+    wit = payload.get("witness")
+    if isinstance(wit, dict):
+        items += [(f"witness.{k}", wit[k]) for k in ("bias", "variance", "mse") if k in wit]
+    out = []
+    for name, text in items:
+        if text is None and not name.startswith(("values_exact", "witness")):
+            continue  # absent: reported by the checks that need it
+        if not isinstance(text, str):
+            out.append(f"{name}: {str(text)[:40]!r} is not a decimal string")
+            continue
+        if name == "mse_bound" and text == "inf":
+            continue
+        try:
+            parse_file_number(text)
+        except (ValueError, ZeroDivisionError) as e:
+            out.append(f"{name}: {e}")
+            if len(out) >= 3:
+                break
+    return out
+
+
+def _json_number(x) -> Fraction | None:
+    """A finite JSON number (not a bool) within float64's range as a Fraction, else None
+    (a 4000-digit integer is not a parameter value; math.isfinite would overflow on it)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    if isinstance(x, int):
+        return Fraction(x) if abs(x) <= 10**308 else None
+    return Fraction(x) if math.isfinite(x) else None
+
+
+def _g(x: Fraction) -> str:
+    """A Fraction for a message (%.6g), also beyond float64's range."""
+    try:
+        return f"{float(x):.6g}"
+    except OverflowError:
+        return "beyond float64"
 
 
 def _point_values(values, reward, p: float):
@@ -146,10 +200,8 @@ def consistency_failures(payload: dict, reward) -> list[str]:
             for g, (lo_f, _) in enumerate(_BOUND_FIELDS):
                 key = lo_f.split("_")[0]
                 ws = wit[key]
-                try:
-                    p = float(ws) if isinstance(ws, str) else math.nan
-                except ValueError:
-                    p = math.nan
+                pq = _dec(ws)
+                p = float(pq) if pq is not None and 0 <= pq <= 1 else math.nan
                 if not 0 <= p <= 1:
                     out.append(f"witness.{key} = {str(ws)[:40]!r} is not a p in [0, 1]")
                     continue
@@ -180,7 +232,11 @@ def values_failures(payload: dict, reward) -> list[str]:
         if q is None:
             out.append(f"values_exact[{i}] = {s[:40]!r} is not an exact number")
             break
-        if float(q) != float(v):
+        try:
+            rounds = float(q) == float(v)
+        except OverflowError:  # |q| beyond float64 (the file caps allow exponents to ±400)
+            rounds = False
+        if not rounds:
             out.append(f"values_exact[{i}] = {s[:40]} does not round to values[{i}] = {float(v)!r}")
             break
     est = payload.get("estimator")
@@ -262,19 +318,18 @@ def _level_failures(payload, reward, K, est, nums) -> list[str]:
         if bias > up * Fraction(MINIMAX_SLACK) * (1 + _REL):
             out.append(f"bias_bound {payload['bias_bound']} exceeds {MINIMAX_SLACK} x E*_K: not a minimax table")
     if est == "aqp" and bias is not None and up > 0:
-        tau = params.get("tau")
-        if tau is not None and not isinstance(tau, bool) and isinstance(tau, (int, float)) and math.isfinite(tau):
-            if bias > Fraction(tau) * up * (1 + _REL):
-                out.append(f"bias_bound {payload['bias_bound']} exceeds tau x E*_K = {float(Fraction(tau) * up):.6g}")
+        tau = _json_number(params.get("tau"))
+        if tau is not None:
+            if bias > tau * up * (1 + _REL):
+                out.append(f"bias_bound {payload['bias_bound']} exceeds tau x E*_K = {_g(tau * up)}")
         V = params.get("max_mse")
         mse = nums.get("mse_bound")
         if V is not None and mse is not None:
             solver = params.get("solver") if isinstance(params.get("solver"), dict) else {}
             vnum = V if not isinstance(V, str) else solver.get("max_mse_value")
-            vq = _dec(vnum) if isinstance(vnum, str) else (Fraction(vnum) if isinstance(vnum, (int, float))
-                                                             and not isinstance(vnum, bool) and math.isfinite(vnum) else None)
+            vq = _dec(vnum) if isinstance(vnum, str) else _json_number(vnum)
             if vq is None:
                 out.append(f"max_mse {str(V)[:40]!r}: the solver's value of V is missing")
             elif mse > vq * (1 + _REL):
-                out.append(f"mse_bound {payload['mse_bound']} exceeds max_mse = {float(vq):.6g}")
+                out.append(f"mse_bound {payload['mse_bound']} exceeds max_mse = {_g(vq)}")
     return out

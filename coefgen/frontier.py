@@ -16,6 +16,21 @@ from .errors import CoefgenError
 from .rewards import KL, Reward
 
 
+# The sweep solves and certifies 10 aqp tables plus the baselines: ~25 s at K = 64 on one core
+# (~10 s at K = 32), growing faster than K; beyond the cap solve single tables (issue 20.7).
+MAX_FRONTIER_K = 128
+
+
+def check_frontier_K(K: int) -> None:
+    """InputError naming MAX_FRONTIER_K when K exceeds it."""
+    from .errors import InputError
+
+    if K > MAX_FRONTIER_K:
+        raise InputError(f"frontier: K = {K} exceeds the cap MAX_FRONTIER_K = {MAX_FRONTIER_K} (the sweep solves 10 aqp "
+                         "tables, ~25 s at K = 64); at larger K solve single points with "
+                         "`coefgen solve -e aqp --tau T`")
+
+
 def default_taus(n: int = 10, lo: float = 1.5, hi: float = 100.0) -> list[float]:
     """n log-spaced values from lo to hi, rounded to 3 significant digits (stable names)."""
     return [float(f"{x:.3g}") for x in np.geomspace(lo, hi, n)]
@@ -68,6 +83,7 @@ def frontier_points(reward: Reward, K: int, taus=None, on_step=None) -> list[dic
     from .compiler import MINIMAX_SLACK
     from .solvers.minimax import minimax_level
 
+    check_frontier_K(K)
     step = [0, time.perf_counter()]
 
     def done(ok=True):

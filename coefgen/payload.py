@@ -56,12 +56,37 @@ def _no_duplicates(pairs):
     return out
 
 
-def parse_json(data: bytes, source: str = "table"):
+# JSON values a document may hold, bounded before parsing (a parsed value costs 30-100 bytes of
+# memory against its 2-3 bytes of text: 64 MiB of "[]," would need ~1.7 GB; issue 20.6).
+MAX_TABLE_JSON_VALUES = 20_000        # a table at K = 2048 holds ~4,200 (values, values_exact, fields)
+MAX_MANIFEST_JSON_VALUES = 2_000_000  # a manifest of 10,000 tables in three formats holds ~1 M
+
+
+def json_values_upper_bound(data) -> int:
+    """An upper bound on the number of values of a JSON text, without parsing it: every value
+    but the first follows a ',' or ':' or opens after '[' / '{' (characters inside strings are
+    counted too, so the bound is loose, never low)."""
+    if isinstance(data, (bytes, bytearray)):
+        return 1 + sum(data.count(c) for c in (b",", b":", b"[", b"{"))
+    return 1 + sum(data.count(c) for c in (",", ":", "[", "{"))
+
+
+def parse_json(data: bytes, source: str = "table", max_values: int | None = None):
     """JSON text → object, strictly: UTF-8, no duplicate keys, no NaN/Infinity, no integers
-    beyond 4300 digits or nesting beyond Python's recursion limit (all: ValueError, one line)."""
+    beyond 4300 digits or nesting beyond Python's recursion limit, at most ``max_values``
+    values (counted before parsing, so memory stays bounded) (all: ValueError, one line).
+    Default cap: MAX_MANIFEST_JSON_VALUES for a text naming the manifest schema, else
+    MAX_TABLE_JSON_VALUES (either way bounded: at most ~2 M small values)."""
     def no_constant(name):
         raise ValueError(f"non-standard JSON constant {name}")
 
+    if max_values is None:
+        marker = MANIFEST_SCHEMA.encode() if isinstance(data, (bytes, bytearray)) else MANIFEST_SCHEMA
+        max_values = MAX_MANIFEST_JSON_VALUES if marker in data else MAX_TABLE_JSON_VALUES
+
+    if json_values_upper_bound(data) > max_values:
+        raise ValueError(f"{source}: more than {max_values} JSON values (the cap of this kind of file, "
+                         "checked before parsing)")
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=no_constant)

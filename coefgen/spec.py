@@ -39,6 +39,7 @@ MAX_SPEC_BYTES = 1 << 20       # the spec file
 MAX_YAML_NODES = 100_000       # distinct nodes of the composed YAML tree
 MAX_TABLES = 10_000            # tables a spec may ask for
 MAX_WORK = 2.0e9               # sum of TableRequest.cost() (~ (1+K)^2 x estimator weight) over the set
+MAX_INT_CHARS = 40             # an integer written in the spec (K: 900000 digits is refused before converting)
 _STANDARD_TAGS = {"tag:yaml.org,2002:" + t for t in
                   ("str", "int", "float", "bool", "null", "seq", "map")}
 DEFAULT_SPEC_SOURCE = "<embedded default spec>"
@@ -153,6 +154,9 @@ def _check_tree(ctx, root) -> None:
             ctx.fail(node, "YAML merge keys (<<) are not supported; write the keys out")
         if node.tag not in _STANDARD_TAGS:
             ctx.fail(node, f"YAML tag {node.tag[:60]!r} is not supported (plain strings, numbers, lists and mappings only)")
+        if node.tag == "tag:yaml.org,2002:int" and isinstance(node.value, str) and len(node.value) > MAX_INT_CHARS:
+            ctx.fail(node, f"an integer of {len(node.value)} characters; integers in a spec have at most "
+                           f"{MAX_INT_CHARS} (MAX_INT_CHARS)")
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 stack += [k, v]
@@ -308,6 +312,8 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
     ctx = _Ctx(source)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise InputError(f"{source}:1: the YAML is nested too deeply") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1

@@ -17,6 +17,13 @@ _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE]([+-]?[0-9]+))?", 
 _RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+", re.ASCII)
 MAX_NUMBER_CHARS = 64      # one number of a name (alpha:<a>, a poly coefficient)
 MAX_EXPONENT = 30          # |decimal exponent| of a number as written, checked before converting
+# Numbers read from files (a table's values_exact, bounds, lowers, minimax level and bracket,
+# witnesses): the same parser, with limits wide enough for every float64 written with 30+ digits
+# and for the exact p/q of any table coefgen can write (Python's own int-to-text limit is 4300
+# digits, so the compiler cannot write longer integers), checked before converting.
+MAX_FILE_NUMBER_CHARS = 100       # a decimal in a file (float64 at 30+ significant digits: ~40)
+MAX_FILE_EXPONENT = 400           # |exponent| of a decimal in a file (float64: 1e-324 .. 1e308)
+MAX_FILE_RATIO_DIGITS = 4_300     # digits of each of p and q of an exact p/q in a file
 
 
 def show(text, limit: int = 80) -> str:
@@ -33,18 +40,40 @@ def parse_exact(text: str) -> Fraction:
     ASCII digits only; at most 64 characters; a decimal exponent within ±30 (checked before
     converting, so ``1e99999999`` costs nothing)."""
     s = text.strip()
-    if len(s) > MAX_NUMBER_CHARS:
-        raise ValueError(f"{show(text)} is longer than {MAX_NUMBER_CHARS} characters")
+    return _parse(text, s, MAX_NUMBER_CHARS, MAX_EXPONENT, MAX_NUMBER_CHARS)
+
+
+def parse_file_number(text) -> Fraction:
+    """A number read from a file (table fields such as ``values_exact``, ``bias_bound``,
+    ``minimax_level_bracket``) as a Fraction, by the same grammar as ``parse_exact`` but exact
+    text (no surrounding blanks) and the file limits: a decimal of at most
+    MAX_FILE_NUMBER_CHARS characters with |exponent| <= MAX_FILE_EXPONENT, or p/q with at most
+    MAX_FILE_RATIO_DIGITS digits each. The caps are checked before any conversion, so
+    ``1e-99999999`` or a megabyte of digits costs nothing. ValueError (one line) otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"{show(text, 40)} is not a decimal string")
+    if "/" in text:
+        return _parse(text, text, 2 * MAX_FILE_RATIO_DIGITS + 2, MAX_FILE_EXPONENT, MAX_FILE_RATIO_DIGITS)
+    return _parse(text, text, MAX_FILE_NUMBER_CHARS, MAX_FILE_EXPONENT, MAX_FILE_NUMBER_CHARS)
+
+
+def _parse(text, s: str, max_chars: int, max_exponent: int, max_part: int) -> Fraction:
+    """parse_exact's grammar with the given caps (``s``: the text to parse)."""
+    if len(s) > max_chars:
+        raise ValueError(f"{show(text)} is longer than {max_chars} characters")
     m = _DECIMAL.fullmatch(s)
     if m is None and not _RATIO.fullmatch(s):
         raise ValueError(f"{show(text)} is not an exact decimal or p/q (ASCII digits)")
     if "/" in s:
         num, den = s.split("/")
+        if max(len(num.lstrip("+-")), len(den)) > max_part:
+            raise ValueError(f"{show(text)}: p or q has more than {max_part} digits")
         if int(den) == 0:
             raise ValueError(f"{show(text)} has a zero denominator")
         return Fraction(int(num), int(den))
-    if m.group(4) is not None and abs(int(m.group(4))) > MAX_EXPONENT:
-        raise ValueError(f"{show(text)}: exponent outside ±{MAX_EXPONENT}")
+    exp = m.group(4)
+    if exp is not None and (len(exp.lstrip("+-")) > 6 or abs(int(exp)) > max_exponent):
+        raise ValueError(f"{show(text)}: exponent outside ±{max_exponent}")
     return Fraction(s)
 
 

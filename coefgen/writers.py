@@ -292,3 +292,58 @@ def write_atomic(path, data: bytes) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+STDOUT = "-"  # one rule for every output option: "-" is standard output, never a file named "-"
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (resolved; existing files compared by inode)."""
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    if ra == rb:
+        return True
+    try:
+        return os.path.samefile(ra, rb)
+    except OSError:
+        return False
+
+
+def check_outputs(outputs, inputs=()) -> None:
+    """The destinations of one command, checked before any work (issue 20.9, 20.13).
+
+    ``outputs``: (option, path or None, kind) with kind ``"text"`` (may be ``-`` = stdout) or
+    ``"binary"`` (PNG, NPZ: ``-`` refused); ``inputs``: (what, path) of the files the command
+    reads. InputError (exit 2, one line) for an empty path, ``-`` for a binary output or twice,
+    a destination that is one of the inputs or another destination of the command, or one that
+    cannot be written (``check_destination``). A file literally named ``-`` is written as ``./-``.
+    Stream destinations (/dev/null, FIFOs) may repeat: they are never replaced."""
+    from .errors import InputError
+
+    seen = []
+    stdout_by = None
+    for option, path, kind in outputs:
+        if path is None:
+            continue
+        path = os.fspath(path)
+        if not path.strip():
+            raise InputError(f"{option}: the output path is empty")
+        if path == STDOUT:
+            if kind != "text":
+                raise InputError(f"{option} -: this output is binary and cannot go to standard output; "
+                                 "give a file name (./- for a file named '-')")
+            if stdout_by is not None:
+                raise InputError(f"{option} - and {stdout_by} -: only one output can go to standard output")
+            stdout_by = option
+            continue
+        check_destination(path)
+        if resolve_destination(path)[0] == "stream":
+            continue
+        for what, src in inputs:
+            if src is not None and os.path.exists(src) and _same_file(path, src):
+                raise InputError(f"{option} {short(path)} is the {what} {short(src)}: "
+                                 "an output must not overwrite the command's own input")
+        for other_option, other in seen:
+            if _same_file(path, other):
+                raise InputError(f"{option} {short(path)} and {other_option} {short(other)} are the same file: "
+                                 "give each output its own file")
+        seen.append((option, path))

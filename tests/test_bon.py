@@ -328,6 +328,15 @@ BAD_FILES = [
     ("cols.csv", "prob,reward\n1,1,3\n", "line 2: expected 2 fields"),
     ("num.csv", "prob,reward\n1,abc\n", "line 2"),
     ("nothing.csv", "", "empty CSV"),
+    # issue 20.12 / 20.14: exit 2 with the reason, strict numbers, no duplicate keys
+    ("field.csv", "prob,reward\n0.5," + "1" * 200_000 + "\n0.5,2\n", "line 2: not a valid CSV row"),
+    ("bigint.json", '{"probs": [0.5, 0.5], "rewards": [1, 1' + "0" * 400 + ']}', "rewards[1] is an integer of 401 digits"),
+    ("deep.json", '{"probs": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ("dup.json", '{"probs": [0.5, 0.5], "rewards": [1, 2], "probs": [1.0]}', "duplicate key 'probs'"),
+    ("arabic.csv", "prob,reward\n٠.٥,1\n0.5,2\n", "line 2"),
+    ("under.csv", "prob,reward\n0.5,1_0\n0.5,2\n", "line 2"),
+    ("fullwidth.csv", "prob,reward\n0.5,１\n0.5,2\n", "line 2"),
+    ("exp.csv", "prob,reward\n0.5,1e-99999999\n0.5,2\n", "line 2"),
 ]
 
 

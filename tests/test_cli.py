@@ -53,6 +53,11 @@ BAD = [
     (["solve", "-d", "kl", "--K", "4", "-e", "aqp", "--max-mse", "1e308"], "supported range 0 < V <= 1e+06"),
     (["solve", "-d", "euclidean", "--K", "4096", "-e", "exact"], "the limit is 2048"),
     (["solve", "-d", "alpha:0.3", "--K", "4", "-e", "aqp"], "sup_p m(p) is infinite for every table"),
+    # issue 20.14: integer options read ASCII digits only (click's int() also reads '٨', '８' and '1_0')
+    (["solve", "-d", "euclidean", "--K", "\u0664", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "\uff14", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "1_0", "-e", "exact"], "not a valid integer (ASCII digits"),
+    (["solve", "-d", "euclidean", "--K", "9" * 5000, "-e", "exact"], "not a valid integer (ASCII digits"),
 ]
 
 
@@ -205,3 +210,136 @@ def test_solve_game_modes(tmp_path):
     assert d["table_id"] == "kl-aqp-gamma0.75-max_mse4plugin-monotoneTrue-K8"
     assert d["estimator_params"]["gamma"] == 0.75 and d["estimator_params"]["monotone"] is True
     assert all(a <= b for a, b in zip(d["values"], d["values"][1:]))
+
+
+# --- issue 20.9 / 20.13: a destination that is an input or another destination; '-'; empty paths ---
+
+def _table_file(tmp_path):
+    path = tmp_path / "t.json"
+    r = run("solve", "-d", "euclidean", "--K", "4", "-e", "exact", "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+CLASHES = [
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "{ref}"], "is the reference"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{ref}"], "is the reference"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{dir}/x", "-o", "{dir}/x"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", "{dir}/x", "-o", "{dir}/./x"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "{link}"], "is the reference"),
+    (["plot", "{table}", "-o", "{table}"], "is the table"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "{dir}/f", "--json", "{dir}/f"], "are the same file"),
+    (["bon", "-r", "{ref}", "--n", "2", "--json", ""], "the output path is empty"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", ""], "the output path is empty"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "{dir}/f.png", "--json", ""], "the output path is empty"),
+    (["plot", "{table}", "-o", ""], "the output path is empty"),
+    (["bon", "-r", "{ref}", "--n", "2", "-o", "-"], "binary"),
+    (["plot", "{table}", "-o", "-"], "binary"),
+    (["frontier", "-d", "kl", "--K", "4", "-o", "-"], "binary"),
+    (["solve", "-d", "euclidean", "--K", "4", "-e", "exact", "--format", "npz", "-o", "-"], "binary"),
+]
+
+
+@pytest.mark.parametrize("args,needle", CLASHES, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(CLASHES)])
+def test_outputs_over_inputs_or_each_other_are_refused_before_work(tmp_path, args, needle):
+    table = _table_file(tmp_path)
+    ref = tmp_path / "ref.csv"
+    ref.write_text("prob,reward\n0.5,1\n0.5,2\n")
+    (tmp_path / "link.csv").symlink_to(ref)
+    fields = {"ref": str(ref), "table": str(table), "dir": str(tmp_path), "link": str(tmp_path / "link.csv")}
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    names = sorted(os.listdir(tmp_path))
+    r = run(*[a.format(**fields) for a in args], cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == names and all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_dash_is_stdout_for_every_text_output(tmp_path):
+    r = run("frontier", "-d", "kl", "--K", "3", "-o", str(tmp_path / "f.png"), "--json", "-", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["K"] == 3 and not (tmp_path / "-").exists()
+    r = run("bon", "-r", "uniform:3", "--n", "2", "--json", "-", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["sweep"][0]["n"] == 2 and not (tmp_path / "-").exists()
+    r = run("solve", "-d", "euclidean", "--K", "3", "-e", "exact", "-o", "-", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["K"] == 3 and not (tmp_path / "-").exists()
+    r = run("bon", "-r", "uniform:3", "--n", "2", "--json", "./-", cwd=tmp_path)  # a file named '-'
+    assert r.returncode == 0 and json.loads((tmp_path / "-").read_text())["sweep"][0]["n"] == 2
+
+
+@pytest.mark.parametrize("exc,needle", [(MemoryError, "ran out of memory"), (RecursionError, "nested too deeply")])
+def test_memory_and_recursion_errors_are_one_line_exit_2(monkeypatch, exc, needle):
+    """issue 20.12: an input too large for the machine is bad input (exit 2), not an internal error."""
+    from click.testing import CliRunner
+
+    import coefgen.cli_bon
+    from coefgen.cli import main
+
+    def boom(*a, **k):
+        raise exc()
+
+    monkeypatch.setattr(coefgen.cli_bon, "run", boom)
+    r = CliRunner().invoke(main, ["bon", "-r", "uniform:3"])
+    assert r.exit_code == 2 and needle in r.stderr and "internal error" not in r.stderr, r.output
+    assert r.stderr.count("\n") == 1
+
+
+# --- issue 20.7: named caps on work inside the stated limits (exit 2 at once, nothing computed) ---
+WORK_CAPS = [
+    (["level", "-d", "kl", "--K", "2048", "--digits", "200"], "MAX_LEVEL_WORK"),
+    (["level", "-d", "kl", "--K", "2048", "--digits", "55"], "at most 54 digits"),
+    (["frontier", "-d", "kl", "--K", "2048", "-o", "f.png"], "MAX_FRONTIER_K = 128"),
+    (["frontier", "-d", "kl", "--K", "129", "-o", "f.png"], "MAX_FRONTIER_K"),
+    (["solve", "-d", "poly:" + ",".join(["1/3"] * 2048), "--K", "2048", "-e", "exact", "-o", "t.json"],
+     "MAX_EXACT_WORK"),
+    (["solve", "-d", "poly:" + ",".join(["1"] * 600), "--K", "600", "-e", "exact", "-o", "t.json"], "MAX_EXACT_WORK"),
+]
+
+
+@pytest.mark.parametrize("args,needle", WORK_CAPS, ids=[f"{a[0]}-{i}" for i, (a, _) in enumerate(WORK_CAPS)])
+def test_work_beyond_a_named_cap_is_refused_at_once(tmp_path, args, needle):
+    import time
+
+    t0 = time.monotonic()
+    r = run(*args, cwd=tmp_path)
+    assert time.monotonic() - t0 < 15
+    assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_work_caps_leave_the_ordinary_range_alone():
+    from coefgen.frontier import MAX_FRONTIER_K
+    from coefgen.solvers.exact import MAX_EXACT_WORK
+    from coefgen.solvers.minimax import check_level_work, default_digits
+
+    for K in (2, 64, 256, 512, 1024, 2048):
+        check_level_work(K, default_digits(K))  # the default digits are always allowed
+    for K in (2, 256, 1024):
+        check_level_work(K, 200)  # the CLI's 200 digits up to K = 1024
+    assert 2048 * 3 <= MAX_EXACT_WORK and MAX_FRONTIER_K >= 64  # alpha:3 exact at K = 2048; the README's frontier
+
+
+EMPTY_PATHS = [
+    ["build", "--out", ""], ["build", "-c", ""], ["check", "--out", ""], ["check", "-c", ""],
+    ["verify", ""], ["show", ""], ["plot", "", "-o", "x.png"],
+]
+
+
+def test_out_dash_is_not_a_directory_named_dash(tmp_path):
+    r = run("build", "--out", "-", cwd=tmp_path)
+    assert r.returncode == 2 and "standard output" in r.stderr and os.listdir(tmp_path) == [], r.stderr
+
+
+@pytest.mark.parametrize("args", EMPTY_PATHS, ids=[" ".join(a) for a in EMPTY_PATHS])
+def test_an_empty_path_is_bad_input_before_any_work(tmp_path, args):
+    """issue 20.13: `build --out ''` used to build the default set into ./tables."""
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "the path is empty" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_remez_failure_is_a_failed_computation_not_an_internal_error():
+    """A 2048-coefficient poly at K = 512: the float64 Remez loses alternation (exit 1, one line)."""
+    r = run("level", "-d", "poly:" + ",".join(["1/3"] * 2048), "--K", "512")
+    assert r.returncode == 1 and "could not be computed" in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1

@@ -106,6 +106,12 @@ BAD = [
                           for d in ("kl", "alpha:2.5", "alpha:0.5", "alpha:1.5", "alpha:3.5")), 6, "more than 10000 tables"),
     ("tables:\n" + "".join(f"  - {{divergence: alpha:{a}, estimator: aqp, K: 1900..2048}}\n" for a in range(2, 30)),
      4, "more solver work than the limit"),
+    # issue 20.12: exit 2, not an internal error
+    ("tables:\n  - divergence: kl\n    estimator: digamma\n    K: " + "9" * 900_000 + "\n", 4,
+     "integers in a spec have at most 40"),
+    ("tables:\n  - divergence: kl\n    estimator: digamma\n    K: [" + "1" * 41 + "]\n", 4, "MAX_INT_CHARS"),
+    ("tables: " + "[" * 100_000 + "\n", 1, "nested too deeply"),
+    ("tables:\n  - divergence: kl\n    estimator: digamma\n    K: 4\n    K: 5\n", 5, "duplicate key 'K'"),
 ]
 
 

@@ -27,7 +27,7 @@ def _number(x, what):
         x = float(x)
     try:
         x = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float64
         raise InputError(f"{what}, got {str(x)[:64]!r}") from None
     if not math.isfinite(x):
         raise InputError(f"{what}, got {x!r}")

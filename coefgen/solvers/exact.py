@@ -14,6 +14,11 @@ from ..errors import InputError
 from ..rewards import Reward
 from . import Solution
 
+# K x (degree + 1) rational U-statistic terms (computed twice: the table and its certificate, and
+# again by verify): ~10 s at the cap (512 x 512 on one core), growing faster than linearly with
+# the size of the rationals; a 2048-coefficient poly at K = 2048 would take minutes (issue 20.7).
+MAX_EXACT_WORK = 1 << 18
+
 
 def exact_table_degree_check(reward: Reward, K: int) -> tuple:
     """The reward's monomial coefficients if an exact table exists for K, else InputError."""
@@ -28,6 +33,12 @@ def exact_table_degree_check(reward: Reward, K: int) -> tuple:
         raise InputError(
             f"divergence {reward.name!r} has degree {degree} > K-1 = {K - 1}: "
             f"an exact table needs K >= {degree + 1}"
+        )
+    work = K * (degree + 1)
+    if work > MAX_EXACT_WORK:
+        raise InputError(
+            f"divergence {reward.name[:60]!r}: an exact table of degree {degree} at K = {K} needs K x (degree + 1) = "
+            f"{work} rational terms, over the cap MAX_EXACT_WORK = {MAX_EXACT_WORK} (~10 s); lower K or the degree"
         )
     return coeffs
 

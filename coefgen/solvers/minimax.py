@@ -103,6 +103,21 @@ class Level:
     #             lower <= level <= upper holds exactly (format_level)
 
 
+# K^2 x (digits + 17): the measured cost of a proven level is ~0.2 s x (K/1024)^2 x (digits + 17)
+# on one core (K = 1024: 6 s at 12 digits, 12 s at 40); the cap is ~1 min, 2.5x the default digits
+# at K = 2048 (at most 54 digits there; every K <= 1024 may ask for the CLI's 200) (issue 20.7).
+MAX_LEVEL_WORK = 3.0e8
+
+
+def check_level_work(K: int, digits: int) -> None:
+    """InputError naming MAX_LEVEL_WORK when K^2 x (digits + 17) exceeds it."""
+    work = float(K) * K * (digits + 17)
+    if work > MAX_LEVEL_WORK:
+        most = int(MAX_LEVEL_WORK / (float(K) * K)) - 17
+        raise InputError(f"{digits} proven digits at K = {K}: K^2 x (digits + 17) = {work:.3g} exceeds the cap "
+                         f"MAX_LEVEL_WORK = {MAX_LEVEL_WORK:.3g} (~1 min); at K = {K} ask for at most {max(most, 1)} digits")
+
+
 def default_digits(K: int) -> int:
     """Default proven digits: 20 up to K = 256, 12 from K = 1024 (16 in between)."""
     if K <= 256:
@@ -487,7 +502,11 @@ def _solve(name: str, K: int, digits: int):
             f"minimax: cannot certify the level of {name} at K={K} "
             "(f'' has sign changes above degree K-2, so the critical-point count is unproven)"
         )
-    x64, _hist = _remez64.remez64(reward, K)
+    try:
+        x64, _hist = _remez64.remez64(reward, K)
+    except RuntimeError as e:  # a reward the float64 Remez cannot start on: a failed computation, not a bug
+        raise CheckError(f"minimax: the level of {name[:60]} at K={K} could not be computed ({e}); "
+                         "no table or level is written") from None
     cbits = int(3.33 * (digits + 15)) + 96  # mantissa of reference/critical points
     # working precision: digits asked + cancellation (f ~ 1 vs e ~ E) + guard bits
     E = abs(_hist[-1][0]) if _hist else 1e-3
@@ -576,6 +595,7 @@ def minimax_level(reward, K, digits=None) -> Level:
         if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or digits < 1:
             raise InputError(f"digits must be a positive integer, got {digits!r}")
         digits = int(digits)
+        check_level_work(K, digits)
     return _level_cached(reward.name, K, digits)
 
 
