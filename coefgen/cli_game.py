@@ -13,6 +13,7 @@ import sys
 import click
 import numpy as np
 
+from .cli_types import ASCII_FLOAT, ASCII_INT
 from .errors import InputError
 
 MAX_STEPS = 1_000_000
@@ -39,12 +40,14 @@ def parse_lrs(text: str) -> list[float]:
     parts = [x.strip() for x in str(text).split(",")]
     if not parts or any(not x for x in parts):
         raise InputError(f"--lr {text!r}: give comma-separated learning rates, e.g. 0.3,1,3")
+    from .spec_numbers import parse_exact
+
     out = []
     for x in parts:
         try:
-            v = float(x)
+            v = float(parse_exact(x))  # ASCII digits only ('٣' is not read as 3), caps before converting
         except ValueError:
-            raise InputError(f"--lr: {x!r} is not a number") from None
+            raise InputError(f"--lr: {x[:40]!r} is not a number (ASCII digits); learning rates must be finite and > 0") from None
         if not (math.isfinite(v) and v > 0):
             raise InputError(f"--lr: learning rates must be finite and > 0, got {x}")
         out.append(v)
@@ -60,16 +63,20 @@ def parse_table_spec(spec: str):
     parts = spec.split("/")
     if len(parts) < 3 or not parts[-1].startswith("K="):
         return None
+    from .spec_numbers import show, spec_number
+
     divergence, estimator = parts[0], parts[1]
     try:
-        K = int(parts[-1][2:])
-    except ValueError:
-        raise InputError(f"table spec {spec!r}: K={parts[-1][2:]!r} is not an integer") from None
+        K = spec_number(parts[-1][2:], "K", f"table spec {show(spec)}", integer=True)  # ASCII digits, no '_'
+    except InputError:
+        raise InputError(f"table spec {show(spec)}: K={show(parts[-1][2:])} is not an integer (ASCII digits)") from None
     params = {}
     for item in parts[2:-1]:
         if "=" not in item:
             raise InputError(f"table spec {spec!r}: {item!r} is not param=value")
         k, v = item.split("=", 1)
+        if k.strip() in params:
+            raise InputError(f"table spec {show(spec)}: parameter {k.strip()!r} is given twice")
         params[k.strip()] = v.strip()
     return divergence, estimator, params, K
 
@@ -433,17 +440,17 @@ def summary_text(doc: dict) -> str:
 @click.argument("tables", nargs=-1, required=True)
 @click.option("--target", default="zipf:1.5:10", show_default=True,
               help="zipf:s:M (q_z ∝ z^-s), dirichlet:alpha:M (one draw per prompt) or a file (JSON list of lists, .npy).")
-@click.option("--prompts", type=int, default=256, show_default=True, help="Number of prompts P.")
-@click.option("--steps", type=int, default=2000, show_default=True, help=f"Training steps per run (<= {MAX_STEPS}).")
+@click.option("--prompts", type=ASCII_INT, default=256, show_default=True, help="Number of prompts P.")
+@click.option("--steps", type=ASCII_INT, default=2000, show_default=True, help=f"Training steps per run (<= {MAX_STEPS}).")
 @click.option("--lr", "lr", default="0.3,1,3", show_default=True, help="Learning rates, comma-separated.")
 @click.option("--baseline", type=click.Choice(["loo", "mean", "grpo", "none"]), default=None,
               help="Advantage: leave-one-out, group mean, GRPO mean/std, or none (the raw cost). Default: the baseline "
                    "the table files declare (none for files without one and for specs without baseline=).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
-@click.option("--seeds", type=int, default=1, show_default=True, help="Independent runs per learning rate.")
-@click.option("--seed", type=int, default=0, show_default=True, help="First seed (runs use seed, seed+1, ...; Dirichlet targets use seed).")
-@click.option("--eps", type=float, default=DEFAULT_EPS, show_default=True, help="Report the first step where the mean KL <= eps.")
-@click.option("--json", "json_path", default=None, help="Write the full results (schema coefgen.game/2) here.")
+@click.option("--seeds", type=ASCII_INT, default=1, show_default=True, help="Independent runs per learning rate.")
+@click.option("--seed", type=ASCII_INT, default=0, show_default=True, help="First seed (runs use seed, seed+1, ...; Dirichlet targets use seed).")
+@click.option("--eps", type=ASCII_FLOAT, default=DEFAULT_EPS, show_default=True, help="Report the first step where the mean KL <= eps.")
+@click.option("--json", "json_path", default=None, help="Write the full results (schema coefgen.game/2) here (- for stdout).")
 @click.option("-o", "--output", default=None, help="PNG: KL against step (log-log), equilibria dashed.")
 @click.option("--mean-field-only", is_flag=True, help="Only the mean-field equilibria (no stochastic runs).")
 @click.option("--gradient-stats", is_flag=True, help="Measure the gradient's bias and variance at steps 0, N/10, N (first seed).")
@@ -457,8 +464,11 @@ def game(tables, target, prompts, steps, lr, baseline, optimizer, seeds, seed, e
     none: its long-run KL is measured) and the KL(p||q) that stochastic training reaches
     (docs/game.md).
     """
-    from .writers import write_atomic
+    from .writers import STDOUT, check_outputs, write_atomic
 
+    inputs = [("table", t) for t in tables if os.path.exists(t)]
+    inputs += [("target", target)] if os.path.exists(target) else []
+    check_outputs([("--json", json_path, "text"), ("-o/--output", output, "binary")], inputs)  # before any work
     lrs = parse_lrs(lr)
     if len(tables) > MAX_TABLES:
         raise InputError(f"{len(tables)} tables exceed the cap {MAX_TABLES}")
@@ -470,7 +480,7 @@ def game(tables, target, prompts, steps, lr, baseline, optimizer, seeds, seed, e
         raise InputError(f"--seed must be >= 0, got {seed}")
     if not (math.isfinite(eps) and eps > 0):
         raise InputError(f"--eps must be finite and > 0, got {eps}")
-    if mean_field_only and output:
+    if mean_field_only and output is not None:
         raise InputError("-o plots the stochastic runs: drop --mean-field-only or -o")
     from .game import MAX_PROMPTS
 
@@ -500,13 +510,17 @@ def game(tables, target, prompts, steps, lr, baseline, optimizer, seeds, seed, e
             doc = run_game(resolved, progress=bar.update, **kwargs)
     else:
         doc = run_game(resolved, log=(lambda m: click.echo(m, err=True)) if total else None, **kwargs)
-    click.echo(summary_text(doc))
     import json
 
-    if json_path:
-        write_atomic(json_path, (json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n").encode())
+    data = json.dumps(doc, sort_keys=True, indent=1, allow_nan=False) + "\n"
+    if json_path == STDOUT:  # one rule for '-': standard output (then only the JSON goes there)
+        sys.stdout.write(data)
+    else:
+        click.echo(summary_text(doc))
+    if json_path is not None and json_path != STDOUT:
+        write_atomic(json_path, data.encode())
         click.echo(f"wrote {json_path}", err=True)
-    if output:
+    if output is not None:
         from .game_plot import plot_game
 
         plot_game(doc, output)

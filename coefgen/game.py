@@ -341,8 +341,12 @@ def _check_prompts(prompts) -> int:
 
 def validate_targets(q, where: str = "targets") -> np.ndarray:
     """q as a float64 (P, M) array: finite, ≥ 0, rows summing to 1 within 1e-9, M ≥ 2, P·M ≤ MAX_PM."""
+    if isinstance(q, np.ndarray) and q.dtype.kind not in "iuf":
+        raise InputError(f"{where}: entries must be real numbers, got dtype {q.dtype}")
     try:
         q = np.array(q, dtype=float)
+    except OverflowError:  # a 400-digit integer
+        raise InputError(f"{where}: an entry is beyond float64") from None
     except (TypeError, ValueError):
         raise InputError(f"{where}: not a rectangular array of numbers (a list of equal-length lists)") from None
     if q.ndim == 1:
@@ -417,13 +421,18 @@ def _targets_from_file(path: str, P: int) -> np.ndarray:
         except (ValueError, OSError, EOFError) as e:
             raise InputError(f"target {path}: not a readable .npy array ({e})") from None
     else:
-        import json
+        from .payload import parse_json
 
         try:
-            with open(path, encoding="utf-8") as fh:
-                q = json.load(fh)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"target {path}: not valid JSON ({e})") from None
+            with open(path, "rb") as fh:
+                data = fh.read(64 * MAX_PM + 1)
+            # strict (duplicate keys, NaN, nesting, huge integers) and memory bounded: the values are
+            # counted before parsing (a row per prompt, at most MAX_PM entries)
+            q = parse_json(data, f"target {path}", max_values=MAX_PM + MAX_PROMPTS + 1)
+        except OSError as e:
+            raise InputError(f"target {path}: cannot read ({e.strerror})") from None
+        except ValueError as e:
+            raise InputError(str(e) if str(e).startswith("target ") else f"target {path}: {e}") from None
         if not isinstance(q, list) or not q or not all(isinstance(r, list) for r in q):
             raise InputError(f"target {path}: expected a JSON list of lists (one distribution per prompt)")
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) for r in q for x in r):

@@ -236,3 +236,55 @@ def test_a_one_row_target_file_repeated_over_the_prompts_stays_within_the_answer
     np.save(q, np.full((1, 100_000), 1e-5))
     r = run("kl/plugin/K=8", "--target", str(q), "--mean-field-only")           # 256 prompts x 1e5 answers
     assert r.exit_code == 2 and "exceeds the cap 4000000" in r.output
+
+
+# --- issue 20.9 / 20.12 / 20.13 / 20.14: destinations before the run, strict specs and targets ---
+
+def _targets(tmp_path):
+    np.save(tmp_path / "complex.npy", np.array([[0.5 + 1j, 0.5]]))
+    (tmp_path / "bigint.json").write_text("[[1" + "0" * 400 + ", 0]]")
+    (tmp_path / "dup.json").write_text('{"a": 1, "a": 2}')
+    (tmp_path / "deep.json").write_text("[" * 10_000 + "]" * 10_000)
+    (tmp_path / "many.json").write_text("[[" + "0," * 6_000_000 + "1]]")
+    (tmp_path / "t.json").write_text("[[0.5, 0.5]]")
+
+
+GAME_BAD = [
+    (["kl/plugin/K=\u0668"], "not an integer (ASCII digits)"),
+    (["kl/plugin/K=1_0"], "not an integer (ASCII digits)"),
+    (["kl/aqp/tau=3/tau=5/K=8"], "'tau' is given twice"),
+    (["kl/plugin/K=4", "--steps", "\u0661\u0660"], "not a valid integer"),
+    (["kl/plugin/K=4", "--lr", "\u0663"], "not a number"),
+    (["kl/plugin/K=4", "--target", "{d}/complex.npy"], "must be real numbers"),
+    (["kl/plugin/K=4", "--target", "{d}/bigint.json"], "beyond float64"),
+    (["kl/plugin/K=4", "--target", "{d}/dup.json"], "duplicate key"),
+    (["kl/plugin/K=4", "--target", "{d}/deep.json"], "nested too deeply"),
+    (["kl/plugin/K=4", "--target", "{d}/many.json"], "JSON values"),
+    (["kl/plugin/K=4", "--target", "{d}/t.json", "--json", "{d}/t.json"], "is the target"),
+    (["{d}/tab.json", "--target", "{d}/t.json", "-o", "{d}/tab.json"], "is the table"),
+    (["kl/plugin/K=4", "--json", "{d}/x", "-o", "{d}/x"], "are the same file"),
+    (["kl/plugin/K=4", "--json", ""], "the output path is empty"),
+    (["kl/plugin/K=4", "-o", "-"], "binary"),
+    (["kl/plugin/K=4", "--json", "{d}/dir"], "it is a directory"),
+]
+
+
+@pytest.mark.parametrize("args,needle", GAME_BAD, ids=[f"{i}" for i in range(len(GAME_BAD))])
+def test_game_bad_input_exits_2_before_any_work(tmp_path, monkeypatch, args, needle):
+    import coefgen.cli_game
+
+    _targets(tmp_path)
+    (tmp_path / "dir").mkdir()
+    table_file(tmp_path, "kl", 4, "plugin")
+    (tmp_path / "kl-plugin-K4.json").rename(tmp_path / "tab.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.setattr(coefgen.cli_game, "run_game", lambda *a, **k: pytest.fail("the game ran"))
+    r = run(*[a.format(d=tmp_path) for a in args], "--steps", "10") if "--steps" not in args else \
+        run(*[a.format(d=tmp_path) for a in args])
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_game_json_dash_is_stdout(tmp_path):
+    r = run("kl/plugin/K=4", "--prompts", "2", "--steps", "10", "--lr", "1", "--json", "-")
+    assert r.exit_code == 0 and json.loads(r.stdout)["K"] == 4
