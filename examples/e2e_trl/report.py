@@ -91,8 +91,7 @@ def aggregate(work: Path) -> dict:
            "every": cfg["every"], "late_window": [late_from, steps_total], "arms": arms,
            "labels": {a: LABELS[a] for a in arms}, "trainer": {}, "game": {}, "tables": {}, "agreement": {},
            "kl_measurement": "exact: softmax of the model's next-token logits over the answer tokens (single-token "
-                             "answers, generation restricted to them), KL(pi_i || q_i) averaged over prompts",
-           "temporary_adapter": False}
+                             "answers, generation restricted to them), KL(pi_i || q_i) averaged over prompts"}
     for K in Ks:
         kK = str(K)
         res["trainer"][kK], res["game"][kK], res["tables"][kK] = {}, {}, {}
@@ -100,8 +99,7 @@ def aggregate(work: Path) -> dict:
         for arm in arms:
             tinfo = cfg["tables"][arm][kK]
             res["tables"][kK][arm] = {k: tinfo[k] for k in ("how", "values", "estimator", "estimator_params",
-                                                              "baseline", "sha256", "temporary")}
-            res["temporary_adapter"] |= bool(tinfo["temporary"])
+                                                              "baseline", "sha256")}
             runs = []
             for s in seeds:
                 p = work / "runs" / f"{arm}-K{K}-s{s}.json"
@@ -171,11 +169,6 @@ def markdown(res: dict, png_name: str, wall: float | None) -> str:
              f"({res['seeds'][0]}..{res['seeds'][-1]}), {res['steps']} steps, AdamW lr {res['lr']:g}, "
              f"beta {res['task']['beta']:g}, {len(res['task']['prompts'])} prompts x "
              f"{len(res['task']['answers'])} answers." + (f" Wall time of the whole run: {wall:.0f} s." if wall else ""))
-    if res["temporary_adapter"]:
-        L.append("")
-        L.append("*The default tables were built by the example's temporary adapter (`examples/e2e_trl/_compat.py`): "
-                 "the packaged default set had no `mean` tables; built as coefgen builds them, from the set's K−1 "
-                 "tables (see `tables` in e2e.json).*")
     L.append("")
     L.append(f"![KL against step]({png_name})")
     L.append("")

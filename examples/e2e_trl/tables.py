@@ -22,8 +22,6 @@ from pathlib import Path
 
 from coefgen import payload as _payload
 
-import _compat
-
 ARMS = ("plugin", "digamma", "default")
 LABELS = {"plugin": "plug-in log(c/K)", "digamma": "digamma", "default": "coefgen default (kl aqp)"}
 
@@ -38,11 +36,13 @@ def _solve(coefgen_bin, estimator, K, out):
 
 def default_table_file(K: int, out: Path) -> dict:
     """coefgen's default kl table for a group-mean trainer at K, written to ``out``."""
-    payload, info = _compat.default_mean_table(K)
+    from coefgen import runtime
+
+    payload = runtime.default_table("kl", K=K, baseline="mean").payload
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(_payload.canonical_json(payload), encoding="utf-8")
     tmp.replace(out)
-    return info
+    return {"how": f'coefgen.runtime.default_table("kl", K={K}, baseline="mean")'}
 
 
 def build_tables(Ks, outdir, coefgen_bin=None, arms=ARMS) -> dict:
@@ -60,7 +60,7 @@ def build_tables(Ks, outdir, coefgen_bin=None, arms=ARMS) -> dict:
                 if coefgen_bin is None:
                     raise ValueError(f"the {arm} table needs the coefgen CLI (the compiler venv's .venv/bin/coefgen)")
                 cmd = _solve(coefgen_bin, arm, K, path)
-                info = {"how": " ".join(["coefgen"] + cmd[1:-1] + [path.name]), "temporary": False}
+                info = {"how": " ".join(["coefgen"] + cmd[1:-1] + [path.name])}
             payload = json.loads(path.read_text())
             info.update(path=str(path), values=[float(v) for v in payload["values"]], K=K,
                         estimator=payload["estimator"], estimator_params=payload.get("estimator_params"),
