@@ -143,12 +143,33 @@ SAMPLER_OPT_IN = "set +trainer.v1.sampler.sampler_kwargs.coefgen_allow_std_norma
 REWARD_KWARGS_OPT_IN = "set +reward.reward_kwargs.coefgen_allow_std_normalization=true"
 
 
-def _get(node, key, default=None):
+def config_get(node, key, default=None):
+    """``node[key]`` of a verl (omegaconf or dict) config node, ``default`` when absent, None or not a node."""
     try:
         value = node.get(key, default)
     except AttributeError:
         return default
     return default if value is None else value
+
+
+
+async def decode_and_call(manager, data):
+    """(non-tensor fields, result) of one sample for a verl reward manager's ``run_single``: the last
+    sequence's response decoded as verl's naive manager does, and the user's function
+    (``manager.extract_answer``, sync or async) called with verl's keyword arguments."""
+    item = data[-1:][0]  # multi-sequence outputs: the last sequence, like verl's naive manager
+    response_ids = item.batch["responses"]
+    response_length = response_ids.shape[-1]
+    valid = int(item.batch["attention_mask"][-response_length:].sum())
+    text = await manager.loop.run_in_executor(
+        None, lambda: manager.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
+    nt = item.non_tensor_batch
+    kwargs = {"data_source": nt.get("data_source"), "solution_str": text,
+              "ground_truth": (nt.get("reward_model") or {}).get("ground_truth"),
+              "extra_info": nt.get("extra_info") or {}}
+    if manager.is_async:
+        return nt, await manager.extract_answer(**kwargs)
+    return nt, await manager.loop.run_in_executor(None, lambda: manager.extract_answer(**kwargs))
 
 
 # ---- verl's advantage estimators and the table baseline they need (verl 0.9.1, trainer/ppo/core_algos.py) ----
@@ -238,27 +259,27 @@ def check_trainer_config(config, family, allow_std_normalization: bool, validati
     where the group reward cannot be right (one line naming the setting and the fix); returns the
     baseline the estimator runs. ``config`` is verl's whole trainer config (an OmegaConf node or
     a dict), ``family`` the TableFamily the sampler scores with."""
-    algorithm = _get(config, "algorithm", {})
-    baseline = verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
-                                   bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+    algorithm = config_get(config, "algorithm", {})
+    baseline = verl_check_baseline(family.baseline, config_get(algorithm, "adv_estimator", "gae"),
+                                   bool(config_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
                                    opt_in=SAMPLER_OPT_IN)
-    reward = _get(config, "reward", {})
-    rm = _get(reward, "reward_model", {})
-    if _get(rm, "enable", False) and not _get(rm, "enable_resource_pool", False):
+    reward = config_get(config, "reward", {})
+    rm = config_get(reward, "reward_model", {})
+    if config_get(rm, "enable", False) and not config_get(rm, "enable_resource_pool", False):
         raise ValueError("coefgen: with a colocated reward model (reward.reward_model.enable=True, "
                          "enable_resource_pool=False) verl computes rm_scores after sampling and would overwrite the "
                          "group rewards: use rule-based reward (reward.reward_model.enable=False) or "
                          "enable_resource_pool=True")
-    if _get(_get(algorithm, "filter_groups", {}), "enable", False):
+    if config_get(config_get(algorithm, "filter_groups", {}), "enable", False):
         raise ValueError("coefgen: algorithm.filter_groups (DAPO) is done by verl's built-in sampler, which a custom "
                          "sampler replaces (verl 0.9.1 passes it no filter): set algorithm.filter_groups.enable=False")
-    rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
-    n = int(_get(rollout, "n", family.K))
+    rollout = config_get(config_get(config, "actor_rollout_ref", {}), "rollout", {})
+    n = int(config_get(rollout, "n", family.K))
     if n not in family.sizes and not family.signal_free(n):
         raise ValueError(f"coefgen: verl samples actor_rollout_ref.rollout.n = {n} responses per prompt but the table "
                          f"family has sizes {', '.join(map(str, family.sizes))}: set rollout.n to one of them, or load "
                          f"the table built for K = {n}")
-    val_n = int(_get(_get(rollout, "val_kwargs", {}), "n", 1))
+    val_n = int(config_get(config_get(rollout, "val_kwargs", {}), "n", 1))
     if validation_reward is None and not family.signal_free(val_n) and val_n not in family.sizes:
         raise ValueError(f"coefgen: verl validates with actor_rollout_ref.rollout.val_kwargs.n = {val_n} but the table "
                          f"family has sizes {', '.join(map(str, family.sizes))}: set val_kwargs.n to one of them, or "

@@ -44,67 +44,62 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from ..runtime import group_codes
 from .common import resolve_family, to_numpy
-from .verl import REWARD_KWARGS_OPT_IN, verl_check_baseline, verl_group_scores, verl_padding_rows
+from .verl import (REWARD_KWARGS_OPT_IN, config_get, decode_and_call, verl_check_baseline, verl_group_scores,
+                   verl_padding_rows)
 
 RECORD = "coefgen"  # the key marking a run_single record
 
 
-def _get(node, key, default=None):
-    try:
-        value = node.get(key, default)
-    except AttributeError:
-        return default
-    return default if value is None else value
 
 
 def _settings(config) -> dict:
-    reward = _get(config, "reward", {})
-    kwargs = _get(reward, "reward_kwargs", {})
-    table = _get(kwargs, "coefgen_table")
+    reward = config_get(config, "reward", {})
+    kwargs = config_get(reward, "reward_kwargs", {})
+    table = config_get(kwargs, "coefgen_table")
     if not table:
         raise ValueError("CoefgenRewardManager needs a table: set +reward.reward_kwargs.coefgen_table=<path to a "
                          "coefgen table file>")
     out = {"table": os.path.abspath(str(table))}  # the driver assembles with the file the worker loaded
     for key in ("coefgen_invalid_reward", "coefgen_validation_reward"):
-        value = _get(kwargs, key)
+        value = config_get(kwargs, key)
         out[key] = None if value is None else float(value)
-    out["allow_std"] = bool(_get(kwargs, "coefgen_allow_std_normalization", False))
+    out["allow_std"] = bool(config_get(kwargs, "coefgen_allow_std_normalization", False))
     return out
 
 
 def check_config(config, family, validation_reward, allow_std_normalization: bool = False) -> None:
     """Refuse, at construction, a verl configuration where the group-level reward cannot be right."""
-    algorithm = _get(config, "algorithm", {})
-    verl_check_baseline(family.baseline, _get(algorithm, "adv_estimator", "gae"),
-                        bool(_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
+    algorithm = config_get(config, "algorithm", {})
+    verl_check_baseline(family.baseline, config_get(algorithm, "adv_estimator", "gae"),
+                        bool(config_get(algorithm, "norm_adv_by_std_in_grpo", True)), allow_std_normalization,
                         opt_in=REWARD_KWARGS_OPT_IN)
-    reward = _get(config, "reward", {})
-    rm = _get(reward, "reward_model", {})
-    if not _get(rm, "enable", False) or _get(rm, "enable_resource_pool", False):
+    reward = config_get(config, "reward", {})
+    rm = config_get(reward, "reward_model", {})
+    if not config_get(rm, "enable", False) or config_get(rm, "enable_resource_pool", False):
         raise ValueError(
             "CoefgenRewardManager: verl streams rewards from the agent loop in this configuration "
             "(reward.reward_model.enable=False or enable_resource_pool=True): each run_single score becomes "
             "the sample's reward and the batch-level assemble_rm_scores is never called, so counts over a "
             "uid group cannot be taken (verl 0.9.1, experimental/agent_loop/agent_loop.py). coefgen's "
             "group reward needs the non-streamed path (RewardLoopManager.compute_rm_score)")
-    if _get(_get(config, "trainer", {}), "use_v1", False):
+    if config_get(config_get(config, "trainer", {}), "use_v1", False):
         raise ValueError(
             "CoefgenRewardManager: verl's v1 trainer (trainer.use_v1=True, the default in 0.9.1) hands the "
             "colocated reward step only prompts, responses and raw_prompt (trainer/ppo/v1/trainer_base.py, "
             "_compute_reward_colocate): no uid, so samples cannot be grouped by prompt. On the v1 trainer use "
             "coefgen.integrations.verl_v1 (CoefgenAnswerManager + CoefgenSampler), or set trainer.use_v1=False")
-    if not _get(_get(reward, "custom_reward_function", {}), "path"):
+    if not config_get(config_get(reward, "custom_reward_function", {}), "path"):
         raise ValueError("CoefgenRewardManager needs the answer extractor as verl's custom reward function: set "
                          "reward.custom_reward_function.path=<file> and .name=<function(data_source, solution_str, "
                          "ground_truth, extra_info) -> answer or None>")
-    rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
+    rollout = config_get(config_get(config, "actor_rollout_ref", {}), "rollout", {})
     sizes = ", ".join(map(str, family.sizes))
-    n = _get(rollout, "n")
+    n = config_get(rollout, "n")
     if n is not None and int(n) not in family.sizes:
         raise ValueError(f"verl samples actor_rollout_ref.rollout.n = {int(n)} responses per prompt but the coefgen "
                          f"tables are for group sizes {sizes}: set rollout.n to one of them, or load the table built "
                          f"for K = {int(n)}")
-    val_n = _get(_get(rollout, "val_kwargs", {}), "n")
+    val_n = config_get(config_get(rollout, "val_kwargs", {}), "n")
     if val_n is not None and int(val_n) not in family.sizes and not family.signal_free(int(val_n)) \
             and validation_reward is None:
         raise ValueError(f"verl validates with actor_rollout_ref.rollout.val_kwargs.n = {int(val_n)} responses per "
@@ -130,20 +125,7 @@ class CoefgenRewardManager(RewardManagerBase):
 
     async def run_single(self, data: DataProto) -> dict:
         """Decode one sample's response and extract its answer; the reward is assembled per batch."""
-        item = data[-1:][0]  # multi-sequence outputs: the last sequence, like verl's naive manager
-        response_ids = item.batch["responses"]
-        response_length = response_ids.shape[-1]
-        valid = int(item.batch["attention_mask"][-response_length:].sum())
-        text = await self.loop.run_in_executor(
-            None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
-        nt = item.non_tensor_batch
-        kwargs = {"data_source": nt.get("data_source"), "solution_str": text,
-                  "ground_truth": (nt.get("reward_model") or {}).get("ground_truth"),
-                  "extra_info": nt.get("extra_info") or {}}
-        if self.is_async:
-            answer = await self.extract_answer(**kwargs)
-        else:
-            answer = await self.loop.run_in_executor(None, lambda: self.extract_answer(**kwargs))
+        nt, answer = await decode_and_call(self, data)
         record = {RECORD: 1, "answer": answer, "uid": nt.get("uid"), "table": self.settings["table"],
                   "sha256": self.table.sha256, "invalid_reward": self.settings["coefgen_invalid_reward"],
                   "validation_reward": self.settings["coefgen_validation_reward"]}

@@ -55,7 +55,7 @@ from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer, ReplayBufferAsync
 
 from ..runtime import OBJECTIVES, group_codes
 from .common import Composition, resolve_family
-from .verl import answer_key, check_trainer_config, family_group_rewards
+from .verl import answer_key, check_trainer_config, config_get, decode_and_call, family_group_rewards
 
 ANSWER_KEY = "coefgen_answer"  # the reward_extra_info key the sampler reads
 SCORE_KEY = "coefgen_task_score"  # CoefgenAnswerManager's task score (verl's naive manager: "score")
@@ -65,12 +65,6 @@ SAMPLER_KEYS = ("coefgen_table", "coefgen_objective", "coefgen_beta", "coefgen_l
                 "coefgen_validation_reward", "coefgen_allow_std_normalization")
 
 
-def _get(node, key, default=None):
-    try:
-        value = node.get(key, default)
-    except AttributeError:
-        return default
-    return default if value is None else value
 
 
 def _float_or_none(value):
@@ -87,11 +81,11 @@ class CoefgenAnswerManager(RewardManagerBase):
             raise ValueError("CoefgenAnswerManager needs the answer extractor as verl's custom reward function: set "
                              "reward.custom_reward_function.path=<file> and .name=<function(data_source, solution_str, "
                              "ground_truth, extra_info) -> answer or None>")
-        sampler = _get(_get(_get(_get(config, "trainer", {}), "v1", {}), "sampler", {}), "custom_sampler", {})
-        if not _get(_get(config, "trainer", {}), "use_v1", False):
+        sampler = config_get(config_get(config_get(config_get(config, "trainer", {}), "v1", {}), "sampler", {}), "custom_sampler", {})
+        if not config_get(config_get(config, "trainer", {}), "use_v1", False):
             raise ValueError("CoefgenAnswerManager serves verl's v1 trainer (trainer.use_v1=True) with CoefgenSampler; "
                              "on the legacy trainer use coefgen.integrations.verl_reward_loop.CoefgenRewardManager")
-        if _get(sampler, "name") != "CoefgenSampler":
+        if config_get(sampler, "name") != "CoefgenSampler":
             raise ValueError("CoefgenAnswerManager only extracts answers; the rewards are made by CoefgenSampler: set "
                              f"trainer.v1.sampler.custom_sampler.path={MODULE} and "
                              "trainer.v1.sampler.custom_sampler.name=CoefgenSampler")
@@ -100,20 +94,7 @@ class CoefgenAnswerManager(RewardManagerBase):
         self.is_async = inspect.iscoroutinefunction(compute_score) or inspect.iscoroutinefunction(fn)
 
     async def run_single(self, data: DataProto) -> dict:
-        item = data[-1:][0]  # multi-sequence outputs: the last sequence, like verl's naive manager
-        response_ids = item.batch["responses"]
-        response_length = response_ids.shape[-1]
-        valid = int(item.batch["attention_mask"][-response_length:].sum())
-        text = await self.loop.run_in_executor(
-            None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
-        nt = item.non_tensor_batch
-        kwargs = {"data_source": nt.get("data_source"), "solution_str": text,
-                  "ground_truth": (nt.get("reward_model") or {}).get("ground_truth"),
-                  "extra_info": nt.get("extra_info") or {}}
-        if self.is_async:
-            result = await self.extract_answer(**kwargs)
-        else:
-            result = await self.loop.run_in_executor(None, lambda: self.extract_answer(**kwargs))
+        nt, result = await decode_and_call(self, data)
         answer, score = answer_and_score(result)
         return {"reward_score": score, "reward_extra_info": {ANSWER_KEY: answer_key(answer), SCORE_KEY: score}}
 
@@ -181,10 +162,10 @@ class CoefgenSampler(ReplayBuffer):
         allow_std = bool(sampler_kwargs.get("coefgen_allow_std_normalization", False))
         config = _trainer_config(refill_fn)
         # CoefgenAnswerManager stores answer_key(answer); verl's naive manager the compute_score's value
-        manager = _get(_get(_get(config, "reward", {}), "reward_manager", {}), "name")
+        manager = config_get(config_get(config_get(config, "reward", {}), "reward_manager", {}), "name")
         self.encoded_answers = manager == "CoefgenAnswerManager"
-        rollout = _get(_get(config, "actor_rollout_ref", {}), "rollout", {})
-        self.group_n = {"train": int(_get(rollout, "n", 0)), "val": int(_get(_get(rollout, "val_kwargs", {}), "n", 0))}
+        rollout = config_get(config_get(config, "actor_rollout_ref", {}), "rollout", {})
+        self.group_n = {"train": int(config_get(rollout, "n", 0)), "val": int(config_get(config_get(rollout, "val_kwargs", {}), "n", 0))}
         if config is None:
             raise ValueError("CoefgenSampler reads verl's trainer config (algorithm.adv_estimator, rollout.n) through "
                              "the refill_fn verl 0.9.1's PPOTrainer passes; this verl passed none, so the table's baseline "
@@ -358,10 +339,10 @@ def _builtin_kwargs(config, trainer_mode) -> dict:
     if trainer_mode != "sync":
         return {}
     sampler = config.trainer.v1.sampler
-    refill_failed = bool(_get(sampler, "sync_refill_failed_groups", False))
+    refill_failed = bool(config_get(sampler, "sync_refill_failed_groups", False))
     train_batch_size = config.data.train_batch_size
     return {"sync_refill_failed_groups": refill_failed, "train_batch_size": train_batch_size,
-            "gen_batch_size": 1 if refill_failed else (_get(config.data, "gen_batch_size") or train_batch_size),
+            "gen_batch_size": 1 if refill_failed else (config_get(config.data, "gen_batch_size") or train_batch_size),
             "max_inflight_gen_batches": 1}
 
 
