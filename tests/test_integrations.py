@@ -662,7 +662,8 @@ def test_every_integration_scores_a_short_group_from_one_path(tmp_path):
     assert I.openrlhf_rewards(path, [["1", "1", "2"]], advantage_estimator="reinforce", objective="consensus").tolist() \
         == [[t3[1], t3[1], t3[0]]]
     g = I.openrlhf_reward_func(path, lambda s: s[-1:], advantage_estimator="reinforce", objective="consensus")
-    assert g(["q=1"] * 4, ["q="] * 4)["rewards"].tolist() == [t4[3]] * 4  # n_samples_per_prompt: the path's K
+    out = g(["q=1"] * 4, ["q="] * 4)["rewards"]  # a torch float32 tensor where torch is installed, as OpenRLHF takes
+    assert out.tolist() == np.asarray([t4[3]] * 4, dtype=str(out.dtype).replace("torch.", "")).tolist()  # the path's K
     assert I.verl_rewards(path, ["1", "1", "2", "5", "5", "5", "6"], list("aaabbbb")).tolist() == \
         [t3[1], t3[1], t3[0], t4[2], t4[2], t4[2], t4[0]]
     assert I.group_rewards(path, ["1", "1", "2", "3"]).tolist() == [t4[1], t4[1], t4[0], t4[0]]
