@@ -259,26 +259,10 @@ def solve_request(req: TableRequest, formats, do_verify: bool) -> dict:
 
     Runs in a worker process; returns plain data (bytes per format, summary, failures)."""
     from . import compiler, verify
-    from .payload import validate
-    from .writers import render
 
     t0 = time.perf_counter()
     payload = compiler.compile_table(req.divergence, req.K, req.estimator, req.params)
-    if payload.get("table_id") != req.table_id:
-        raise CheckError(f"{req.table_id}: the compiler named the table {payload.get('table_id')!r}")
-    files = {fmt: render(payload, fmt, __version__) for fmt in formats}
-    failures = []
-    if do_verify:
-        json_data = files["json"] if "json" in files else render(payload, "json", __version__)
-        written = json.loads(json_data.decode("utf-8"))  # verify what is on disk, not the dict
-        try:
-            validate(written, req.table_id + ".json")
-        except ValueError as e:
-            failures.append(str(e))
-        else:
-            failures += verify.verify_payload(written, req.table_id + SUFFIX["json"])
-    return {"files": files, "summary": _summary_of(payload), "failures": failures,
-            "seconds": time.perf_counter() - t0, "payload": payload}
+    return _rendered(req, payload, formats, do_verify, verify.verify_payload, t0)
 
 
 def derive_request(req: TableRequest, inner: dict, formats, do_verify: bool) -> dict:
@@ -286,23 +270,34 @@ def derive_request(req: TableRequest, inner: dict, formats, do_verify: bool) -> 
     pad, seal, render; verification checks that the rendered file is exactly that padding."""
     from . import compiler
     from .baseline import baseline_failures
-    from .payload import validate
-    from .writers import render
+
+    def padding_failures(written, source):
+        return [f"{source}: {x}" for x in baseline_failures(written)]
 
     t0 = time.perf_counter()
     payload = compiler.compile_table(req.divergence, req.K, req.estimator, req.params, req.baseline, inner=inner)
+    return _rendered(req, payload, formats, do_verify, padding_failures, t0)
+
+
+def _rendered(req: TableRequest, payload: dict, formats, do_verify: bool, check, t0: float) -> dict:
+    """Every format's bytes and, with ``do_verify``, ``check(written, source)`` on the JSON as
+    written (what is on disk, not the dict)."""
+    from .payload import validate
+    from .writers import render
+
     if payload.get("table_id") != req.table_id:
         raise CheckError(f"{req.table_id}: the compiler named the table {payload.get('table_id')!r}")
     files = {fmt: render(payload, fmt, __version__) for fmt in formats}
     failures = []
     if do_verify:
-        written = json.loads(render(payload, "json", __version__).decode("utf-8"))
+        json_data = files["json"] if "json" in files else render(payload, "json", __version__)
+        written = json.loads(json_data.decode("utf-8"))
         try:
-            validate(written, req.table_id + ".json")
+            validate(written, req.table_id + SUFFIX["json"])
         except ValueError as e:
             failures.append(str(e))
         else:
-            failures += [f"{req.table_id}{SUFFIX['json']}: {x}" for x in baseline_failures(written)]
+            failures += check(written, req.table_id + SUFFIX["json"])
     return {"files": files, "summary": _summary_of(payload), "failures": failures,
             "seconds": time.perf_counter() - t0, "payload": payload}
 

@@ -203,6 +203,19 @@ def _strings(ctx, node, what) -> list:
     return [(_string(ctx, node, what), node)]
 
 
+def _choices(ctx, node, what, noun, allowed) -> list:
+    """A string or list of distinct strings, each one of ``allowed``: [(value, node), ...]."""
+    out = _strings(ctx, node, what)
+    seen = set()
+    for v, n in out:
+        if v not in allowed:
+            ctx.fail(n, f"{what}: unknown {noun} {v[:40]!r}; choose from {', '.join(allowed)}")
+        if v in seen:
+            ctx.fail(n, f"{what}: {v!r} is listed twice")
+        seen.add(v)
+    return out
+
+
 def _int(ctx, node, what) -> int:
     v = _scalar(node) if isinstance(node, yaml.ScalarNode) else None
     if isinstance(v, bool) or not isinstance(v, int):
@@ -336,14 +349,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
 
     formats = ("json",)
     if "formats" in top:
-        fnodes = _strings(ctx, top["formats"][1], "formats")
-        seen = []
-        for f, n in fnodes:
-            if f not in FORMATS:
-                ctx.fail(n, f"formats: unknown format {f!r}; choose from {', '.join(FORMATS)}")
-            if f in seen:
-                ctx.fail(n, f"formats: {f!r} is listed twice")
-            seen.append(f)
+        seen = [f for f, _ in _choices(ctx, top["formats"][1], "formats", "format", FORMATS)]
         formats = tuple(f for f in FORMATS if f in seen)  # canonical order
 
     if "tables" not in top:
@@ -408,14 +414,7 @@ def parse_spec(text: str, source: str, base_dir: str | None) -> Spec:
                 ctx.fail(dnode, f"{what}: {e}")
         baselines = [("none", None)]
         if "baseline" in entry:
-            baselines = _strings(ctx, entry["baseline"][1], f"{what}: baseline")
-            seen_b = set()
-            for b, bnode in baselines:
-                if b not in BASELINES:
-                    ctx.fail(bnode, f"{what}: unknown baseline {b[:40]!r}; choose from {', '.join(BASELINES)}")
-                if b in seen_b:
-                    ctx.fail(bnode, f"{what}: baseline {b!r} is listed twice")
-                seen_b.add(b)
+            baselines = _choices(ctx, entry["baseline"][1], f"{what}: baseline", "baseline", BASELINES)
         record = {"index": index, "divergence": [r.name for r, _ in rewards], "estimator": estimator,
                   "K": _k_text(entry["K"][1])}
         record.update({k: v for k, v in params.items()})

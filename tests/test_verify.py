@@ -138,7 +138,6 @@ def test_hostile_decimals_in_a_resealed_table_fail_fast(built, tmp_path, field, 
 def test_warm_build_over_a_hostile_resealed_table_re_solves_it_fast(built, tmp_path):
     """A warm build meets a re-sealed table (manifest fixed too) with 1e-99999999 in values_exact:
     it must not hang (holding the directory lock), and it re-solves the table."""
-    import hashlib
     import shutil
     import time
 
@@ -150,13 +149,7 @@ def test_warm_build_over_a_hostile_resealed_table_re_solves_it_fast(built, tmp_p
     name = "euclidean-exact-K3.json"
     payload = json.loads((d / name).read_text())
     payload["values_exact"][0] = "1e-99999999"
-    data = canonical_json(seal(payload)).encode()
-    (d / name).write_bytes(data)
-    doc = json.loads((d / "manifest.json").read_text())
-    for rec in doc["files"]:
-        if rec["path"] == name:
-            rec["sha256"] = hashlib.sha256(data).hexdigest()
-    (d / "manifest.json").write_text(canonical_json(doc))
+    _replace_resealed(d, name, canonical_json(seal(payload)).encode())
     t0 = time.monotonic()
     r = run("build", "-c", str(root / "coefgen.yaml"), "--jobs", "1")
     assert time.monotonic() - t0 < 30
