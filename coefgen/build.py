@@ -121,12 +121,33 @@ def read_manifest(out_dir: str) -> dict:
 
 
 def manifest_bytes(records: dict) -> bytes:
-    doc = {
-        "schema": MANIFEST_SCHEMA,
-        "generator_version": __version__,
-        "files": [records[p] for p in sorted(records)],
-    }
-    return canonical_json(doc).encode("utf-8")
+    """canonical_json of the manifest document {schema, generator_version, files (sorted by path)}.
+
+    The same bytes as encoding the whole document (tests/test_build.py checks it), assembled from
+    each record's canonical text, cached: a build rewrites the manifest after every table, and
+    json's indenting encoder is pure Python (re-encoding every record each time was quadratic)."""
+    head = {"schema": MANIFEST_SCHEMA, "generator_version": __version__}
+    if not records:
+        return canonical_json({**head, "files": []}).encode("utf-8")
+    marker = "\u0001records\u0001"
+    text = canonical_json({**head, "files": [marker]})
+    body = ",\n    ".join(_record_text(records[p]) for p in sorted(records))
+    return text.replace(json.dumps(marker, ensure_ascii=False), body, 1).encode("utf-8")
+
+
+_RECORD_TEXT: dict = {}  # id(record) -> (record, text); records are replaced, never mutated
+
+
+def _record_text(rec: dict) -> str:
+    """canonical_json(rec) as it appears nested at depth 2 (every inner line indented 4 more)."""
+    hit = _RECORD_TEXT.get(id(rec))
+    if hit is not None and hit[0] is rec:  # the cache holds rec, so its id is not reused meanwhile
+        return hit[1]
+    if len(_RECORD_TEXT) > 100_000:
+        _RECORD_TEXT.clear()
+    text = canonical_json(rec)[:-1].replace("\n", "\n    ")
+    _RECORD_TEXT[id(rec)] = (rec, text)
+    return text
 
 
 def _summary_of(payload: dict) -> dict:

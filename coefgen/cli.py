@@ -117,7 +117,7 @@ def solve(divergence, K, estimator, tau, objective, max_mse, gamma, monotone, ba
         raise InputError("NPZ is binary: give a file with -o, or choose --format json or c for stdout")
     precheck(divergence, K, estimator, params, baseline)  # fail fast, before any solving
     check_outputs([("-o/--output", output, "binary" if fmt == "npz" else "text")])  # before solving
-    payload = compile_table(divergence, K, estimator, params, baseline)
+    payload = compile_table(divergence, K, estimator, params, baseline, parallel_level=True)
     data = render(payload, fmt, __version__)
     if output == "-":
         sys.stdout.write(data.decode("utf-8"))

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 from . import __version__
 from .errors import CheckError, InputError
+from .level_process import start_level
 from .payload import BASELINES, MAX_K as _PAYLOAD_MAX_K, SCHEMA, seal
 from .rewards import Reward, parse_reward
 from .writers import table_id
@@ -184,28 +185,53 @@ def precheck(divergence: str, K, estimator: str, params: dict | None = None, bas
     return reward, K, full
 
 
+def _solve_certify_level(reward: Reward, K: int, estimator: str, full: dict, pending):
+    """(Solution, certificate, Level). An aqp bias budget τ·E*_K is solved with ``level_estimate``
+    (a float just below E*_K), so that it does not wait for the proven level; the certified
+    bracket must then confirm estimate ≤ E*_K (so every τ claim holds with the proven level)."""
+    from .certify import certify
+    from .solvers.minimax import level_estimate
+
+    solver_params = full
+    estimate = None
+    if estimator == "aqp" and full.get("max_mse") is None:
+        estimate = level_estimate(reward, K)
+        solver_params = {**full, "level": estimate}
+    solution = solve(reward, K, estimator, solver_params)
+    cert = certify(solution.values, reward, rel_gap=CERT_REL_GAP)
+    level = pending.result() if pending is not None else reward_level(reward, K)
+    if estimate is not None and estimate > level.lower:
+        raise CheckError(f"{reward.name} aqp K={K}: the float64 level estimate {estimate!r} used for the bias "
+                         f"budget is above the proven lower bound {float(level.lower)!r} of E*_K; table not written")
+    return solution, cert, level
+
+
 def compile_table(divergence: str, K, estimator: str, params: dict | None = None, baseline: str = "none",
-                  inner: dict | None = None) -> dict:
+                  inner: dict | None = None, parallel_level: bool = False) -> dict:
     """Solve and certify one table; the sealed payload of DESIGN §7.
 
     Under a group baseline (loo, mean) the table is ``with_baseline`` of the no-baseline table
-    at K − 1: ``inner`` when the caller already has it (never solved twice), else solved here."""
-    from .certify import certify
-
+    at K − 1: ``inner`` when the caller already has it (never solved twice), else solved here.
+    ``parallel_level``: compute the minimax level in a second process while the table is solved
+    (large K, two cores; same bytes either way)."""
     if baseline != "none":
         from .baseline import with_baseline
 
         reward, K, full = precheck(divergence, K, estimator, params, baseline)
         if inner is None:
-            inner = compile_table(divergence, K - 1, estimator, params)
+            inner = compile_table(divergence, K - 1, estimator, params, parallel_level=parallel_level)
         if (inner.get("divergence"), inner.get("K"), inner.get("estimator")) != (reward.name, K - 1, estimator):
             raise ValueError(f"compile_table: inner table {inner.get('table_id')!r} is not {reward.name} "
                              f"{estimator} K={K - 1}")
         return with_baseline(inner, baseline)
     reward, K, full = precheck(divergence, K, estimator, params)
-    solution = solve(reward, K, estimator, full)
-    cert = certify(solution.values, reward, rel_gap=CERT_REL_GAP)
-    level = reward_level(reward, K)
+    pending = None if estimator == "minimax" else start_level(reward, K, parallel_level)
+    try:
+        solution, cert, level = _solve_certify_level(reward, K, estimator, full, pending)
+    except BaseException:
+        if pending is not None:
+            pending.cancel()
+        raise
     if solution.bias_target is not None and cert.bias.upper > solution.bias_target:
         if solution.exact:
             pass  # float64 rounding of an exact rational table: the certified bound states it

@@ -20,6 +20,8 @@ from coefgen.payload import canonical_json, seal
 from coefgen.runtime import load
 from coefgen.spec import load_spec
 
+from conftest import ROOT
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 SPEC = """
@@ -714,3 +716,24 @@ def test_sigterm_loop_during_pool_builds(spec_path, tmp_path):
         assert rc == 0 or "interrupted" in err, (i, err)
         if out.exists() and read_manifest(str(out)):
             assert_manifest_intact(out)
+
+
+def test_manifest_bytes_equal_encoding_the_whole_document():
+    """The cached per-record assembly gives exactly canonical_json of the manifest document, also
+    after a record is replaced or added (records are replaced, never mutated, during a build)."""
+    from coefgen import __version__
+    from coefgen.build import manifest_bytes, read_manifest
+    from coefgen.payload import MANIFEST_SCHEMA, canonical_json
+
+    def whole(recs):
+        doc = {"schema": MANIFEST_SCHEMA, "generator_version": __version__, "files": [recs[p] for p in sorted(recs)]}
+        return canonical_json(doc).encode("utf-8")
+
+    recs = read_manifest(os.path.join(ROOT, "tables"))
+    assert len(recs) > 1000
+    assert manifest_bytes(recs) == whole(recs) == open(os.path.join(ROOT, "tables", "manifest.json"), "rb").read()
+    first = sorted(recs)[0]
+    recs[first] = {**recs[first], "sha256": "0" * 64, "note": "ünïcode\nline"}
+    recs["zz-new.json"] = {"path": "zz-new.json", "inputs": {"K": 3, "x": [1.5, None, True]}}
+    assert manifest_bytes(recs) == whole(recs)
+    assert manifest_bytes({}) == whole({})

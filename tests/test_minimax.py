@@ -205,3 +205,43 @@ def test_digits_request_is_honoured():
     L20 = minimax_level("kl", 16)
     with mpmath.workdps(60):
         assert _rel(L.level, L20.level) < 1e-19
+
+
+@pytest.mark.parametrize("name,K", [("kl", 2), ("kl", 8), ("kl", 100), ("kl", 300), ("alpha:0.5", 16), ("alpha:3/2", 40)])
+def test_level_estimate_lies_just_below_the_proven_level(name, K):
+    """The float64 estimate the aqp bias budget is solved with: below the proven lower end of
+    the bracket (so every τ·estimate budget is within τ·E*_K), and within 1e-8 of it."""
+    from coefgen.solvers.minimax import LEVEL_ESTIMATE_DIGITS, level_estimate
+
+    est = level_estimate(name, K)
+    L = minimax_level(name, K)
+    assert 0 < est <= L.lower
+    assert (L.lower - est) / L.lower < 1e-8
+    mantissa = f"{est:.17e}".split("e")[0].replace(".", "").rstrip("0")
+    assert len(mantissa) <= LEVEL_ESTIMATE_DIGITS or float(f"{est:.{LEVEL_ESTIMATE_DIGITS - 1}e}") == est
+    assert level_estimate("poly:0,1,1", 4) == 0.0  # degree <= K - 1: E*_K = 0
+
+
+@pytest.mark.parametrize("K", [3, 9, 17])
+def test_bernstein_coefficients_agree_with_the_u_statistic_sum(K):
+    """The Taylor-shift conversion of the levelled q to Bernstein coefficients agrees, ball by
+    ball, with the U-statistic sum β_c = Σ_k a_k C(c, k)/C(K − 1, k) evaluated term by term."""
+    from flint import arb
+
+    from coefgen.solvers.minimax import _bernstein_coefficients, _prec, _solve
+
+    _lo, _up, _ref, _d, lev, prec = _solve("kl", K, 20)
+    with _prec(prec + 2 * K + 64):
+        beta = _bernstein_coefficients(lev, K)
+        a = lev.p_monomials().coeffs()
+        a += [arb(0)] * (K - len(a))
+        n = K - 1
+        for c in range(K):
+            direct = sum((a[k] * math.comb(c, k) / math.comb(n, k) for k in range(c + 1)), arb(0))
+            assert beta[c].overlaps(direct)
+            assert float(abs(beta[c] - direct).upper()) < 1e-25 * max(1.0, float(abs(direct).upper()))
+        # and q(p) = Σ β_c C(n, c) p^c (1 − p)^(n − c) at a few points
+        for x in (arb(1) / 7, arb(1) / 2, arb(9) / 10):
+            qx = lev.eval_q([x], 0)[0][0]
+            bern = sum((beta[c] * math.comb(n, c) * x**c * (1 - x) ** (n - c) for c in range(K)), arb(0))
+            assert qx.overlaps(bern)

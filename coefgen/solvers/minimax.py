@@ -20,14 +20,16 @@ Method
    formulas, evaluated on the K midpoints of the reference so that the extrema are far
    from the nodes). p = 1 is kept when it is the largest point of its run.
 2. *High-precision steps* (python-flint ``arb``, ball arithmetic). On the float reference
-   (exact binary numbers) the levelled q is built as a ball polynomial (``arb_poly``
-   interpolation in C: q = A + h·B with A, B the interpolants of r(x_j) and σ_j/x_j, h
-   fixed by the vanishing x^K coefficient). The monomial basis loses ≈ 2.6 bits per degree,
-   so the working precision is ≈ 2.7K + 3.3(2·digits + log10(1/E) + 20) + 64 bits; ball
-   arithmetic accounts for every lost bit (the precision is raised when a sign is undecided
-   or the balls dominate the bracket). One Newton step on e' per reference point gives the
+   (exact binary numbers) the levelled q is built as a ball polynomial in u = 2p − 1
+   (``arb_poly`` interpolation in C: Q = A + h·B with A, B the interpolants of r(x_j) and
+   σ_j/x_j at u_j = 2x_j − 1, h fixed by the vanishing u^K coefficient, q(p) = Q(2p − 1)).
+   Monomials in u on [−1, 1] lose ≈ 1.7 bits per degree in the Newton interpolation (in p
+   on [0, 1]: ≈ 2.6, which cost 1.5x the precision and ~1.4x the time), so the working
+   precision is ≈ 1.8K + 3.3(2·digits + log10(1/E) + 20) + 64 bits; ball arithmetic
+   accounts for every lost bit (the precision is raised when a sign is undecided or the
+   balls dominate the bracket). One Newton step on e' per reference point gives the
    critical points of this P; they become the reference of the next levelled step
-   (quadratic convergence: two steps give 13 digits at K = 1024 and 22–34 for K ≤ 256).
+   (quadratic convergence: two steps give 18–24 digits at K = 1024–2048 and 22–40 for K ≤ 256).
    Points are rounded to ≈ 3.3(digits + 15) + 96 bits, which keeps the C multipoint
    evaluations cheap.
 3. *Bracket* for the final P (defined exactly: levelled interpolant on an exact
@@ -57,8 +59,9 @@ Method
    (doubled), so the bracket is proven up to the correctness of arb and of those bounds.
 
    digits = floor(−log10((upper − lower)/upper)).
-4. *Table*: the Bernstein coefficients of q (degree K − 1) from its monomial balls by the
-   U-statistic identity β_c = Σ_{k≤c} a_k C(c,k)/C(K−1,k); the precision grows ×1.5 until
+4. *Table*: the Bernstein coefficients of q (degree K − 1) from its monomial balls in p by the
+   U-statistic identity β_c = Σ_{k≤c} a_k C(c,k)/C(K−1,k) (one Taylor shift); the levelled
+   step is redone at K more bits for the p-monomials, and the precision grows ×1.5 until
    every coefficient's ball is narrow enough for 34 significant digits. They are the
    coefficients of the exact P whose level is certified; what float64 rounding does to
    them is the certifier's business (the entries grow fast with K).
@@ -88,7 +91,7 @@ from . import _remez64
 
 _DEBUG = bool(os.environ.get("COEFGEN_DEBUG"))
 
-__all__ = ["Level", "minimax_level", "minimax_table", "default_digits"]
+__all__ = ["Level", "minimax_level", "minimax_table", "default_digits", "level_estimate"]
 
 
 @dataclass(frozen=True)
@@ -231,31 +234,37 @@ def _to_arb(v) -> arb:
 class _Levelled:
     """Exact levelled interpolant on an exact reference X (ascending, X[-1] = 1).
 
-    q = P/p is held as an ``arb_poly`` (monomial coefficients as balls). The monomial
-    basis is ill-conditioned (≈ 2.6 bits lost per degree), but ball arithmetic accounts
-    for every lost bit and the working precision is raised until the balls are narrow;
-    all heavy work (interpolation, multipoint evaluation) runs in C."""
+    q = P/p is held as Q(u) = q(p), u = 2p − 1, an ``arb_poly`` in u (monomial coefficients as
+    balls). Monomials in u on [−1, 1] lose ≈ 1.7 bits per degree in the Newton interpolation
+    (monomials in p on [0, 1]: ≈ 2.6), and ball arithmetic accounts for every lost bit; the
+    working precision is raised until the balls are narrow. All heavy work (interpolation,
+    multipoint evaluation) runs in C. q'(p) = 2Q'(u), q''(p) = 4Q''(u)."""
 
     def __init__(self, fr: _ArbReward, X: list):
         self.X = X
         self.fr = fr
         n = len(X)
+        U = [2 * x - 1 for x in X]  # exact: X are dyadic and the precision exceeds their mantissas
         Fq = [fr.fq(x) for x in X]
         S = [(arb(1) if j % 2 == 0 else arb(-1)) / X[j] for j in range(n)]
-        A = arb_poly.interpolate(X, Fq, algorithm="newton")
-        B = arb_poly.interpolate(X, S, algorithm="newton")
+        A = arb_poly.interpolate(U, Fq, algorithm="newton")
+        B = arb_poly.interpolate(U, S, algorithm="newton")
         K = n - 1
         ca, cb = A.coeffs(), B.coeffs()
         lead_a = ca[K] if len(ca) > K else arb(0)
         lead_b = cb[K] if len(cb) > K else arb(0)
-        # degree ≤ K − 1 ⇔ the x^K coefficient of A + h·B vanishes
+        # degree ≤ K − 1 ⇔ the u^K coefficient of A + h·B vanishes
         self.h = -lead_a / lead_b
-        q = A + B * self.h
-        coeffs = q.coeffs()[:K]
-        self.q = arb_poly(coeffs)  # the exact x^K coefficient is 0 (its ball contains 0)
-        self.q1 = self.q.derivative()
-        self.q2 = self.q1.derivative()
-        self.e_end = self.q(arb(1)) - fr.f(arb(1))
+        Q = A + B * self.h
+        coeffs = Q.coeffs()[:K]
+        self.Q = arb_poly(coeffs)  # the exact u^K coefficient is 0 (its ball contains 0)
+        self.Q1 = self.Q.derivative()
+        self.Q2 = self.Q1.derivative()
+        self.e_end = self.Q(arb(1)) - fr.f(arb(1))
+
+    def p_monomials(self) -> arb_poly:
+        """q as a polynomial in p: Q(2p − 1) (loses ≈ 2.6 bits per degree at the current precision)."""
+        return self.Q(arb_poly([-1, 2]))
 
     def node_newton(self, bits: int = 192):
         """One Newton step on e' from every interior reference point.
@@ -263,9 +272,7 @@ class _Levelled:
         The new points are rounded to `bits` bits: short mantissas make the multipoint
         evaluations several times cheaper, and `bits` exceeds the accuracy needed."""
         X, fr = self.X[:-1], self.fr
-        q = self.q.evaluate(X, algorithm="iter")
-        q1 = self.q1.evaluate(X, algorithm="iter")
-        q2 = self.q2.evaluate(X, algorithm="iter")
+        q, q1, q2 = self.eval_q(X, 2)
         out = []
         for j, x in enumerate(X):
             e1 = q[j] + x * q1[j] - fr.f1(x)
@@ -275,10 +282,11 @@ class _Levelled:
             return [(+v).mid() for v in out]
 
     def eval_q(self, pts, deriv: int):
-        """q, q', q'' at points as balls (lists)."""
-        q = self.q.evaluate(pts, algorithm="iter")
-        q1 = self.q1.evaluate(pts, algorithm="iter") if deriv >= 1 else None
-        q2 = self.q2.evaluate(pts, algorithm="iter") if deriv >= 2 else None
+        """q, q', q'' (derivatives in p) at points as balls (lists)."""
+        U = [2 * x - 1 for x in pts]
+        q = self.Q.evaluate(U, algorithm="iter")
+        q1 = [2 * v for v in self.Q1.evaluate(U, algorithm="iter")] if deriv >= 1 else None
+        q2 = [4 * v for v in self.Q2.evaluate(U, algorithm="iter")] if deriv >= 2 else None
         return q, q1, q2
 
 
@@ -493,6 +501,34 @@ def _is_zero_level(reward: Reward, K: int) -> bool:
     return reward.is_polynomial and d is not None and d <= K - 1
 
 
+@functools.lru_cache(maxsize=64)
+def _float_reference(name: str, K: int):
+    """(reference, history) of the float64 Remez (:func:`_remez64.remez64`), cached per (reward, K)."""
+    try:
+        return _remez64.remez64(parse_reward(name), K)
+    except RuntimeError as e:  # a reward the float64 Remez cannot start on: a failed computation, not a bug
+        raise CheckError(f"minimax: the level of {name[:60]} at K={K} could not be computed ({e}); "
+                         "no table or level is written") from None
+
+
+LEVEL_ESTIMATE_DIGITS = 9  # significant digits of level_estimate (float64 Remez: ~12 correct)
+
+
+def level_estimate(reward, K) -> float:
+    """A float64 value meant to lie just below E*_K: |h| of the float64 Remez's last levelled
+    reference (de la Vallée Poussin: |h| ≤ E*_K in exact arithmetic), lowered by 1e-9 relative for
+    float rounding and rounded down to LEVEL_ESTIMATE_DIGITS digits. Not a proof: callers compare it
+    with the certified bracket (``minimax_level(...).lower``) once that is known."""
+    reward = _resolve(reward)
+    K = _check_K(K)
+    if _is_zero_level(reward, K):
+        return 0.0
+    x, _hist = _float_reference(reward.name, K)
+    h = abs(float(_remez64.levelled(reward, np.asarray(x, dtype=float))[3])) * (1 - 1e-9)
+    n, e = decimal_digits(Fraction(h), LEVEL_ESTIMATE_DIGITS, "down")
+    return float(Fraction(n) * Fraction(10) ** (e - LEVEL_ESTIMATE_DIGITS + 1))
+
+
 @functools.lru_cache(maxsize=256)
 def _solve(name: str, K: int, digits: int):
     reward = parse_reward(name)
@@ -502,16 +538,12 @@ def _solve(name: str, K: int, digits: int):
             f"minimax: cannot certify the level of {name} at K={K} "
             "(f'' has sign changes above degree K-2, so the critical-point count is unproven)"
         )
-    try:
-        x64, _hist = _remez64.remez64(reward, K)
-    except RuntimeError as e:  # a reward the float64 Remez cannot start on: a failed computation, not a bug
-        raise CheckError(f"minimax: the level of {name[:60]} at K={K} could not be computed ({e}); "
-                         "no table or level is written") from None
+    x64, _hist = _float_reference(name, K)
     cbits = int(3.33 * (digits + 15)) + 96  # mantissa of reference/critical points
     # working precision: digits asked + cancellation (f ~ 1 vs e ~ E) + guard bits
     E = abs(_hist[-1][0]) if _hist else 1e-3
     logE = max(0.0, -math.log10(max(E, 1e-300)))
-    prec = int(3.33 * (2 * digits + logE + 20)) + 64 + int(2.7 * K)
+    prec = int(3.33 * (2 * digits + logE + 20)) + 64 + int(1.8 * K)
     X = [arb(float(v)) for v in x64]
     with _prec(prec):
         # one levelled step in ball arithmetic on the float reference (quadratic gain)
@@ -604,19 +636,16 @@ def minimax_level(reward, K, digits=None) -> Level:
 
 
 def _bernstein_coefficients(lev: _Levelled, K: int):
-    """Bernstein coefficients (degree K − 1) of q from its monomial balls:
-    β_c = Σ_{k ≤ c} a_k C(c, k)/C(K − 1, k) (the U-statistic identity of DESIGN §2)."""
-    a = lev.q.coeffs()
+    """Bernstein coefficients (degree n = K − 1) of q from its monomial balls a_k in p:
+    β_c = Σ_{k ≤ c} a_k C(c, k)/C(n, k) (the U-statistic identity of DESIGN §2), computed as
+    C(n, c)·β_c = [x^c] Σ_k a_k x^k (1 + x)^(n − k) = [z^(n − c)] R(z + 1), R(z) = Σ_k a_k z^(n − k)
+    (one Taylor shift in C; every term is a positive multiple of an a_k, as in the sum)."""
+    a = lev.p_monomials().coeffs()
     a = a + [arb(0)] * (K - len(a))
     n = K - 1
-    scaled = [a[k] / math.comb(n, k) for k in range(K)]
-    out = []
-    for c in range(K):
-        acc = arb(0)
-        for k in range(c + 1):
-            acc += scaled[k] * math.comb(c, k)
-        out.append(acc)
-    return out
+    shifted = arb_poly(a[::-1])(arb_poly([1, 1])).coeffs()
+    shifted = shifted + [arb(0)] * (K - len(shifted))
+    return [shifted[n - c] / math.comb(n, c) for c in range(K)]
 
 
 def minimax_table(reward, K):
@@ -632,10 +661,10 @@ def minimax_table(reward, K):
     fr = lev.fr
     nodes = lev.X
     sig_digits = 34
-    p = prec
+    p = prec + int(1.0 * K)  # the p-monomials of q lose ≈ 2.6 bits per degree (the level's Q in u: ≈ 1.7)
     for _ in range(8):
         with _prec(p):
-            lv = lev if p == prec else _Levelled(fr, nodes)
+            lv = _Levelled(fr, nodes)
             coeffs = _bernstein_coefficients(lv, K)
             ok = all(
                 cb.is_finite() and (cb.rad() <= abs(cb).lower() * arb(10) ** (-(sig_digits + 2)))
