@@ -87,6 +87,7 @@ from .rewards import KL, Alpha, Poly, Reward, parse_reward
 __all__ = ["Bracket", "Certificate", "certify", "check_claims"]
 
 U = 2.0**-53
+_EXP_UNDERFLOW = -746.0  # exp(x) rounds to exactly 0.0 for every x below about -745.13
 _MARGIN = 1.0 + 1e-12
 _CHUNK_ELEMS = 1 << 19  # basis-matrix elements per chunk
 _MAX_ROUNDS = 120
@@ -188,7 +189,11 @@ def _pr2_bound(reward: Reward, a: float) -> float:
 # float64 Bernstein machinery with error bounds
 # ---------------------------------------------------------------------------------
 def _basis(n: int, logc: np.ndarray, p: np.ndarray):
-    """B[i, j] = B_j^n(p_i) and a relative error bound rho[i, j]."""
+    """B[i, j] = B_j^n(p_i) and a relative error bound rho[i, j].
+
+    e = log C(n,j) + j·log p + (n−j)·log1p(−p), B = exp(e); A = |log C| + j|log p| + (n−j)|log1p(−p)|
+    reuses the products X = j·log p, Y = (n−j)·log1p(−p) (both ≤ 0, so A = log C − X − Y bit for bit),
+    and exp, computed in place, is skipped where e < −746 (it would round to exactly 0, slowly)."""
     j = np.arange(n + 1, dtype=float)
     nj = n - j
     with np.errstate(divide="ignore"):
@@ -196,16 +201,24 @@ def _basis(n: int, logc: np.ndarray, p: np.ndarray):
         lq = np.log1p(-p)
     lp = np.where(p > 0, lp, 0.0)[:, None]
     lq = np.where(p < 1, lq, 0.0)[:, None]
-    e = logc[None, :] + j[None, :] * lp + nj[None, :] * lq
+    X = j[None, :] * lp          # ≤ 0
+    Y = nj[None, :] * lq         # ≤ 0
+    e = np.add(logc[None, :], X)
+    e += Y
+    A = np.subtract(np.abs(logc)[None, :], X, out=X)
+    A -= Y
+    A += 1.0
+    A *= 8 * U
+    rho = A
     z0 = p == 0
     if z0.any():
         e[z0, 1:] = -np.inf  # exact zeros
     z1 = p == 1
     if z1.any():
         e[z1, :n] = -np.inf
-    B = np.exp(e)
-    A = np.abs(logc)[None, :] + j[None, :] * np.abs(lp) + nj[None, :] * np.abs(lq)
-    rho = 8 * U * (A + 1.0)
+    live = e > _EXP_UNDERFLOW
+    B = np.exp(e, out=e, where=live)
+    B[~live] = 0.0
     return B, rho
 
 

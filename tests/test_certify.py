@@ -324,3 +324,28 @@ def test_alpha_half_plugin_mse_bound_is_4():
     for K in (15, 64):
         c = certify(r.r(np.arange(1, K + 1) / K), r)
         assert c.mse.upper == 4.0 and 4.0 * (1 - 1e-8) <= c.mse.lower < 4.0
+
+
+def test_basis_is_the_plain_formula_bit_for_bit():
+    """_basis (in place, exp skipped where it underflows) returns exactly the numbers of the plain
+    formula B = exp(log C + j log p + (n−j) log1p(−p)), ρ = 8u(|log C| + j|log p| + (n−j)|log1p(−p)| + 1),
+    and B agrees with scipy's binomial pmf to rounding."""
+    from coefgen.certify import U, _basis, log_binomial_coefficients
+
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 7, 255, 2046):
+        logc = log_binomial_coefficients(n)
+        p = np.concatenate([[0.0, 1.0, 1e-300, 5e-324, 1 - 2**-53], rng.uniform(0, 1, 40), 10 ** rng.uniform(-12, 0, 20)])
+        j = np.arange(n + 1, dtype=float)
+        with np.errstate(divide="ignore"):
+            lp = np.where(p > 0, np.log(p), 0.0)[:, None]
+            lq = np.where(p < 1, np.log1p(-p), 0.0)[:, None]
+        e = logc[None, :] + j[None, :] * lp + (n - j)[None, :] * lq
+        e[p == 0, 1:] = -np.inf
+        e[p == 1, :n] = -np.inf
+        B_plain = np.exp(e)
+        rho_plain = 8 * U * (np.abs(logc)[None, :] + j[None, :] * np.abs(lp) + (n - j)[None, :] * np.abs(lq) + 1.0)
+        B, rho = _basis(n, logc, p)
+        assert np.array_equal(B, B_plain) and np.array_equal(rho, rho_plain)
+        ref = binom.pmf(np.arange(n + 1)[None, :], n, p[:, None])
+        assert np.all(np.abs(B - ref) <= 1e-9 * ref + 1e-300)
