@@ -323,12 +323,16 @@ class _Engine:
     def _maj(self, n, pts, i0, i1):
         """For cells (pts[i0], pts[i1]): matrix of upper bounds of max_cell B_j^n."""
         B, rho = _basis(n, self.lc[n], pts)
-        Bu = B * (1 + rho)
+        rho += 1.0
+        Bu = np.multiply(B, rho, out=B)  # B·(1 + ρ), in place
         modes = np.arange(n + 1) / max(n, 1)
         p0 = pts[i0][:, None]
         p1 = pts[i1][:, None]
-        M = np.where(modes[None, :] < p0, Bu[i0], np.where(modes[None, :] > p1, Bu[i1], self.mode_max[n][None, :]))
-        return M * _MARGIN
+        M = np.where(modes[None, :] > p1, Bu[i1], self.mode_max[n][None, :])
+        left = modes[None, :] < p0
+        M[left] = Bu[i0][left]
+        M *= _MARGIN
+        return M
 
     def bounds(self, p0: np.ndarray, p1: np.ndarray):
         """Cell bounds (3, N), midpoint values (3, N) and midpoints for cells [p0, p1]."""
