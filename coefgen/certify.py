@@ -270,14 +270,14 @@ class _Poly:
 
 
 def _eval(polys, B, rho):
-    """Values and error bounds of polys (same degree) at the rows of B."""
+    """Values and error bounds of polys (same degree) at the rows of B (overwrites rho with B·rho)."""
     n = B.shape[1] - 1
     W = np.stack([q.w for q in polys], axis=1)
     aW = np.abs(W)
     eW = np.stack([q.ew for q in polys], axis=1)
     val = B @ W
     mag = B @ aW
-    err = (B * rho) @ aW + B @ eW + (n + 3) * U * mag
+    err = np.multiply(B, rho, out=rho) @ aW + B @ eW + (n + 3) * U * mag
     err = 2.0 * err + 1e-300 * (aW.max(axis=0) + eW.max(axis=0))[None, :]
     return val, err
 
