@@ -112,7 +112,7 @@ def machine() -> dict:
             "platform": f"{platform.system()} {platform.machine()}"}
 
 
-def assemble(rows: list[dict], steps: list[dict], load_start, load_end, note: str) -> dict:
+def assemble(rows: list[dict], steps: list[dict], load_start, load_end, note: str, commit: str | None) -> dict:
     """docs/benchmarks.json's content: the rows with their derived figures, the run's reference measurements."""
     out_rows = []
     for r in rows:
@@ -127,7 +127,7 @@ def assemble(rows: list[dict], steps: list[dict], load_start, load_end, note: st
     return {
         "generated_by": "make bench (bench/run_all.py)",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "commit": _git_commit(),
+        "commit": commit,
         "machine": dict(machine(), load_average_start=[round(x, 2) for x in load_start],
                         load_average_end=[round(x, 2) for x in load_end]),
         "note": note,
@@ -167,7 +167,7 @@ def write_markdown(rows: list[dict], ref: float) -> None:
 def run() -> int:
     only = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]
     status = 0
-    load_start = os.getloadavg()
+    load_start, commit = os.getloadavg(), _git_commit()  # the code measured: the checkout as the run starts
     ref0 = reference_seconds()
     print(f"reference workload: {ref0:.3f} s (every 'x ref' figure below is seconds / reference, "
           "measured in this run)\n", flush=True)
@@ -207,7 +207,8 @@ def run() -> int:
         with open(TARGETS, encoding="utf-8") as fh:
             targets = [json.loads(line) for line in fh if line.strip()]
         if targets:
-            data = assemble(targets, steps, load_start, os.getloadavg(), os.environ.get("BENCH_NOTE", ""))
+            data = assemble(targets, steps, load_start, os.getloadavg(), os.environ.get("BENCH_NOTE", ""),
+                            commit)
             generated.write_atomic(os.path.join(ROOT, BENCH_JSON), dumps(data))
             print(f"performance targets: {BENCH_JSON} (pages: python {COMMAND})")
     return status
@@ -220,10 +221,11 @@ def _cell(text: str) -> str:
 
 
 def _secs(row: dict) -> str:
+    """The wall seconds, in bold when over the target (a refusal that kept the user waiting longer included)."""
     if row["outcome"] == "timeout":
-        return f"> {row['wall_seconds']:.0f}"
+        return f"**> {row['wall_seconds']:.0f}**"
     s = f"{row['wall_seconds']:.1f}"
-    return f"**{s}**" if result(row) == "missed" else s
+    return f"**{s}**" if row["wall_seconds"] > row["target_seconds"] else s
 
 
 def _run_line(data: dict, full: bool) -> str:

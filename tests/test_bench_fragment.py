@@ -110,7 +110,11 @@ def test_every_row_met_reads_met_and_a_timeout_is_missed():
     r.update(outcome="timeout", wall_seconds=400.0, error="stopped after 400 s")
     assert run_all.result(r) == "timeout"
     assert run_all.readme_part(data).splitlines()[-1].endswith(f"| missed: {r['label']} |")
-    assert "> 400" in run_all.readme_part(data).splitlines()[-1]
+    assert "**> 400**" in run_all.readme_part(data).splitlines()[-1]
+    # a refusal that took longer than the target is a refusal, its time in bold
+    r.update(outcome="refused", wall_seconds=r["target_seconds"] + 1, error="too tight")
+    last = run_all.readme_part(data).splitlines()[-1]
+    assert last.endswith(f"| refused: {r['label']} |") and f"**{r['wall_seconds']:.1f}**" in last
 
 
 def test_a_refusal_is_reported():
