@@ -38,9 +38,11 @@ test-slow: $(STAMP)
 test-trainers:
 	bash tests_trainers/run.sh
 
-## make bench: timings and accuracy figures quoted in the issues' notes
+## make bench: timings and accuracy figures (long); writes docs/benchmarks.json, then regenerates from it alone
+## the measured table of README.md and docs/benchmarks.md (options: BENCH_ONLY=targets, BENCH_NOTE="loaded machine")
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py --from-json docs/benchmarks.json --update-page
 
 ## make study: the game study behind the default kl tables (README "Choosing a table"; ~20 min on 2 cores)
 study: $(STAMP)

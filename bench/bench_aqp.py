@@ -48,13 +48,19 @@ def solve_once(K: int, args: list[str], divergence: str = "kl") -> dict:
             return row
         with open(out, encoding="utf-8") as fh:
             d = json.load(fh)
+    row.update(certificate_figures(d))
+    return row
+
+
+def certificate_figures(d: dict) -> dict:
+    """The figures a row quotes from a written aqp table (its JSON, loaded): certified sup|b| over the minimax
+    level's upper end, certified sup m, the solver's lower bound, relative gap and exchange rounds."""
     sol = d["estimator_params"].get("solver", {})
-    row.update({
+    return {
         "bias_over_level": float(d["bias_bound"]) / float(d["minimax_level_bracket"][1]),
         "mse_bound": float(d["mse_bound"]), "objective_lower": sol.get("objective_lower"),
         "gap": sol.get("gap"), "rounds": sol.get("rounds"),
-    })
-    return row
+    }
 
 
 def main(argv=None):
