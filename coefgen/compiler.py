@@ -20,7 +20,7 @@ ESTIMATORS = ("exact", "minimax", "aqp", "plugin", "digamma")
 # K <= 2048 for every table: certifying an exact table takes ~2 s at K = 2048 but ~45 s at K = 4000 (and
 # build verifies it again); the minimax level in every other table is supported up to 2048 anyway.
 MAX_K = _PAYLOAD_MAX_K
-MAX_K_LEVEL = 2_048   # the minimax level E*_K (in every non-exact table) takes ~40 s at K = 2048, minutes above
+MAX_K_LEVEL = 2_048   # the minimax level E*_K (in every non-exact table) takes ~23 s at K = 2048 and grows like K^3
 # user-facing parameters of each estimator and their defaults (omitted from file names)
 ESTIMATOR_DEFAULTS: dict[str, dict] = {
     "exact": {},
@@ -48,7 +48,7 @@ def check_K_level(reward: Reward, K: int) -> None:
     if not exact_exists and K > MAX_K_LEVEL:
         raise InputError(
             f"K = {K}: the minimax level E*_K of {reward.name} (part of every {reward.name} table) is supported "
-            f"up to K = {MAX_K_LEVEL} (its high-precision Remez takes ~40 s at K = 2048 and grows like K^3)"
+            f"up to K = {MAX_K_LEVEL} (its high-precision Remez takes ~23 s at K = 2048 and grows like K^3)"
         )
 
 

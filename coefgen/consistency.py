@@ -30,7 +30,7 @@ import mpmath
 
 from .compiler import mse_sup_is_infinite
 
-LEVEL_RECOMPUTE_MAX_K = 256  # recomputing E*_K costs <= 0.5 s up to here (1.5 s at 512, ~40 s at 2048)
+LEVEL_RECOMPUTE_MAX_K = 256  # recomputing E*_K costs <= 0.5 s up to here (1 s at 512, 4 s at 1024, ~23 s at 2048)
 _BOUND_FIELDS = (("bias_lower", "bias_bound"), ("variance_lower", "variance_bound"), ("mse_lower", "mse_bound"))
 _REL = Fraction(1, 10**9)  # slack for float64 rounding of solver targets (bounds are rounded up)
 

@@ -106,9 +106,8 @@ class Level:
     #             lower <= level <= upper holds exactly (format_level)
 
 
-# K^2 x (digits + 17): the measured cost of a proven level is ~0.2 s x (K/1024)^2 x (digits + 17)
-# on one core (K = 1024: 6 s at 12 digits, 12 s at 40); the cap is ~1 min, 2.5x the default digits
-# at K = 2048 (at most 54 digits there; every K <= 1024 may ask for the CLI's 200) (issue 20.7).
+# K^2 x (digits + 17): a bound on the work of a proven level, whose time grows with it (measured on one core: K = 1024: 4 s at the default digits, 6.7 s at 40; K = 2048: 23 s at the
+# default, 59 s at 54); the cap is ~1 min, 54 digits at K = 2048 (every K <= 1024 may ask for the CLI's 200).
 MAX_LEVEL_WORK = 3.0e8
 
 
