@@ -106,8 +106,9 @@ class Level:
     #             lower <= level <= upper holds exactly (format_level)
 
 
-# K^2 x (digits + 17): a bound on the work of a proven level, whose time grows with it (measured on one core: K = 1024: 4 s at the default digits, 6.7 s at 40; K = 2048: 23 s at the
-# default, 59 s at 54); the cap is ~1 min, 54 digits at K = 2048 (every K <= 1024 may ask for the CLI's 200).
+# K^2 x (digits + 17): a bound on the work of a proven level, whose time grows with it (measured on one
+# core: K = 1024: 4 s at the default digits, 6.7 s at 40; K = 2048: 23 s at the default, 59 s at 54);
+# the cap is ~1 min, 54 digits at K = 2048 (every K <= 1024 may ask for the CLI's 200).
 MAX_LEVEL_WORK = 3.0e8
 
 
