@@ -243,6 +243,18 @@ def test_a_resealed_edited_aggregate_header_fails_verify(built3, tmp_path):
     assert r.returncode == 1 and "coefgen_tables.h: is not the aggregate" in r.stderr, r.stderr
 
 
+def test_verify_passes_a_set_whose_spec_order_is_not_its_file_order(tmp_path):
+    """The aggregate's usage line does not depend on the order of the spec's entries: verify re-derives the
+    header from the manifest (records in file-name order) and must find the one build wrote (the default set
+    lists kl first, its files start with alpha3)."""
+    spec = ("output: t\nformats: [c]\ntables:\n  - {divergence: euclidean, estimator: exact, K: [4, 3]}\n"
+            "  - {divergence: alpha:3, estimator: exact, K: [3]}\n")
+    d = _build_set(tmp_path / "o", spec)
+    r = run("verify", str(d / "manifest.json"))
+    assert r.returncode == 0, r.stderr
+    assert 'coefgen_table("alpha:3", "exact", 3)' in (d / "coefgen_tables.h").read_text()
+
+
 def test_old_version_formats_are_parsed_and_compared(built3):
     """Files of another coefgen version cannot be re-rendered byte for byte: parsed instead."""
     from coefgen.verify import format_failures
