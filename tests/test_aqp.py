@@ -381,3 +381,151 @@ def test_monotone_can_be_infeasible():
     unconstrained optimum oscillates), and the error says so."""
     with pytest.raises(CheckError, match="no monotone table"):
         solve_aqp(KL, 16, tau=3, monotone=True)
+
+
+# --------------------------------------------------------------------------- proven lower bounds, refusals
+def _grid_multipliers(tau, objective="worst"):
+    """The multipliers of one cone program on a fixed grid (mode 'worst' or 'mean') at τ·E*_8."""
+    from coefgen.solvers import aqp
+
+    p_b = aqp._snap(np.unique(np.concatenate([aqp._theta_grid(80), np.logspace(-6, -1, 20), [1.0]])))
+    p_m = aqp._snap(np.unique(np.concatenate([aqp._theta_grid(40), np.logspace(-4, -1, 8), [1.0]])))
+    beta = tau * E8
+    mode = "worst" if objective == "worst" else "mean"
+    prog = aqp._Program(mode, KL, K, aqp._initial_table(KL, K), p_b, p_m if mode == "worst" else np.zeros(0),
+                        beta=beta, beta_solve=beta, mean=mean_weights(KL, K) if mode == "mean" else None)
+    status = prog.solve()[0]
+    assert status == "solved"
+    return prog.multipliers()
+
+
+def test_dual_bound_never_exceeds_a_feasible_tables_sup_m(tables):
+    """The separable dual bound at τ·E*_K is below the certified sup m of every table whose bias
+    meets that budget (the AQP tables of all τ' ≤ τ), for the solver's multipliers and for
+    perturbed ones, and close to the AQP table's own lower bound (it is a usable bound)."""
+    from coefgen.solvers.aqp import best_dual_bound, separable_dual_bound
+
+    rng = np.random.default_rng(7)
+    for tau in (3, 10, 30):
+        beta = tau * E8
+        mult = _grid_multipliers(tau)
+        lb = best_dual_bound(KL, K, beta, mult)
+        feasible = [c.mse.upper for t2, (_, c) in tables.items() if t2 <= tau]
+        assert 0 < lb <= min(feasible)
+        assert lb >= tables[tau][0].params["objective_lower"] * (1 - 2e-3)
+        (mu, p_m), p_b, lam, _ = mult
+        for _ in range(10):
+            b2 = separable_dual_bound(KL, K, beta, mu * rng.uniform(0.5, 1.5, mu.shape), p_m,
+                                      lam * rng.uniform(0.5, 1.5, lam.shape), p_b)
+            assert b2 <= min(feasible)
+    # mean objective: below the integral of m of every table within the budget
+    mult = _grid_multipliers(10, objective="mean")
+    lb = best_dual_bound(KL, K, 10 * E8, mult, mean=mean_weights(KL, K))
+    sol = solve_aqp(KL, K, tau=10, objective="mean", level=E8)
+    assert 0 < lb <= mean_mse(sol.values, KL) and lb >= sol.params["objective_lower"] * (1 - 1e-3)
+    assert lb <= min(mean_mse(tables[t][0].values, KL) for t in (1.5, 3, 10))
+
+
+def test_dual_bound_is_valid_in_high_precision(monkeypatch):
+    """On a tiny instance the float64 bound is below the dual function computed at 60 digits from
+    exact binomials, and that value is the minimum of the Lagrangian (the closed form is right),
+    so below the Lagrangian, hence below sup m, of any table within the budget."""
+    mp = pytest.importorskip("mpmath")
+    from coefgen.solvers.aqp import separable_dual_bound
+
+    monkeypatch.setattr(mp.mp, "dps", 60)
+    k = 4
+    rng = np.random.default_rng(3)
+    p_m = np.array([0.003, 0.05, 0.2, 0.5, 0.9])
+    p_b = np.array([1e-4, 0.01, 0.1, 0.3, 0.7, 1.0])
+    mu = rng.uniform(0.1, 1, len(p_m))
+    lam = rng.normal(scale=0.1, size=len(p_b))
+    nu = rng.uniform(0, 0.02, k - 1)
+    beta = 0.01
+    got = separable_dual_bound(KL, k, beta, mu, p_m, lam, p_b, nu)
+
+    def B(c, p):
+        p = mp.mpf(float(p))
+        return mp.binomial(k - 1, c - 1) * p ** (c - 1) * (1 - p) ** (k - c)
+
+    def lagrangian(t):
+        m = sum(mp.mpf(float(w)) * mp.mpf(float(p)) * sum(B(c, p) * (t[c - 1] - mp.log(mp.mpf(float(p)))) ** 2
+                                                        for c in range(1, k + 1)) for w, p in zip(mu, p_m))
+        b = sum(mp.mpf(float(l)) * (mp.mpf(float(q)) * (sum(B(c, q) * t[c - 1] for c in range(1, k + 1))
+                                                      - mp.log(mp.mpf(float(q))))) for l, q in zip(lam, p_b))
+        mono = sum(mp.mpf(float(nu[c])) * (t[c] - t[c + 1]) for c in range(k - 1))
+        return m + b + mono - beta * sum(abs(mp.mpf(float(x))) for x in lam)
+
+    # the exact dual function: minimise the Lagrangian coordinate by coordinate (closed form)
+    tstar, g = [], mp.mpf(0)
+    for c in range(1, k + 1):
+        a = sum(mp.mpf(float(w)) * mp.mpf(float(p)) * B(c, p) for w, p in zip(mu, p_m))
+        f = sum(mp.mpf(float(w)) * mp.mpf(float(p)) * B(c, p) * mp.log(mp.mpf(float(p))) for w, p in zip(mu, p_m))
+        lc = sum(mp.mpf(float(x)) * mp.mpf(float(q)) * B(c, q) for x, q in zip(lam, p_b))
+        lc += (mp.mpf(float(nu[c - 1])) if c <= k - 1 else 0) - (mp.mpf(float(nu[c - 2])) if c >= 2 else 0)
+        tstar.append((2 * f - lc) / (2 * a))
+    g = lagrangian(tstar)
+    total_mu = sum(mp.mpf(float(w)) for w in mu)
+    exact = g / total_mu
+    assert exact > 0, (got, exact)  # these multipliers prove something
+    assert exact - 1e-6 <= got <= exact
+    for _ in range(5):  # t* minimises the Lagrangian
+        t = [x + mp.mpf(float(d)) for x, d in zip(tstar, rng.normal(scale=0.1, size=k))]
+        assert lagrangian(t) >= g
+
+
+def test_refusal_states_a_proven_lower_bound(tables, monkeypatch):
+    """A refusal for want of precision names a proven lower bound on sup m (below the certified
+    sup m of the optimal table, and close to it) and the plug-in's sup m."""
+    import re
+
+    from coefgen.solvers import aqp
+
+    def refuse(t, slack, K):
+        raise aqp._Refused("test: entries too large")
+
+    monkeypatch.setattr(aqp, "_check_precision", refuse)
+    with pytest.raises(CheckError) as err:
+        solve_aqp(KL, K, tau=10, level=E8)
+    msg = str(err.value)
+    assert "\n" not in msg and "test: entries too large" in msg and "4 attempts" in msg
+    got = float(re.search(r"has sup m >= (\S+) \(proven", msg).group(1))
+    best = float(tables[10][1].mse.upper)
+    assert 0.9 * best <= got <= best * 1.001  # printed to 3 digits
+    assert "plug-in table's sup m is" in msg
+
+
+def test_solver_infeasibility_is_not_reported_as_an_infeasible_budget(monkeypatch):
+    """tau > 1 always admits the minimax table: a solver's 'infeasible' is a numerical verdict."""
+    from coefgen.solvers import aqp
+
+    monkeypatch.setattr(aqp._Program, "solve", lambda self: ("infeasible", None, None, None, 0))
+    with pytest.raises(CheckError) as err:
+        solve_aqp(KL, K, tau=1.5, level=E8)
+    msg = str(err.value)
+    assert "exists" in msg and "minimax table" in msg and "infeasible even" not in msg
+
+
+def test_a_wider_slack_gives_a_certified_table_with_a_valid_lower_bound(tables, monkeypatch):
+    """When the first slack is refused, the retry's table meets τ·E*_K and its objective_lower,
+    evaluated at τ·E*_K (not at the solver's tighter budget), is below every feasible sup m."""
+    from coefgen.solvers import aqp
+
+    real = aqp._check_precision
+    first = 1.5 * aqp.SLACK * 10 * E8  # only the first attempt's slack is below this
+
+    def refuse_first(t, slack, K):
+        if slack < first:
+            raise aqp._Refused("test: first slack refused")
+        real(t, slack, K)
+
+    monkeypatch.setattr(aqp, "_check_precision", refuse_first)
+    sol = solve_aqp(KL, K, tau=10, level=E8)
+    cert = certify(sol.values, KL)
+    d = sol.params
+    assert cert.bias.upper <= 10 * E8
+    assert d["bias_budget_solved"] == pytest.approx(10 * E8 * (1 - aqp.RETRY_SLACKS[0]), rel=1e-9)
+    best = float(tables[10][1].mse.upper)
+    assert d["objective_lower"] <= best  # a lower bound of the problem at τ·E*_K
+    assert d["objective_upper"] == pytest.approx(float(cert.mse.upper), rel=1e-8)
+    assert 0 <= d["gap"] <= aqp.RETRY_GAP

@@ -42,6 +42,24 @@ records both and their gap.
 
 The bias budget handed to the solver is tightened, β_s = β − min(2e-5·β, (β − E*_K)/2),
 so the certified bound of the float64 table lands inside β = τ·E*_K.
+
+Tight budgets at large K need large alternating entries, and double precision then fails in
+one of several ways (the cone solver stalls or fails, declares the grid infeasible, or the
+entries are too large to hold the bias within the slack β − β_s). Such an attempt is retried
+with a wider slack (RETRY_SLACKS, up to MAX_SLACK = 1e-2·β: a coarser rounding quantum, the
+bias may sit further below β); a retry also accepts a reduced-accuracy round as the last one,
+since its table is certified independently and its gap comes from the separable dual bound.
+The first attempt is unchanged, so every table that was written before is written byte for
+byte as before.
+
+The separable dual bound (``separable_dual_bound``): for multipliers μ ≥ 0 on MSE points and λ
+on bias points, the Lagrangian Σ μ_p m_p(t) + Σ λ_q b_q(t) − β Σ|λ_q| is a sum over the
+coordinates t_c of convex quadratics, so its minimum over t is a closed form, and any
+multipliers (the solver's, even from a reduced-accuracy or failed solve) give a proven lower
+bound on the optimum sup m at β over all p ∈ [0, 1]. A refusal states the best such bound, so
+a user learns whether a usable table exists at that τ (usually not: the bound is orders of
+magnitude above the plug-in's sup m), and a retry's table takes its objective_lower from it
+(a reduced-accuracy round has no usable cone dual).
 """
 
 from __future__ import annotations
@@ -66,6 +84,11 @@ B_CUTOFF = 1e-17           # B_c(p) below this is dropped from a row
 MAX_ROUNDS = 40
 MAX_ALMOST = 5            # consecutive reduced-accuracy rounds before giving up
 SLACK = 2e-5              # relative tightening of the bias budget handed to the solver
+RETRY_SLACKS = (2e-4, 2e-3, 1e-2)  # wider relative slacks tried in turn when SLACK is refused for precision
+MAX_SLACK = RETRY_SLACKS[-1]
+MAX_ALMOST_RETRY = 8      # consecutive reduced-accuracy rounds a retry accepts (its iterates are certified alone)
+RETRY_GAP = 1e-2          # a retry's table is written when its proven optimality gap is within this
+REFUSAL_BUDGET_MARGIN = 1e-6  # a refusal's lower bound holds for every table with bias <= (1 + this)·tau·E
 M_REL_TOL = 2e-6           # stop when the rounded table's sup m is within this of the round's optimum
 SMALL_P_GAMMA = 1e-12      # γ < 1: bias points and the scan reach down to this·/K² (the weighted bias peaks near 1/K²)
 _DEBUG = bool(__import__("os").environ.get("COEFGEN_AQP_DEBUG"))
@@ -285,6 +308,138 @@ def mean_mse(t, reward: Reward) -> float:
     return math.fsum(np.concatenate([w * t * t, -2 * g * t, h]))
 
 
+# --------------------------------------------------------------------------- separable dual bound
+DUAL_EPS = 1e-9  # least relative error allowed for each float64 sum of separable_dual_bound
+
+
+def _dual_eps(K: int, p) -> float:
+    """Relative error allowance for sums of μ·p·B_c(p)·r(p)^k over the points p: B_c(p) =
+    exp(log C + j·log p + (n−j)·log1p(−p)) has relative error ≤ 8u(A + 1), A the sum of the
+    magnitudes in the exponent (as in coefgen.certify, libm faithful), a sum of N terms adds
+    (N + 3)u; the allowance is 64 times their sum, and at least DUAL_EPS."""
+    u = 2.0**-53
+    p = np.asarray(p, dtype=float)
+    p = p[(p > 0) & (p < 1)]
+    if not len(p):
+        return DUAL_EPS
+    n = K - 1
+    logc_max = float(np.max(np.abs(_log_binom(n)))) if n > 0 else 0.0
+    A = logc_max + n * max(abs(math.log(float(p.min()))), abs(math.log1p(-float(p.max()))))
+    return max(DUAL_EPS, 64 * (8 * u * (A + 1) + (len(p) + K + 3) * u))
+
+
+def separable_dual_bound(reward: Reward, K: int, beta: float, mu, p_m, lam, p_b, nu=None, *, mean=None) -> float:
+    """A proven lower bound on the semi-infinite AQP optimum at the bias budget ``beta``, from any
+    multipliers: μ ≥ 0 on MSE points p_m (mode 'worst'; ``mean`` = mean_weights for the mean
+    objective instead), λ (any sign) on bias points p_b, ν ≥ 0 on t_c ≤ t_(c+1) (monotone).
+
+    Weak duality: for every table t with sup_p |b(p)| ≤ β (and monotone, with ν),
+
+        sup_p m(p) · Σμ ≥ Σ_p μ_p m_p(t) + Σ_q λ_q b_q(t) − β Σ|λ_q| + Σ_c ν_c (t_c − t_(c+1))
+                       = Σ_c (a_c t_c² − 2 f_c t_c + h_c + l_c t_c) − Σ_q λ_q q r(q) − β Σ|λ_q|
+
+    with a_c = Σ μ_p p B_c(p), f_c = Σ μ_p p B_c(p) r(p), h_c = Σ μ_p p B_c(p) r(p)²,
+    l_c = Σ λ_q q B_c(q) + ν_c − ν_(c−1). The right-hand side separates over the coordinates t_c,
+    and each one's minimum is h_c − (l_c − 2 f_c)²/(4 a_c): the dual function in closed form.
+    Only points and multipliers enter, never the cone program (its cut-off rows, scaling or
+    tightened budget): the bound holds for the problem at β over all p ∈ [0, 1]. Each float64
+    sum is widened by a relative allowance (_dual_eps, ≥ DUAL_EPS) of the sum of its terms'
+    magnitudes, far above float64's rounding and the error of B_c(p), in the direction that lowers
+    the bound (h_c and a_c down, |l_c − 2 f_c| up), and the total likewise. Returns max(bound, 0)
+    (0 when the multipliers prove nothing)."""
+    lam = np.asarray(lam, dtype=float)
+    p_b = np.asarray(p_b, dtype=float)
+    sel = (lam != 0) & (p_b > 0)
+    lam, p_b = lam[sel], p_b[sel]
+    if mean is not None:
+        a, f, h = (np.asarray(v, dtype=float) for v in mean)
+        f_abs = np.abs(f)
+        weight = 1.0
+    else:
+        mu = np.maximum(np.asarray(mu, dtype=float), 0.0)
+        p_m = np.asarray(p_m, dtype=float)
+        sel = (mu > 0) & (p_m > 0)
+        mu, p_m = mu[sel], p_m[sel]
+        if not len(mu):
+            return 0.0
+        weight = math.fsum(mu) * (1 + 1e-12)  # sup m ≥ (that sum)/Σμ
+        Bm = count_pmf(K, p_m)
+        rm = reward.r(p_m)
+        wm = mu * p_m
+        a = wm @ Bm
+        f = (wm * rm) @ Bm
+        f_abs = (wm * np.abs(rm)) @ Bm
+        h = (wm * rm * rm) @ Bm
+    eps = _dual_eps(K, np.concatenate([p_b, p_m if mean is None else []]))
+    if len(lam):
+        Bb = count_pmf(K, p_b)
+        l = (lam * p_b) @ Bb
+        l_abs = (np.abs(lam) * p_b) @ Bb
+        rb = reward.r(p_b)
+        lin = lam * p_b * rb
+    else:
+        l = l_abs = np.zeros(K)
+        lin = np.zeros(0)
+    if nu is not None:
+        nu = np.maximum(np.asarray(nu, dtype=float), 0.0)
+        dn = np.concatenate([nu, [0.0]]) - np.concatenate([[0.0], nu])
+        l = l + dn
+        l_abs = l_abs + np.concatenate([nu, [0.0]]) + np.concatenate([[0.0], nu])
+    a_lo = a * (1 - eps)
+    h_lo = h - eps * np.abs(h)
+    # (+ an absolute 1e-300 per unit weight: terms that underflowed to 0 in B_c(p))
+    d_hi = np.abs(l - 2 * f) + eps * (l_abs + 2 * f_abs) + 1e-300 * (
+        float(np.sum(np.abs(lam) * p_b)) + 2 * (float(np.sum(mu * p_m * np.abs(reward.r(p_m)))) if mean is None else 0.0)
+        + (2 * float(np.sum(nu)) if nu is not None else 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        X = np.where(d_hi > 0, d_hi * d_hi / (4 * a_lo), 0.0)
+    if not np.all(np.isfinite(X)) or np.any((a_lo <= 0) & (d_hi > 0)):
+        return 0.0
+    c_lin = -lin
+    c_abs = beta * np.abs(lam)
+    total = math.fsum(np.concatenate([h_lo, -X, c_lin, -c_abs]))
+    # the inputs' errors are in h_lo, a_lo, d_hi; what is left is the rounding of X, of the
+    # products in c_lin and c_abs (a few u each, log faithful) and of fsum (exact, then rounded)
+    margin = 64 * 2.0**-53 * math.fsum(np.concatenate([np.abs(h_lo), X, np.abs(c_lin), c_abs]))
+    g = total - margin
+    if not g > 0:
+        return 0.0
+    return g / weight
+
+
+def best_dual_bound(reward: Reward, K: int, beta: float, mult, *, mean=None) -> float:
+    """separable_dual_bound for the solver's multipliers ``mult`` (``_Program.multipliers``),
+    and for them with λ and ν scaled by the best factor s ≥ 0 (the bound is a concave quadratic
+    in s; every s gives a valid bound): the larger of the two."""
+    if mult is None:
+        return 0.0
+    mu, p_b, lam, nu = mult
+    p_m = None
+    if mean is None:
+        mu, p_m = mu
+    out = separable_dual_bound(reward, K, beta, mu, p_m, lam, p_b, nu, mean=mean)
+    # best scale s of (λ, ν): g(s) = Σ_c h_c − (s l_c − 2 f_c)²/(4 a_c) − s·C
+    try:
+        if mean is None:
+            Bm = count_pmf(K, p_m)
+            wm = np.maximum(mu, 0.0) * p_m
+            a, f = wm @ Bm, (wm * reward.r(p_m)) @ Bm
+        else:
+            a, f = mean[0], mean[1]
+        l = (lam * p_b) @ count_pmf(K, p_b) if len(lam) else np.zeros(K)
+        if nu is not None:
+            l = l + np.concatenate([nu, [0.0]]) - np.concatenate([[0.0], nu])
+        C = float(np.sum(lam * p_b * reward.r(p_b)) + beta * np.sum(np.abs(lam)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (float(np.sum(l * f / a)) - C) / float(np.sum(l * l / (2 * a)))
+        if math.isfinite(s) and s > 0 and abs(s - 1) > 1e-12:
+            out = max(out, separable_dual_bound(reward, K, beta, mu, p_m, s * lam, p_b,
+                                                None if nu is None else s * nu, mean=mean))
+    except (FloatingPointError, ZeroDivisionError, ValueError):  # pragma: no cover
+        pass
+    return out
+
+
 # --------------------------------------------------------------------------- cone program
 def _rows(K, p, reward):
     """Truncated sparse rows: B (csr, entries ≥ cutoff), r(p)."""
@@ -358,6 +513,7 @@ class _Program:
             else:
                 keep = (rmax > 0) & (np.abs(rhs) * scale <= 1e6)
             Ab = (sp.diags(scale[keep]) @ Ab[keep]).tocsr()
+            self._bias_layout = ("rows", p_b, np.where(keep, scale, 0.0), keep)
             blocks_A.append(Ab)
             blocks_b.append(rhs[keep] * scale[keep])
             blocks_b_loose.append(rhs_loose[keep] * scale[keep])
@@ -388,6 +544,7 @@ class _Program:
                 ycol = sp.csr_matrix((-S, (np.arange(nz), np.full(nz, K))), shape=(nz, nx))
                 Alp = sp.vstack([sp.hstack([ycol, I]), sp.hstack([ycol, -I])])
                 blp = blp_loose = np.concatenate([-S * e[idx] / beta0, S * e[idx] / beta0])
+            self._bias_layout = ("split", p_b[idx], S, nz)
             split_A = sp.vstack([Aeq, Alp]).tocsr()
             split_b = np.concatenate([np.zeros(nz), blp])
             split_b_loose = np.concatenate([np.zeros(nz), blp_loose])
@@ -411,6 +568,7 @@ class _Program:
             else:
                 A_rows, A_cols, A_vals = rows_body, ci, -sq * sigma
             Am = sp.csr_matrix((A_vals, (A_rows, A_cols)), shape=(nrow, nx))
+            self._soc_layout = (sum(blk.shape[0] for blk in blocks_A), starts, nrow)
             bm = np.zeros(nrow)
             bm[rows_body] = sq * (t_ref[ci] - rm[ri])
             bm_loose = bm.copy()
@@ -422,6 +580,7 @@ class _Program:
             blocks_b_loose.append(bm_loose)
             cones.extend(clarabel.SecondOrderConeT(int(c) + 1) for c in counts)
 
+        self._mono_row = sum(blk.shape[0] for blk in blocks_A) if monotone else None
         if monotone:
             # t_c − t_{c+1} ≤ 0:  σ(δ_c − δ_{c+1}) + s = t_ref_{c+1} − t_ref_c, s ≥ 0
             D = sp.diags([np.ones(K - 1), -np.ones(K - 1)], [0, 1], shape=(K - 1, K)) * sigma
@@ -433,6 +592,7 @@ class _Program:
             cones.append(clarabel.NonnegativeConeT(K - 1))
 
         self.nz = nz = 0 if not split else split_A.shape[1] - nx
+        self._row_shift = split_A.shape[0] if nz else 0  # rows of the split block, ahead of the others
         A = sp.vstack(blocks_A).tocsr() if blocks_A else sp.csr_matrix((0, nx))
         if nz:
             A = sp.vstack([split_A, sp.hstack([A, sp.csr_matrix((A.shape[0], nz))])])
@@ -454,6 +614,55 @@ class _Program:
             q[K] = 1.0
             self.const = 0.0
         self.q = q
+        self.p_m = p_m
+        self.beta = beta
+        self.dual_source = None  # (program, x, y) of the last solved or almost-solved cone program
+        self.other_duals = []  # (program, x, y) of every other solve that stopped with finite iterates
+
+    def candidate_multipliers(self) -> list:
+        """multipliers() of every solve of this round (solved, reduced accuracy, failed)."""
+        out = []
+        for src in ([self.dual_source] if self.dual_source is not None else []) + self.other_duals:
+            try:
+                m = self.multipliers(src)
+            except (IndexError, ValueError):  # pragma: no cover (a layout the bound cannot use)
+                m = None
+            if m is not None:
+                out.append(m)
+        return out
+
+    def multipliers(self, source=None):
+        """The last solve's Lagrange multipliers in the units of the separable dual bound
+        (``separable_dual_bound``): (μ over p_m, bias points, λ, ν) for modes 'worst' and
+        'mean', or None. Any multipliers give a valid bound; these are the solver's (possibly
+        reduced-accuracy) ones, converted from the scaled cone program."""
+        source = self.dual_source if source is None else source
+        if source is None or self.mode not in ("worst", "mean"):
+            return None
+        prog, x, y = source
+        beta = prog.beta
+        lay = prog._bias_layout
+        if lay[0] == "split":
+            _, pts, S, nz = lay
+            lam = (y[nz : 2 * nz] - y[2 * nz : 3 * nz]) * S / beta
+        else:
+            _, pts, scale, keep = lay
+            n = len(pts)
+            yy = np.zeros(2 * n)
+            yy[keep] = y[prog._row_shift : prog._row_shift + int(keep.sum())]
+            lam = (yy[:n] * scale[:n] - yy[n:] * scale[n:]) / beta
+        nu = None
+        if prog._mono_row is not None:
+            r0 = prog._row_shift + prog._mono_row
+            nu = np.maximum(y[r0 : r0 + prog.K - 1], 0.0)
+        if prog.mode == "worst":
+            off, starts, _ = prog._soc_layout
+            mu = np.maximum(y[prog._row_shift + off + starts], 0.0)
+            u = float(x[prog.K])
+            lam = 2 * u * lam  # the cone bounds sqrt(m) <= u; the bound is on m = u^2
+            nu = None if nu is None else 2 * u * nu
+            return (mu, prog.p_m), pts, lam, nu
+        return None, pts, lam, nu
 
     def table(self, x, t_ref):
         return t_ref + self.sigma * x[: self.K]
@@ -479,9 +688,14 @@ class _Program:
                 print(f"  clarabel split={self.split} tol={tol} {extra}: {sol.status} it={sol.iterations} "
                       f"t={sol.solve_time:.2f}s rows={self.A.shape[0]}")
             last = sol
+            if sol.status != clarabel.SolverStatus.Solved:
+                xs, zs = np.array(sol.x), np.array(sol.z)
+                if len(zs) == self.A.shape[0] and np.all(np.isfinite(xs)) and np.all(np.isfinite(zs)):
+                    self.other_duals.append((self, xs, zs))  # any multipliers give a valid dual bound
             if sol.status == clarabel.SolverStatus.Solved:
                 x = np.array(sol.x)
                 z = np.array(sol.z)
+                self.dual_source = (self, x, z)
                 # dual objective with the untightened right-hand side: a lower bound of the loose problem
                 quad = 0.5 * x @ (self.P @ x)
                 dual_loose = -quad - self.b_loose @ z + self.const
@@ -491,10 +705,16 @@ class _Program:
             if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
                 almost = sol
         if self.split:
-            return _Program(*self._args, **self._kw, split=False).solve()
+            fallback = _Program(*self._args, **self._kw, split=False)
+            out = fallback.solve()
+            self.dual_source = fallback.dual_source
+            self.other_duals += fallback.other_duals
+            return out
         if almost is not None:
+            self.dual_source = (self, np.array(almost.x), np.array(almost.z))
             # reduced accuracy: usable as a cutting-plane iterate (the table is checked
-            # independently), never as the final round (no trustworthy dual bound)
+            # independently); the final round of a first attempt needs a solved program (its
+            # dual gives objective_lower), a retry's takes the separable dual bound instead
             return "almost", np.array(almost.x), float(almost.obj_val) + self.const, None, int(almost.iterations)
         return f"failed ({last.status})", None, None, None, int(last.iterations)
 
@@ -596,11 +816,86 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
             f"aqp {reward.name} K={K}: tau = {tau} leaves no room above the minimax level E*_K = {E:.6g}; "
             "double precision cannot deliver a table with certified bias within tau*E*_K (use tau > 1)"
         )
-    beta_s = beta - slack
-    accept = beta - 0.5 * slack
     mode = "worst" if objective == "worst" else "mean"
     mean = mean_weights(reward, K) if mode == "mean" else None
+    # the first attempt is the solve every table written so far came from (same tables, byte for
+    # byte); a refusal for want of precision is retried with a wider slack (a coarser rounding
+    # quantum, a table whose bias may sit further below the budget), at most len(RETRY_SLACKS) times
+    slacks = [slack]
+    for rel in RETRY_SLACKS:
+        s = min(rel * beta, 0.5 * (beta - E))
+        if s > slacks[-1] * 1.5:
+            slacks.append(s)
+    proven = [0.0]
+    refusals = []
+    for k, s in enumerate(slacks):
+        try:
+            return _solve_tau(reward, K, tau, E, beta, s, mode, mean, monotone, proven, retry=k > 0)
+        except _Refused as e:
+            refusals.append(e)
+            if not e.retry:
+                break
+    raise CheckError(_refusal_message(reward, K, tau, E, beta, proven[0], refusals, slacks, mode))
 
+
+class _Refused(Exception):
+    """One attempt (one slack) ended without a certified table: ``reason`` (a clause for the
+    message), ``retry``: whether a wider slack may help."""
+
+    def __init__(self, reason: str, retry: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+def _refusal_message(reward, K, tau, E, beta, lower, refusals, slacks, mode) -> str:
+    """One line: the proven lower bound on the objective (if any), the plug-in's value beside it,
+    why no double-precision table was certified, and the slacks tried."""
+    head = f"aqp {reward.name} K={K}: tau = {tau}"
+    last = refusals[-1]
+    if not last.retry:
+        return f"{head}: {last.reason}"
+    what = "sup m" if mode == "worst" else "the integral of m"
+    tried = len(refusals)
+    widest = slacks[tried - 1] / beta
+    if lower > 0:
+        ref = ""
+        if mode == "worst":
+            try:
+                ref = f"; the plug-in table's sup m is {plugin_sup_mse(reward, K):.3g}"
+            except Exception:  # pragma: no cover (a diagnostic only)
+                ref = ""
+        claim = (f"every table with bias within tau*E*_K = {beta:.4g} has {what} >= {lower:.3g} "
+                 f"(proven by a dual bound{ref})")
+    else:
+        claim = (f"a table with bias within tau*E*_K = {beta:.4g} exists (tau > 1: the minimax table has bias "
+                 f"E*_K = {E:.4g}), but no lower bound on its {what} was proven before the solver stopped")
+    return (f"{head}: {claim}; double precision could not deliver one: {last.reason} "
+            f"({tried} attempt{'s' if tried > 1 else ''}, the last with a bias slack of {widest:.2g} of the budget); "
+            "use a larger tau")
+
+
+def _solve_tau(reward, K, tau, E, beta, slack, mode, mean, monotone, proven, *, retry):
+    """One attempt of the tau mode at one slack; raises _Refused (after adding the best dual bound
+    of its last rounds to ``proven``) or returns the Solution."""
+    recent = []  # multipliers of the last rounds (for the proven lower bound of a refusal)
+    try:
+        return _solve_tau_rounds(reward, K, tau, E, beta, slack, mode, mean, monotone, recent, retry=retry)
+    except _Refused:
+        # the claim is for every table within tau*E*_K: E may be a float64 estimate just below
+        # E*_K (the compiler's, ~1e-9 relative), so the bound is taken at a budget 1e-6 above
+        claim = beta * (1 + REFUSAL_BUDGET_MARGIN)
+        for mult in (m for ms in recent[-4:] for m in ms):
+            try:
+                proven[0] = max(proven[0], best_dual_bound(reward, K, claim, mult, mean=mean))
+            except Exception:  # pragma: no cover (a diagnostic only: no bound)
+                pass
+        raise
+
+
+def _solve_tau_rounds(reward, K, tau, E, beta, slack, mode, mean, monotone, recent, *, retry):
+    beta_s = beta - slack
+    accept = beta - 0.5 * slack
     q = quantum_for(slack)
     p_b = _snap(np.unique(np.concatenate([_theta_grid(_n_bias_grid(K)), _small_grid(K, 30), [1.0]])))
     mse_grid = MSE_GRID_MAX_MSE if K >= MSE_GRID_COARSE_K else MSE_GRID
@@ -612,38 +907,31 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     best = None
     cert_rounds = 0
     sigma = 1.0
-    grid_lower = None
     n_almost = 0
     for it in range(1, MAX_ROUNDS + 1):
         prog = _Program(mode, reward, K, t_ref, p_b, p_m, sigma=sigma, beta=beta, beta_solve=beta_s, mean=mean,
                         monotone=monotone)
         status, x, obj, dual, nit = prog.solve()
+        mult = prog.multipliers() if status in ("solved", "almost") else None
+        recent.append(prog.candidate_multipliers())
+        del recent[:-4]
         if status == "infeasible":
             if monotone:
-                raise CheckError(
-                    f"aqp {reward.name} K={K}: no monotone table (t_1 <= ... <= t_K) has bias within tau*E*_K = "
-                    f"{beta:.6g} (tau = {tau}), even on a finite grid; use a larger tau or drop monotone"
-                )
-            raise CheckError(
-                f"aqp {reward.name} K={K}: the bias budget tau*E*_K = {beta:.6g} (tau = {tau}) is infeasible even on a "
-                f"finite grid in double precision; tau is too close to 1 (or E*_K is wrong)"
-            )
+                raise _Refused(
+                    f"no monotone table (t_1 <= ... <= t_K) has bias within tau*E*_K = {beta:.6g}, even on a "
+                    "finite grid; use a larger tau or drop monotone", retry=False)
+            raise _Refused(
+                "the cone solver declares the budget infeasible on a finite grid, which it is not (the minimax "
+                "table meets it): the tables this close to the minimax one are too ill-conditioned")
         if status not in ("solved", "almost"):
-            raise CheckError(
-                f"aqp {reward.name} K={K}: the cone solver did not converge ({status}) for tau = {tau}"
-                + (f" (the optimum sup m is already >= {grid_lower:.3g} on the grid)" if grid_lower else "")
-                + "; the tables this budget needs are too ill-conditioned for double precision: use a larger tau"
-            )
+            raise _Refused(f"the cone solver did not converge ({status}) in round {it}")
         n_almost = n_almost + 1 if status == "almost" else 0
-        if n_almost >= MAX_ALMOST:
-            approx = float(x[K]) ** 2 if mode == "worst" else obj
-            raise CheckError(
-                f"aqp {reward.name} K={K}: tau = {tau} is too tight for double precision: the cone solver only reaches "
-                f"reduced accuracy ({n_almost} rounds in a row; the optimum sup m is about {approx:.3g}, entries up to "
-                f"{float(np.max(np.abs(prog.table(x, t_ref)))):.3g}); use a larger tau"
-            )
+        if n_almost >= (MAX_ALMOST_RETRY if retry else MAX_ALMOST):
+            raise _Refused(
+                f"the cone solver only reaches reduced accuracy ({n_almost} rounds in a row; entries up to "
+                f"{float(np.max(np.abs(prog.table(x, t_ref)))):.3g})")
         t = round_table(prog.table(x, t_ref), q)
-        _check_precision(t, slack, reward, K, tau, grid_lower)
+        _check_precision(t, slack, K)
         sigma = _next_sigma(t, t_ref, beta)
         res = scan.run(t, reward, want_m=(mode == "worst"))
         xb, fb = res["b"]
@@ -657,9 +945,10 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
             sup_m = None
             grid_opt = obj
             lower = dual
-        if lower is not None:
-            grid_lower = lower
         history.append((it, len(p_b), len(p_m), nit, status, sup_b / beta, sup_m, grid_opt))
+        if _DEBUG:
+            sep = best_dual_bound(reward, K, beta, mult, mean=mean) if mult is not None else None
+            print(f"aqp tau round {it} {status} grid_opt={grid_opt:.9g} dual={lower} separable={sep} sup_b/beta={sup_b / beta:.6f} sup_m={sup_m}")
         ok_b = sup_b <= accept
         ok_m = mode == "mean" or sup_m <= grid_opt * (1 + M_REL_TOL)
         # exchange: add violated and nearly active maxima
@@ -667,12 +956,29 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
         if mode == "worst":
             p_m = _dedupe_add(p_m, xm[fm > grid_opt * (1 - 1e-3)])
         t_ref = t
-        if ok_b and ok_m and status == "solved":
+        # a retry (wider slack) also accepts a reduced-accuracy round: the table is certified
+        # independently and the separable dual bound of its multipliers is a proven lower bound
+        if retry and status == "almost" and mode == "worst":
+            ok_m = sup_m <= grid_opt * (1 + RETRY_GAP)
+        if ok_b and ok_m and (status == "solved" or (retry and mult is not None)):
             cert = _certify(t, reward)
             cert_rounds += 1
             if cert.bias.upper <= beta:
-                best = (t, cert, lower, it)
-                break
+                if not retry:
+                    best = (t, cert, lower, it)
+                    break
+                # the cone program's dual is only as good as its accuracy (none in a reduced-accuracy
+                # round); the separable bound of the same multipliers is proven, at beta
+                lower = best_dual_bound(reward, K, beta, mult, mean=mean)
+                upper = float(cert.mse.upper) if mode == "worst" else mean_mse(t, reward)
+                if _DEBUG:
+                    print(f"aqp tau retry candidate round {it}: upper={upper:.9g} lower={lower:.9g}")
+                if upper > 0 and (upper - lower) / upper <= RETRY_GAP:
+                    best = (t, cert, lower, it)
+                    break
+                if cert_rounds >= 3:
+                    break
+                continue
             # the certifier found more: add its witness and go on
             p_b = _dedupe_add(p_b, np.array([cert.bias.witness]))
             if cert_rounds >= 3:
@@ -681,10 +987,7 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
         for h in history:
             print("aqp round", h)
     if best is None:
-        raise CheckError(
-            f"aqp {reward.name} K={K}: could not bring the certified bias of the float64 table within "
-            f"tau*E*_K = {beta:.6g} (tau = {tau}) after {len(history)} rounds; tau is too close to 1 for double precision"
-        )
+        raise _Refused(f"the certified bias of the float64 table stayed above tau*E*_K after {len(history)} rounds")
     t, cert, lower, it = best
     if mode == "worst":
         upper = float(cert.mse.upper)
@@ -700,7 +1003,7 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
         "objective_lower": _f(lower),
         "gap": _f((upper - lower) / upper if upper > 0 else 0.0),
         "bias_budget": _f(beta),
-        "bias_budget_solved": _f(beta_s),
+        "bias_budget_solved": _f(beta - slack),
         "bias_over_level": _f(float(cert.bias.upper) / E),
         "rounds": it,
         "grid_bias_points": int(len(p_b)),
@@ -714,16 +1017,14 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
     return Solution(values=t, values_exact=exact_strings(t), params=params, exact=False, bias_target=beta)
 
 
-def _check_precision(t, slack, reward, K, tau, grid_lower):
+def _check_precision(t, slack, K):
     """Double precision evaluates T(p) = Σ t_c B_c(p) only to ~√K·u·max|t| (≈ √K terms matter):
     give up when that is not far below the slack between the budget and the solver's target."""
     big = float(np.max(np.abs(t)))
     if 8 * big * math.sqrt(K) * 2.0**-52 > slack / 8:
-        raise CheckError(
-            f"aqp {reward.name} K={K}: tau = {tau} needs table entries as large as {big:.3g}"
-            + (f" (sup m >= {grid_lower:.3g})" if grid_lower else "")
-            + ", too large for double precision to hold the bias within tau*E*_K; use a larger tau"
-        )
+        raise _Refused(
+            f"it needs table entries as large as {big:.3g}, too large for double precision to hold the bias "
+            f"within the slack {slack:.3g} below tau*E*_K")
 
 
 def _f(x: float) -> float:
