@@ -104,7 +104,7 @@ def _theta_grid(n: int) -> np.ndarray:
 BIAS_GRID = (0.5, 40)  # initial bias points: a·K + b on the θ grid (the exchange adds the maxima)
 MSE_GRID = (0.25, 24)  # initial MSE points (tau mode: a coarser start stalls the tight budgets)
 MSE_GRID_MAX_MSE = (0.0625, 16)  # initial MSE points in max_mse mode (measured: 2x faster at K = 512)
-MSE_GRID_COARSE_K = 512  # tau mode from this K starts from MSE_GRID_MAX_MSE too (K = 1024, tau = 100: 13.8 -> 8.5 s, same table up to 1e-7)
+MSE_GRID_COARSE_K = 512  # tau mode from this K starts from MSE_GRID_MAX_MSE too (K = 1024, tau = 100: 13.9 -> 9.6 s wall, sup m within 3e-7)
 
 
 def _n_bias_grid(K: int) -> int:
