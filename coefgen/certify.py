@@ -90,6 +90,8 @@ U = 2.0**-53
 _EXP_UNDERFLOW = -746.0  # exp(x) rounds to exactly 0.0 for every x below about -745.13
 _MARGIN = 1.0 + 1e-12
 _CHUNK_ELEMS = 1 << 19  # basis-matrix elements per chunk
+_WINDOW_LOG = 300.0  # columns j with B_j^n ≤ e^-300 on a whole chunk are left out (their sum is bounded)
+_TAIL = math.exp(-_WINDOW_LOG) * (1 + 1e-9)  # ≥ B_j^n(p) for every left-out j and p of the chunk
 _MAX_ROUNDS = 120
 _MAX_CELLS = 400_000
 _BALL_RATIO = 1e6  # max|t| / sup|b| above which sup|b| is bounded in ball arithmetic
@@ -188,14 +190,16 @@ def _pr2_bound(reward: Reward, a: float) -> float:
 # ---------------------------------------------------------------------------------
 # float64 Bernstein machinery with error bounds
 # ---------------------------------------------------------------------------------
-def _basis(n: int, logc: np.ndarray, p: np.ndarray):
-    """B[i, j] = B_j^n(p_i) and a relative error bound rho[i, j].
+def _basis(n: int, logc: np.ndarray, p: np.ndarray, j0: int = 0, j1: int | None = None):
+    """B[i, j − j0] = B_j^n(p_i), j = j0..j1 (default: all), and a relative error bound rho.
 
     e = log C(n,j) + j·log p + (n−j)·log1p(−p), B = exp(e); A = |log C| + j|log p| + (n−j)|log1p(−p)|
     reuses the products X = j·log p, Y = (n−j)·log1p(−p) (both ≤ 0, so A = log C − X − Y bit for bit),
     and exp, computed in place, is skipped where e < −746 (it would round to exactly 0, slowly)."""
-    j = np.arange(n + 1, dtype=float)
+    j1 = n if j1 is None else j1
+    j = np.arange(j0, j1 + 1, dtype=float)
     nj = n - j
+    lc = logc[j0 : j1 + 1]
     with np.errstate(divide="ignore"):
         lp = np.log(p)
         lq = np.log1p(-p)
@@ -203,19 +207,19 @@ def _basis(n: int, logc: np.ndarray, p: np.ndarray):
     lq = np.where(p < 1, lq, 0.0)[:, None]
     X = j[None, :] * lp          # ≤ 0
     Y = nj[None, :] * lq         # ≤ 0
-    e = np.add(logc[None, :], X)
+    e = np.add(lc[None, :], X)
     e += Y
-    A = np.subtract(np.abs(logc)[None, :], X, out=X)
+    A = np.subtract(np.abs(lc)[None, :], X, out=X)
     A -= Y
     A += 1.0
     A *= 8 * U
     rho = A
     z0 = p == 0
     if z0.any():
-        e[z0, 1:] = -np.inf  # exact zeros
+        e[z0, max(1 - j0, 0):] = -np.inf  # exact zeros (every j ≥ 1)
     z1 = p == 1
-    if z1.any():
-        e[z1, :n] = -np.inf
+    if z1.any() and j0 < n:
+        e[z1, : n - j0] = -np.inf  # every j < n
     live = e > _EXP_UNDERFLOW
     B = np.exp(e, out=e, where=live)
     B[~live] = 0.0
@@ -253,6 +257,34 @@ def _mode_max(n: int, logc: np.ndarray) -> np.ndarray:
     return np.exp(e) * (1 + 8 * U * (A + 1.0)) * _MARGIN
 
 
+def chernoff_window(n: int, lo: float, hi: float, L: float = _WINDOW_LOG) -> tuple[int, int]:
+    """(j0, j1) with B_j^n(p) ≤ e^−L for every p in [lo, hi] and every j outside j0..j1.
+
+    Chernoff: B_j^n(p) ≤ exp(−n·D(j/n‖p)) on the tail side of p, and B_j^n decreases away from its
+    mode j/n; so j < j0 (j/n < lo) are bounded at lo, j > j1 (j/n > hi) at hi. The float64 D is
+    compared with L + 1 (its rounding error is far below 1)."""
+    if n == 0:
+        return 0, 0
+    x = np.arange(n + 1, dtype=float) / n
+
+    def nD(p: float) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(x > 0, x * (np.log(x) - math.log(p)) if p > 0 else np.inf, 0.0)
+            b = np.where(x < 1, (1 - x) * (np.log1p(-x) - math.log1p(-p)) if p < 1 else np.inf, 0.0)
+        return n * (a + b)
+
+    far = L + 1.0
+    j0 = 0
+    if lo > 0:
+        left = np.nonzero((x < lo) & (nD(lo) >= far))[0]
+        j0 = int(left[-1]) + 1 if len(left) else 0
+    j1 = n
+    if hi < 1:
+        right = np.nonzero((x > hi) & (nD(hi) >= far))[0]
+        j1 = int(right[0]) - 1 if len(right) else n
+    return j0, max(j1, j0)
+
+
 class _Poly:
     """Coefficient vector w (Bernstein degree n) with an absolute error bound ew."""
 
@@ -260,6 +292,7 @@ class _Poly:
         self.w = np.asarray(w, dtype=float)
         self.ew = np.asarray(ew, dtype=float)
         self.n = len(self.w) - 1
+        self.abs_sum = float(np.sum(np.abs(self.w) + self.ew)) * (1 + (self.n + 4) * U)  # ≥ Σ(|w| + ew)
 
     def diff(self, scale: float) -> "_Poly":
         """scale·Δw (Bernstein coefficients of the derivative when scale = n)."""
@@ -269,16 +302,21 @@ class _Poly:
         return _Poly(w, edw * scale * (1 + 2 * U) + 2 * U * np.abs(w))
 
 
-def _eval(polys, B, rho):
-    """Values and error bounds of polys (same degree) at the rows of B (overwrites rho with B·rho)."""
-    n = B.shape[1] - 1
-    W = np.stack([q.w for q in polys], axis=1)
+def _eval(polys, B, rho, j0: int = 0, tail: bool = False):
+    """Values and error bounds of polys (same degree n) at the rows of B, whose columns are
+    j = j0..j0 + width − 1 (overwrites rho with B·rho). ``tail``: the left-out columns have
+    B_j ≤ _TAIL, and Σ_left-out |w_j|·B_j ≤ _TAIL·Σ_j (|w_j| + ew_j) joins the error bound."""
+    j1 = j0 + B.shape[1] - 1
+    n = len(polys[0].w) - 1
+    W = np.stack([q.w[j0 : j1 + 1] for q in polys], axis=1)
     aW = np.abs(W)
-    eW = np.stack([q.ew for q in polys], axis=1)
+    eW = np.stack([q.ew[j0 : j1 + 1] for q in polys], axis=1)
     val = B @ W
     mag = B @ aW
     err = np.multiply(B, rho, out=rho) @ aW + B @ eW + (n + 3) * U * mag
     err = 2.0 * err + 1e-300 * (aW.max(axis=0) + eW.max(axis=0))[None, :]
+    if tail:
+        err += np.array([2 * _TAIL * q.abs_sum for q in polys])[None, :]
     return val, err
 
 
@@ -320,15 +358,16 @@ class _Engine:
             self.mode_max[n] = _mode_max(n, self.lc[n])
 
     # ---------------------------------------------------------------------------
-    def _maj(self, n, pts, i0, i1):
-        """For cells (pts[i0], pts[i1]): matrix of upper bounds of max_cell B_j^n."""
-        B, rho = _basis(n, self.lc[n], pts)
+    def _maj(self, n, pts, i0, i1, j0=0, j1=None):
+        """For cells (pts[i0], pts[i1]): matrix of upper bounds of max_cell B_j^n, j = j0..j1."""
+        j1 = n if j1 is None else j1
+        B, rho = _basis(n, self.lc[n], pts, j0, j1)
         rho += 1.0
         Bu = np.multiply(B, rho, out=B)  # B·(1 + ρ), in place
-        modes = np.arange(n + 1) / max(n, 1)
+        modes = np.arange(j0, j1 + 1) / max(n, 1)
         p0 = pts[i0][:, None]
         p1 = pts[i1][:, None]
-        M = np.where(modes[None, :] > p1, Bu[i1], self.mode_max[n][None, :])
+        M = np.where(modes[None, :] > p1, Bu[i1], self.mode_max[n][None, j0 : j1 + 1])
         left = modes[None, :] < p0
         M[left] = Bu[i0][left]
         M *= _MARGIN
@@ -340,14 +379,18 @@ class _Engine:
         m = 0.5 * (p0 + p1)
         m = np.minimum(np.maximum(m, p0), p1)
         h = np.maximum(m - p0, p1 - m) * (1 + 4 * U)
-        # ---- midpoint values
-        B, rho = _basis(K - 1, self.lc[K - 1], m)
-        val, err = _eval([self.Tx, self.P1], B, rho)
+        # ---- midpoint values (columns where B_j ≤ e^-300 on the whole chunk are left out, their
+        # contribution bounded by _TAIL; the cells of a chunk are neighbours, see _chunks)
+        lo, hi = float(m.min()), float(m.max())
+        w = chernoff_window(K - 1, lo, hi)
+        B, rho = _basis(K - 1, self.lc[K - 1], m, *w)
+        val, err = _eval([self.Tx, self.P1], B, rho, w[0], tail=w != (0, K - 1))
         Tx, eTx = val[:, 0], err[:, 0]
         P1, eP1 = val[:, 1], err[:, 1]
         del B, rho
-        B, rho = _basis(2 * K - 2, self.lc[2 * K - 2], m)
-        val, err = _eval([self.V, self.W1], B, rho)
+        w = chernoff_window(2 * K - 2, lo, hi)
+        B, rho = _basis(2 * K - 2, self.lc[2 * K - 2], m, *w)
+        val, err = _eval([self.V, self.W1], B, rho, w[0], tail=w != (0, 2 * K - 2))
         Var, eVar = val[:, 0], err[:, 0]
         v1, ev1 = val[:, 1], err[:, 1]
         del B, rho
@@ -367,10 +410,13 @@ class _Engine:
         # ---- majorants on cells (endpoints shared between cells)
         pts, inv = np.unique(np.concatenate([p0, p1]), return_inverse=True)
         i0, i1 = inv[: len(p0)], inv[len(p0):]
+        lo, hi = float(pts[0]), float(pts[-1])
         if K >= 2:
-            M = self._maj(K - 2, pts, i0, i1)
-            w2 = self.P2.w
-            ew2 = self.P2.ew
+            j0, j1 = w = chernoff_window(K - 2, lo, hi)
+            M = self._maj(K - 2, pts, i0, i1, j0, j1)
+            w2 = self.P2.w[j0 : j1 + 1]
+            ew2 = self.P2.ew[j0 : j1 + 1]
+            part = w != (0, K - 2)  # left-out j: M_j ≤ _TAIL, |w_j − c| + ew_j ≤ |w_j| + ew_j + |c|
             if self.has_f:
                 c = self.reward.f_derivative(m, 2)
                 F2 = self.reward.f_derivative_abs_bound(p0, p1, 2)
@@ -378,14 +424,22 @@ class _Engine:
                 ec = 1e-9 * (np.abs(c) + F2)
                 dev = np.abs(w2[None, :] - c[:, None]) + ew2[None, :]
                 B2 = (M * dev).sum(axis=1) * (1 + (K + 3) * U) + ec + F3 * h
+                if part:
+                    B2 += 2 * _TAIL * (self.P2.abs_sum + (K - 1) * np.abs(c))
             else:
                 B2 = M @ (np.abs(w2) + ew2) * (1 + (K + 3) * U)
+                if part:
+                    B2 += 2 * _TAIL * self.P2.abs_sum
             B2 = B2 * _MARGIN + 1e-300
             del M
         else:  # pragma: no cover - K = 1 is elevated to K = 2 by certify
             B2 = np.zeros_like(m)
-        M = self._maj(2 * K - 3, pts, i0, i1)
-        V2 = M @ (np.abs(self.W2.w) + self.W2.ew) * (1 + (2 * K) * U) * _MARGIN + 1e-300
+        j0, j1 = w = chernoff_window(2 * K - 3, lo, hi)
+        M = self._maj(2 * K - 3, pts, i0, i1, j0, j1)
+        V2 = M @ (np.abs(self.W2.w[j0 : j1 + 1]) + self.W2.ew[j0 : j1 + 1]) * (1 + (2 * K) * U)
+        if w != (0, 2 * K - 3):
+            V2 += 2 * _TAIL * self.W2.abs_sum
+        V2 = V2 * _MARGIN + 1e-300
         del M
         # ---- Taylor bounds
         ab = np.abs(b) + eb
@@ -419,6 +473,22 @@ class _Engine:
         bounds = np.stack([bound_b, bound_v, bound_m])
         vals = np.stack([np.abs(b), v, mm])
         return bounds, vals, m
+
+
+def _chunks(p0: np.ndarray, p1: np.ndarray, K: int):
+    """Slices of the cells (sorted by p0) with at most _CHUNK_ELEMS // 2K cells each, a chunk
+    spanning about a quarter of the Chernoff window width at its first cell (columns kept for
+    a chunk are those of its whole span; a performance choice, every window is proven)."""
+    n = 2 * K - 2
+    rows = max(1, _CHUNK_ELEMS // (2 * K))
+    q = p0 * (1 - p0)
+    span = 0.25 * (2 * np.sqrt(2 * _WINDOW_LOG * q / n) + _WINDOW_LOG / n)
+    s, N = 0, len(p0)
+    while s < N:
+        e = int(np.searchsorted(p1, p0[s] + span[s], side="right"))
+        e = min(max(e, s + 1), s + rows, N)
+        yield slice(s, e)
+        s = e
 
 
 def _variance_coefficients(t: np.ndarray):
@@ -655,11 +725,11 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
     for _round in range(_MAX_ROUNDS):
         if len(p0) == 0:
             break
+        order = np.argsort(p0, kind="stable")  # neighbouring cells share a chunk (narrow windows)
+        p0, p1 = p0[order], p1[order]
         bnds = np.empty((3, len(p0)))
         mids = np.empty(len(p0))
-        chunk = max(1, _CHUNK_ELEMS // (2 * K))
-        for s in range(0, len(p0), chunk):
-            sl = slice(s, s + chunk)
+        for sl in _chunks(p0, p1, K):
             bb, vv, mm = eng.bounds(p0[sl], p1[sl])
             bnds[:, sl] = bb
             mids[sl] = mm

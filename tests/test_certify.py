@@ -349,3 +349,67 @@ def test_basis_is_the_plain_formula_bit_for_bit():
         assert np.array_equal(B, B_plain) and np.array_equal(rho, rho_plain)
         ref = binom.pmf(np.arange(n + 1)[None, :], n, p[:, None])
         assert np.all(np.abs(B - ref) <= 1e-9 * ref + 1e-300)
+
+
+def test_chernoff_window_bounds_every_left_out_column():
+    """Every column j outside chernoff_window(n, lo, hi) has log B_j^n(p) ≤ −300 at every p of
+    [lo, hi] (scipy's binomial log-pmf on a dense grid), and the window is tight: its first and
+    last columns are within a few units of −300 at lo and hi."""
+    from coefgen.certify import _WINDOW_LOG, chernoff_window
+
+    rng = np.random.default_rng(11)
+    cases = [(1, 0.5, 0.5), (50, 1e-8, 1e-6), (2046, 0.5, 0.5), (2046, 1e-7, 2e-7), (4093, 0.999, 1.0),
+             (511, 0.0, 0.3), (4093, 0.2, 0.2001)]
+    for _ in range(12):
+        n = int(rng.integers(2, 4094))
+        lo = float(10 ** rng.uniform(-9, 0))
+        cases.append((n, lo, min(1.0, lo * float(1 + rng.uniform(0, 0.05)))))
+    partial = 0
+    for n, lo, hi in cases:
+        j0, j1 = chernoff_window(n, lo, hi)
+        assert 0 <= j0 <= j1 <= n
+        p = np.unique(np.concatenate([np.linspace(lo, hi, 201), [lo, hi]]))
+        j = np.arange(n + 1)
+        out = (j < j0) | (j > j1)
+        if out.any():
+            partial += 1
+            logb = binom.logpmf(j[out][None, :], n, p[:, None])
+            assert logb.max() <= -_WINDOW_LOG + 1e-9, (n, lo, hi)
+        # tight: the kept edge columns are not far below the threshold at the chunk's ends
+        slack = 3 * math.log(n + 1) + 3
+        if j0 > 0:
+            assert binom.logpmf(j0, n, lo) >= -_WINDOW_LOG - slack
+        if j1 < n:
+            assert binom.logpmf(j1, n, hi) >= -_WINDOW_LOG - slack
+    assert partial >= 10  # the cases exercise left-out columns
+
+
+def test_windowed_basis_is_a_column_slice_bit_for_bit():
+    from coefgen.certify import _basis, log_binomial_coefficients
+
+    n = 300
+    logc = log_binomial_coefficients(n)
+    p = np.array([0.0, 1e-9, 0.01, 0.4, 0.99, 1.0])
+    B, rho = _basis(n, logc, p)
+    for j0, j1 in ((0, 0), (0, 17), (5, 200), (299, 300), (300, 300), (0, 300)):
+        Bw, rw = _basis(n, logc, p, j0, j1)
+        assert np.array_equal(Bw, B[:, j0 : j1 + 1]) and np.array_equal(rw, rho[:, j0 : j1 + 1])
+
+
+@pytest.mark.parametrize("K", [300, 700])
+def test_windowed_certificate_agrees_with_all_columns(monkeypatch, K):
+    """The column windows (left-out columns bounded by e^-300) change a certificate by rounding
+    only: the same brackets as with every column kept, to 1e-12."""
+    import coefgen.certify as C
+    from coefgen.solvers.baselines import solve_plugin
+
+    rw = parse_reward("kl")
+    t = np.asarray(solve_plugin(rw, K).values, float)
+    t = t + 1e-3 * np.sin(np.arange(K))  # not a table any solver returns: bumps everywhere
+    windowed = C._certify_uncached(t, rw, 1e-6)
+    monkeypatch.setattr(C, "chernoff_window", lambda n, lo, hi, L=0.0: (0, n))
+    full = C._certify_uncached(t, rw, 1e-6)
+    for g in ("bias", "variance", "mse"):
+        a, b = getattr(windowed, g), getattr(full, g)
+        assert a.upper == pytest.approx(b.upper, rel=1e-12) and a.lower == pytest.approx(b.lower, rel=1e-12)
+        assert a.lower <= a.upper
