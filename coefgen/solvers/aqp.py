@@ -629,7 +629,8 @@ class _Program:
 
     def candidate_multipliers(self) -> list:
         """multipliers() of every solve of this round (solved, reduced accuracy, failed), each once
-        (a reduced-accuracy dual_source is also in other_duals)."""
+        (a reduced-accuracy dual_source is also in other_duals; kl K = 2048, tau = 100: the
+        refusal's bound over the last 4 rounds took 0.84 s instead of 1.76 s)."""
         out = []
         seen = []
         for src in ([self.dual_source] if self.dual_source is not None else []) + self.other_duals:
@@ -742,7 +743,8 @@ class _Fallback:
     """State of one solve_aqp call, shared by all its rounds and attempts: ``futile`` once a split
     program ended AlmostSolved and its non-split fallback did not reach Solved either; later split
     programs that end AlmostSolved then return their own reduced-accuracy iterate without the
-    fallback (its ~12 s of ~15 s per round at kl K = 2048, tau = 100)."""
+    fallback (kl K = 2048, tau = 100: the first round's program took 15.4 s, 12.3 s of it in the
+    fallback, which ended AlmostSolved; each later one 2.5-2.9 s without it, 14.4-16.7 s with it)."""
 
     __slots__ = ("futile",)
 
@@ -881,7 +883,9 @@ def solve_aqp(reward: Reward, K: int, *, tau=DEFAULT_TAU, objective="worst", max
             if not e.retry:
                 break
             # refused for reduced accuracy only: the next attempt goes on from this one's exchange
-            # state (e.warm); any other refusal: the next attempt starts afresh (e.warm is None)
+            # state (e.warm); any other refusal: the next attempt starts afresh (e.warm is None).
+            # kl K = 2048, tau = 100: the warm retry accepts its first round (7.1 s with its
+            # certification); from scratch it took 5 rounds (87.3 s, with the fallbacks)
             warm = e.warm
     raise CheckError(_refusal_message(reward, K, tau, E, beta, proven[0], refusals, slacks, mode))
 
