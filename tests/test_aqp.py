@@ -529,3 +529,181 @@ def test_a_wider_slack_gives_a_certified_table_with_a_valid_lower_bound(tables, 
     assert d["objective_lower"] <= best  # a lower bound of the problem at τ·E*_K
     assert d["objective_upper"] == pytest.approx(float(cert.mse.upper), rel=1e-8)
     assert 0 <= d["gap"] <= aqp.RETRY_GAP
+
+
+# --------------------------------------------------------------------------- futile fallbacks, warm retries
+def _force_almost(monkeypatch, split_only=False):
+    """Make every Clarabel solve that reaches Solved report AlmostSolved instead (its iterates
+    unchanged), or only those of split programs (``split_only``: the non-split fallback still
+    solves). Returns the list of (split, reported status) of every solve."""
+    import clarabel
+
+    real = clarabel.DefaultSolver
+    calls = []
+
+    class Reported:
+        def __init__(self, sol, status):
+            self._sol, self.status = sol, status
+
+        def __getattr__(self, name):
+            return getattr(self._sol, name)
+
+    class Solver:
+        def __init__(self, P, q, A, b, cones, settings):
+            self._split = isinstance(cones[0], clarabel.ZeroConeT)  # the split form's equality rows come first
+            self._solver = real(P, q, A, b, cones, settings)
+
+        def solve(self):
+            sol = self._solver.solve()
+            if sol.status == clarabel.SolverStatus.Solved and (self._split or not split_only):
+                sol = Reported(sol, clarabel.SolverStatus.AlmostSolved)
+            calls.append((self._split, str(sol.status)))
+            return sol
+
+    monkeypatch.setattr(clarabel, "DefaultSolver", Solver)
+    return calls
+
+
+def _record_programs(monkeypatch):
+    """Record every _Program built (split and fallback) with its solve's result: a list of
+    (program, (status, x, ...))."""
+    from coefgen.solvers import aqp
+
+    built = []
+
+    class Recorded(aqp._Program):
+        def solve(self):
+            out = super().solve()
+            built.append((self, out))
+            return out
+
+    monkeypatch.setattr(aqp, "_Program", Recorded)
+    return built
+
+
+def test_a_futile_fallback_is_tried_once_per_solve(tables, monkeypatch):
+    """Every solve ends AlmostSolved: the non-split fallback is built and solved in the first round
+    only (it did not reach Solved), every later split program, in both attempts, keeps its own
+    reduced-accuracy iterate; the retry's table meets the budget with a proven gap."""
+    from coefgen.solvers import aqp
+
+    calls = _force_almost(monkeypatch)
+    built = _record_programs(monkeypatch)
+    sol = solve_aqp(KL, K, tau=10, level=E8)
+    split = [p for p, _ in built if p.split]
+    fallbacks = [p for p, _ in built if not p.split]
+    assert len(fallbacks) == 1 and fallbacks[0]._kw["beta_solve"] == split[0]._kw["beta_solve"]
+    assert len(split) > aqp.MAX_ALMOST  # the first attempt's rounds and at least one of the retry
+    assert all(out[0] == "almost" for _, out in built)
+    # one Clarabel solve per split program, plus the fallback's two variants in the first round
+    assert len(calls) == len(split) + 2 and [s for s, _ in calls[:3]] == [True, False, False]
+    assert all(s for s, _ in calls[3:])
+    cert = certify(sol.values, KL)
+    assert cert.bias.upper <= 10 * E8 and 0 <= sol.params["gap"] <= aqp.RETRY_GAP
+    assert sol.params["objective_lower"] <= float(tables[10][1].mse.upper)
+
+
+def test_a_fallback_that_solves_is_kept(monkeypatch):
+    """Split programs end AlmostSolved but the fallback reaches Solved: it is tried in every round
+    (the state is not futile) and the solve is the first attempt's, as without the state."""
+    from coefgen.solvers import aqp
+
+    _force_almost(monkeypatch, split_only=True)
+    built = _record_programs(monkeypatch)
+    sol = solve_aqp(KL, K, tau=10, level=E8)
+    split = [p for p, _ in built if p.split]
+    fallbacks = [out[0] for p, out in built if not p.split]
+    assert len(split) >= 2 and fallbacks == ["solved"] * len(split)
+    assert sol.params["bias_budget_solved"] == pytest.approx(10 * E8 * (1 - aqp.SLACK), rel=1e-9)
+
+
+def test_a_solved_program_ignores_the_fallback_state(monkeypatch):
+    """A program whose first variant reaches Solved gives the same result, bit for bit, with a
+    futile fallback state or none, and builds no fallback."""
+    from coefgen.solvers import aqp
+
+    p_b = aqp._snap(np.unique(np.concatenate([aqp._theta_grid(80), np.logspace(-6, -1, 20), [1.0]])))
+    p_m = aqp._snap(np.unique(np.concatenate([aqp._theta_grid(40), np.logspace(-4, -1, 8), [1.0]])))
+    built = _record_programs(monkeypatch)
+    futile = aqp._Fallback()
+    futile.futile = True
+    outs = []
+    for state in (None, futile):
+        prog = aqp._Program("worst", KL, K, aqp._initial_table(KL, K), p_b, p_m, beta=10 * E8,
+                            beta_solve=10 * E8 * (1 - aqp.SLACK), fallback=state)
+        outs.append(prog.solve())
+        assert outs[-1][0] == "solved" and prog.dual_source[0] is prog and prog.other_duals == []
+    assert all(p.split for p, _ in built)
+    (s0, x0, o0, d0, n0), (s1, x1, o1, d1, n1) = outs
+    assert np.array_equal(x0, x1) and (o0, d0, n0) == (o1, d1, n1)
+
+
+def test_a_retry_after_reduced_accuracy_starts_from_the_refused_attempt(monkeypatch):
+    """The first attempt is refused after MAX_ALMOST reduced-accuracy rounds; the retry's first
+    round is built on that attempt's last grids (enlarged by its exchange), from its last iterate
+    re-rounded to the retry's quantum, with its next sigma."""
+    from coefgen.solvers import aqp
+
+    _force_almost(monkeypatch)
+    built = _record_programs(monkeypatch)
+    solve_aqp(KL, K, tau=10, level=E8)
+    split = [(p, out) for p, out in built if p.split]
+    first = [(p, out) for p, out in split if p._kw["beta_solve"] == split[0][0]._kw["beta_solve"]]
+    assert len(first) == aqp.MAX_ALMOST
+    last, (_, x, *_) = first[-1]
+    retry = split[len(first)][0]
+    beta = 10 * E8
+    s1, s2 = beta - last._kw["beta_solve"], beta - retry._kw["beta_solve"]
+    assert s2 == pytest.approx(aqp.RETRY_SLACKS[0] * beta, rel=1e-9)
+    for i in (4, 5):  # the grids as the refused round had them, larger than the initial ones
+        assert retry._args[i] is last._args[i] and len(retry._args[i]) > len(first[0][0]._args[i])
+    t_ref_last = last._args[3]
+    t_last = aqp.round_table(last.table(x, t_ref_last), aqp.quantum_for(s1))
+    assert np.array_equal(retry._args[3], aqp.round_table(t_last, aqp.quantum_for(s2)))
+    assert retry.sigma == aqp._next_sigma(t_last, t_ref_last, beta)
+    cold = aqp.round_table(aqp._initial_table(KL, K), aqp.quantum_for(s2))
+    assert np.max(np.abs(retry._args[3] - cold)) > 1e-3
+
+
+def test_a_retry_after_another_refusal_starts_afresh(monkeypatch):
+    """A first attempt refused for another reason (here: precision) is retried from the initial
+    table and grids, as before."""
+    from coefgen.solvers import aqp
+
+    real = aqp._check_precision
+    first_slack = 1.5 * aqp.SLACK * 10 * E8
+
+    def refuse_first(t, slack, K):
+        if slack < first_slack:
+            raise aqp._Refused("test: first slack refused")
+        real(t, slack, K)
+
+    monkeypatch.setattr(aqp, "_check_precision", refuse_first)
+    built = _record_programs(monkeypatch)
+    solve_aqp(KL, K, tau=10, level=E8)
+    a, b = built[0][0], built[1][0]
+    assert a._kw["beta_solve"] != b._kw["beta_solve"]  # one round of the first attempt, then the retry
+    for i in (4, 5):
+        assert np.array_equal(a._args[i], b._args[i])
+    s2 = 10 * E8 - b._kw["beta_solve"]
+    assert np.array_equal(b._args[3], aqp.round_table(aqp._initial_table(KL, K), aqp.quantum_for(s2)))
+    assert b.sigma == 1.0
+
+
+def test_refusal_bound_holds_with_skipped_fallbacks(tables, monkeypatch):
+    """Every solve ends AlmostSolved and no retry may accept (RETRY_GAP = 0): the refusal still
+    states a proven lower bound from the split programs' reduced-accuracy multipliers, below the
+    certified sup m of the optimal table and close to it."""
+    import re
+
+    from coefgen.solvers import aqp
+
+    _force_almost(monkeypatch)
+    built = _record_programs(monkeypatch)
+    monkeypatch.setattr(aqp, "RETRY_GAP", 0.0)
+    with pytest.raises(CheckError) as err:
+        solve_aqp(KL, K, tau=10, level=E8)
+    assert sum(not p.split for p, _ in built) == 1
+    got = float(re.search(r"has sup m >= (\S+) \(proven", str(err.value)).group(1))
+    best = float(tables[10][1].mse.upper)
+    assert 0.9 * best <= got <= best * 1.001  # printed to 3 digits
