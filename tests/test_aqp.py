@@ -532,10 +532,11 @@ def test_a_wider_slack_gives_a_certified_table_with_a_valid_lower_bound(tables, 
 
 
 # --------------------------------------------------------------------------- futile fallbacks, warm retries
-def _force_almost(monkeypatch, split_only=False):
+def _force_almost(monkeypatch, split_only=False, near=False):
     """Make every Clarabel solve that reaches Solved report AlmostSolved instead (its iterates
     unchanged), or only those of split programs (``split_only``: the non-split fallback still
-    solves). Returns the list of (split, reported status) of every solve."""
+    solves). The reported primal residual is 1 (far from solved) unless ``near`` (then it is the
+    solver's own: nearly solved, aqp._near_solved). Returns the list of (split, reported status)."""
     import clarabel
 
     real = clarabel.DefaultSolver
@@ -544,6 +545,8 @@ def _force_almost(monkeypatch, split_only=False):
     class Reported:
         def __init__(self, sol, status):
             self._sol, self.status = sol, status
+            if not near:
+                self.r_prim = 1.0
 
         def __getattr__(self, name):
             return getattr(self._sol, name)
@@ -707,3 +710,31 @@ def test_refusal_bound_holds_with_skipped_fallbacks(tables, monkeypatch):
     got = float(re.search(r"has sup m >= (\S+) \(proven", str(err.value)).group(1))
     best = float(tables[10][1].mse.upper)
     assert 0.9 * best <= got <= best * 1.001  # printed to 3 digits
+
+
+def test_a_nearly_solved_split_program_skips_the_fallback(tables, monkeypatch):
+    """Every solve ends AlmostSolved with the residuals of a solved program (within NEAR_SOLVED
+    times the tolerances): no non-split fallback is ever built, and the (retried) solve still
+    writes a table within the budget with a proven gap."""
+    from coefgen.solvers import aqp
+
+    calls = _force_almost(monkeypatch, near=True)
+    built = _record_programs(monkeypatch)
+    sol = solve_aqp(KL, K, tau=10, level=E8)
+    assert built and all(p.split for p, _ in built) and all(s for s, _ in calls)
+    assert len(calls) == len(built)  # one Clarabel solve per program
+    cert = certify(sol.values, KL)
+    assert cert.bias.upper <= 10 * E8 and 0 <= sol.params["gap"] <= aqp.RETRY_GAP
+
+
+def test_near_solved_reads_residuals_and_gap():
+    from types import SimpleNamespace
+
+    from coefgen.solvers.aqp import NEAR_SOLVED, _near_solved
+
+    tol = 1e-8
+    ok = dict(obj_val=3.7, obj_val_dual=3.7 - 3.7 * 1e-8, r_prim=5e-8, r_dual=2e-10)
+    assert _near_solved(SimpleNamespace(**ok), tol)
+    for k, v in (("r_prim", 2 * NEAR_SOLVED * tol), ("r_dual", 2 * NEAR_SOLVED * tol),
+                 ("obj_val_dual", 3.7 * (1 - 2 * NEAR_SOLVED * tol))):
+        assert not _near_solved(SimpleNamespace(**{**ok, k: v}), tol)

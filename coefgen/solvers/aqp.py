@@ -719,7 +719,9 @@ class _Program:
             if sol.status == clarabel.SolverStatus.AlmostSolved and almost is None:
                 almost = sol
         state = self._fallback
-        if self.split and not (almost is not None and state is not None and state.futile):
+        # no fallback where it is futile (_Fallback) or the split iterate is nearly solved (_near_solved)
+        skip = almost is not None and state is not None and (state.futile or _near_solved(almost, variants[0][0]))
+        if self.split and not skip:
             fallback = _Program(*self._args, **self._kw, split=False)
             out = fallback.solve()
             self.dual_source = fallback.dual_source
@@ -728,23 +730,35 @@ class _Program:
                 state.futile = True
             return out
         if self.split and _DEBUG:
-            print("  non-split fallback skipped (futile in an earlier round of this solve)")
+            print(f"  non-split fallback skipped ({'futile in an earlier round' if state.futile else 'nearly solved'})")
         if almost is not None:
             self.dual_source = (self, np.array(almost.x), np.array(almost.z))
             # reduced accuracy: usable as a cutting-plane iterate (the table is checked
             # independently); the final round of a first attempt needs a solved program (its
             # dual gives objective_lower), a retry's takes the separable dual bound instead.
-            # A split program gets here only when its fallback is futile (_Fallback).
+            # A split program gets here only when its fallback is skipped (futile, or nearly solved).
             return "almost", np.array(almost.x), float(almost.obj_val) + self.const, None, int(almost.iterations)
         return f"failed ({last.status})", None, None, None, int(last.iterations)
+
+
+NEAR_SOLVED = 100  # an AlmostSolved split iterate within this many times the tolerances skips the fallback
+
+
+def _near_solved(sol, tol: float) -> bool:
+    """Clarabel stopped short of ``tol`` but within NEAR_SOLVED·tol in primal and dual residuals and
+    relative duality gap: a stall at the float64 floor, not a formulation the fallback would fix."""
+    lim = NEAR_SOLVED * tol
+    gap = abs(float(sol.obj_val) - float(sol.obj_val_dual)) / max(1.0, abs(float(sol.obj_val)))
+    return bool(float(sol.r_prim) <= lim and float(sol.r_dual) <= lim and gap <= lim)
 
 
 class _Fallback:
     """State of one solve_aqp call, shared by all its rounds and attempts: ``futile`` once a split
     program ended AlmostSolved and its non-split fallback did not reach Solved either; later split
     programs that end AlmostSolved then return their own reduced-accuracy iterate without the
-    fallback (kl K = 2048, tau = 100: the first round's program took 15.4 s, 12.3 s of it in the
-    fallback, which ended AlmostSolved; each later one 2.5-2.9 s without it, 14.4-16.7 s with it)."""
+    fallback, as does one whose iterate is nearly solved (_near_solved), whatever the state.
+    kl K = 2048, tau = 100: the first round's program took 15.4 s, 12.3 s of it in the fallback,
+    which ended AlmostSolved; each later one 2.5-2.9 s without it, 14.4-16.7 s with it."""
 
     __slots__ = ("futile",)
 
