@@ -4,4 +4,4 @@ Pipeline: rewards → solvers (exact, minimax, aqp, baselines) → certify → t
 writers / runtime → cli. ``import coefgen`` stays light: the runtime needs numpy only.
 """
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
