@@ -92,6 +92,7 @@ _MARGIN = 1.0 + 1e-12
 _CHUNK_ELEMS = 1 << 19  # basis-matrix elements per chunk
 _WINDOW_LOG = 300.0  # columns j with B_j^n ≤ e^-300 on a whole chunk are left out (their sum is bounded)
 _TAIL = math.exp(-_WINDOW_LOG) * (1 + 1e-9)  # ≥ B_j^n(p) for every left-out j and p of the chunk
+_WINDOW_MIN_K = 128  # below this K all columns are kept (windows would save less than they cost)
 _MAX_ROUNDS = 120
 _MAX_CELLS = 400_000
 _BALL_RATIO = 1e6  # max|t| / sup|b| above which sup|b| is bounded in ball arithmetic
@@ -257,6 +258,11 @@ def _mode_max(n: int, logc: np.ndarray) -> np.ndarray:
     return np.exp(e) * (1 + 8 * U * (A + 1.0)) * _MARGIN
 
 
+def _window(n: int, lo: float, hi: float, K: int) -> tuple[int, int]:
+    """chernoff_window(n, lo, hi), or all columns (0, n) below _WINDOW_MIN_K."""
+    return chernoff_window(n, lo, hi) if K >= _WINDOW_MIN_K else (0, n)
+
+
 def chernoff_window(n: int, lo: float, hi: float, L: float = _WINDOW_LOG) -> tuple[int, int]:
     """(j0, j1) with B_j^n(p) ≤ e^−L for every p in [lo, hi] and every j outside j0..j1.
 
@@ -382,13 +388,13 @@ class _Engine:
         # ---- midpoint values (columns where B_j ≤ e^-300 on the whole chunk are left out, their
         # contribution bounded by _TAIL; the cells of a chunk are neighbours, see _chunks)
         lo, hi = float(m.min()), float(m.max())
-        w = chernoff_window(K - 1, lo, hi)
+        w = _window(K - 1, lo, hi, K)
         B, rho = _basis(K - 1, self.lc[K - 1], m, *w)
         val, err = _eval([self.Tx, self.P1], B, rho, w[0], tail=w != (0, K - 1))
         Tx, eTx = val[:, 0], err[:, 0]
         P1, eP1 = val[:, 1], err[:, 1]
         del B, rho
-        w = chernoff_window(2 * K - 2, lo, hi)
+        w = _window(2 * K - 2, lo, hi, K)
         B, rho = _basis(2 * K - 2, self.lc[2 * K - 2], m, *w)
         val, err = _eval([self.V, self.W1], B, rho, w[0], tail=w != (0, 2 * K - 2))
         Var, eVar = val[:, 0], err[:, 0]
@@ -412,7 +418,7 @@ class _Engine:
         i0, i1 = inv[: len(p0)], inv[len(p0):]
         lo, hi = float(pts[0]), float(pts[-1])
         if K >= 2:
-            j0, j1 = w = chernoff_window(K - 2, lo, hi)
+            j0, j1 = w = _window(K - 2, lo, hi, K)
             M = self._maj(K - 2, pts, i0, i1, j0, j1)
             w2 = self.P2.w[j0 : j1 + 1]
             ew2 = self.P2.ew[j0 : j1 + 1]
@@ -434,7 +440,7 @@ class _Engine:
             del M
         else:  # pragma: no cover - K = 1 is elevated to K = 2 by certify
             B2 = np.zeros_like(m)
-        j0, j1 = w = chernoff_window(2 * K - 3, lo, hi)
+        j0, j1 = w = _window(2 * K - 3, lo, hi, K)
         M = self._maj(2 * K - 3, pts, i0, i1, j0, j1)
         V2 = M @ (np.abs(self.W2.w[j0 : j1 + 1]) + self.W2.ew[j0 : j1 + 1]) * (1 + (2 * K) * U)
         if w != (0, 2 * K - 3):
@@ -481,6 +487,9 @@ def _chunks(p0: np.ndarray, p1: np.ndarray, K: int):
     a chunk are those of its whole span; a performance choice, every window is proven)."""
     n = 2 * K - 2
     rows = max(1, _CHUNK_ELEMS // (2 * K))
+    if K < _WINDOW_MIN_K:  # all columns: chunks of the full row count
+        yield from (slice(s, s + rows) for s in range(0, len(p0), rows))
+        return
     q = p0 * (1 - p0)
     span = 0.25 * (2 * np.sqrt(2 * _WINDOW_LOG * q / n) + _WINDOW_LOG / n)
     s, N = 0, len(p0)
@@ -725,8 +734,9 @@ def _certify(t, reward, rel_gap, delta_exact, delta_f, edelta):
     for _round in range(_MAX_ROUNDS):
         if len(p0) == 0:
             break
-        order = np.argsort(p0, kind="stable")  # neighbouring cells share a chunk (narrow windows)
-        p0, p1 = p0[order], p1[order]
+        if K >= _WINDOW_MIN_K:
+            order = np.argsort(p0, kind="stable")  # neighbouring cells share a chunk (narrow windows)
+            p0, p1 = p0[order], p1[order]
         bnds = np.empty((3, len(p0)))
         mids = np.empty(len(p0))
         for sl in _chunks(p0, p1, K):

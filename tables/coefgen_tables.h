@@ -646,13 +646,13 @@ static const double coefgen_alpha3_exact_k26[26] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K26_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 27; baseline none */
-/* bias_bound 7.169957721243259e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
+/* bias_bound 7.169957721243262e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K27_H
 #define COEFGEN_ALPHA3_EXACT_K27_H
 #define COEFGEN_ALPHA3_EXACT_K27_K 27
 #define COEFGEN_ALPHA3_EXACT_K27_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K27_SHA256 "db22767d38485e162bc737a468c12fcd194aa45b7854c140528f707e4581a69b"
+#define COEFGEN_ALPHA3_EXACT_K27_SHA256 "b285f0249cab3664d2932bc40343daa2287ae607f963564e0adc1764d78c60bf"
 static const double coefgen_alpha3_exact_k27[27] = {
   -0.5,
   -0.5,
@@ -895,13 +895,13 @@ static const double coefgen_alpha3_exact_k32[32] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K32_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 33; baseline none */
-/* bias_bound 5.08071271295294e-18, variance_bound 0.0025703497032767025, mse_bound 0.002570349703276703, minimax_level 0 */
+/* bias_bound 5.08071271295294e-18, variance_bound 0.002570349703276701, mse_bound 0.002570349703276702, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K33_H
 #define COEFGEN_ALPHA3_EXACT_K33_H
 #define COEFGEN_ALPHA3_EXACT_K33_K 33
 #define COEFGEN_ALPHA3_EXACT_K33_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K33_SHA256 "0cf9fe75bb75dba0600a96680be55a5bc596026e11ffcbd35d9f3e61bf2ce1ec"
+#define COEFGEN_ALPHA3_EXACT_K33_SHA256 "2391ea26c1755e532213d4a430615831f0a49f5aab19bd0befed25a114999945"
 static const double coefgen_alpha3_exact_k33[33] = {
   -0.5,
   -0.5,
@@ -1033,13 +1033,13 @@ static const double coefgen_alpha3_exact_k35[35] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K35_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 36; baseline none */
-/* bias_bound 5.2190938494860666e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
+/* bias_bound 5.219093849486066e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K36_H
 #define COEFGEN_ALPHA3_EXACT_K36_H
 #define COEFGEN_ALPHA3_EXACT_K36_K 36
 #define COEFGEN_ALPHA3_EXACT_K36_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K36_SHA256 "592b1089cf45d6e87b643ae4270b0e3178ee5c5f36d25a8bbabd031a0938ba66"
+#define COEFGEN_ALPHA3_EXACT_K36_SHA256 "74d36f23d257947623cb5fdfe447a0bfbb22f83b440f7fc07d604b0687b9a466"
 static const double coefgen_alpha3_exact_k36[36] = {
   -0.5,
   -0.5,
@@ -1336,13 +1336,13 @@ static const double coefgen_alpha3_exact_k41[41] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K41_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 42; baseline none */
-/* bias_bound 2.3032223862767885e-18, variance_bound 0.0020043052282876445, mse_bound 0.002004305228287645, minimax_level 0 */
+/* bias_bound 2.3032223862767877e-18, variance_bound 0.002004305228287645, mse_bound 0.002004305228287646, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K42_H
 #define COEFGEN_ALPHA3_EXACT_K42_H
 #define COEFGEN_ALPHA3_EXACT_K42_K 42
 #define COEFGEN_ALPHA3_EXACT_K42_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K42_SHA256 "f8153d0efd742007567fbf962566f04c7788b755c14baa94c01a7688ed1c5eee"
+#define COEFGEN_ALPHA3_EXACT_K42_SHA256 "c8c06cacc377d6074eb9e2ebfa2f258aa1e4819b294a419afa7f6e4ac5dabc60"
 static const double coefgen_alpha3_exact_k42[42] = {
   -0.5,
   -0.5,
@@ -1616,13 +1616,13 @@ static const double coefgen_alpha3_exact_k46[46] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K46_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 47; baseline none */
-/* bias_bound 3.120977621631754e-18, variance_bound 0.001785825201724366, mse_bound 0.0017858252017243666, minimax_level 0 */
+/* bias_bound 3.120977621631754e-18, variance_bound 0.0017858252017243653, mse_bound 0.0017858252017243662, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K47_H
 #define COEFGEN_ALPHA3_EXACT_K47_H
 #define COEFGEN_ALPHA3_EXACT_K47_K 47
 #define COEFGEN_ALPHA3_EXACT_K47_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K47_SHA256 "391c25a0689187c67bdcdc0a29dcace1b4192cb1f16850858acfcad08cfd31f2"
+#define COEFGEN_ALPHA3_EXACT_K47_SHA256 "c03054ceb472cd0421e452160e8161010d48609f75cb3d344bce0e3c8ba0f3c6"
 static const double coefgen_alpha3_exact_k47[47] = {
   -0.5,
   -0.5,
@@ -1675,13 +1675,13 @@ static const double coefgen_alpha3_exact_k47[47] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K47_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 48; baseline none */
-/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550977, mse_bound 0.0017477233478550983, minimax_level 0 */
+/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550979, mse_bound 0.0017477233478550987, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K48_H
 #define COEFGEN_ALPHA3_EXACT_K48_H
 #define COEFGEN_ALPHA3_EXACT_K48_K 48
 #define COEFGEN_ALPHA3_EXACT_K48_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K48_SHA256 "221d0b557af62892c8c4e425aaa356f2283187472c107575a0b243624dfb2ae1"
+#define COEFGEN_ALPHA3_EXACT_K48_SHA256 "df91a76eab24004da19210e1454453b7969b2f9749bc332fd2b58b6585f54ed7"
 static const double coefgen_alpha3_exact_k48[48] = {
   -0.5,
   -0.5,
@@ -1796,13 +1796,13 @@ static const double coefgen_alpha3_exact_k49[49] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K49_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 50; baseline none */
-/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743797, mse_bound 0.0016761978690743807, minimax_level 0 */
+/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743805, mse_bound 0.0016761978690743812, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K50_H
 #define COEFGEN_ALPHA3_EXACT_K50_H
 #define COEFGEN_ALPHA3_EXACT_K50_K 50
 #define COEFGEN_ALPHA3_EXACT_K50_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K50_SHA256 "0443ed3543787c333196780135f1b97491722c4e8a1f6c2c145124aa4b951b40"
+#define COEFGEN_ALPHA3_EXACT_K50_SHA256 "131da2813858f11bdcea4fe1238e3679148e60d124e0833abacf0a3d071aede5"
 static const double coefgen_alpha3_exact_k50[50] = {
   -0.5,
   -0.5,
@@ -2050,13 +2050,13 @@ static const double coefgen_alpha3_exact_k53[53] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K53_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 54; baseline none */
-/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442053, mse_bound 0.0015493820909442057, minimax_level 0 */
+/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442055, mse_bound 0.0015493820909442063, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K54_H
 #define COEFGEN_ALPHA3_EXACT_K54_H
 #define COEFGEN_ALPHA3_EXACT_K54_K 54
 #define COEFGEN_ALPHA3_EXACT_K54_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K54_SHA256 "e8434f7ab2da65b15c5bd3db0558aa174498fd7fa68a1df8b3c0dc28271075b7"
+#define COEFGEN_ALPHA3_EXACT_K54_SHA256 "3430a8008a85e344d1f1cd9683d9186e1a796e754e57cff5213a06d17adda44b"
 static const double coefgen_alpha3_exact_k54[54] = {
   -0.5,
   -0.5,
@@ -2116,13 +2116,13 @@ static const double coefgen_alpha3_exact_k54[54] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K54_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 55; baseline none */
-/* bias_bound 3.805434885841298e-18, variance_bound 0.001520620879220306, mse_bound 0.0015206208792203065, minimax_level 0 */
+/* bias_bound 3.805434885841298e-18, variance_bound 0.0015206208792203056, mse_bound 0.0015206208792203065, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K55_H
 #define COEFGEN_ALPHA3_EXACT_K55_H
 #define COEFGEN_ALPHA3_EXACT_K55_K 55
 #define COEFGEN_ALPHA3_EXACT_K55_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K55_SHA256 "51fa1a6531a5f026c5f0ef2449ba9a81641ab6e849feb183a6a4d367373c8c91"
+#define COEFGEN_ALPHA3_EXACT_K55_SHA256 "cc8d85992ab0d6c31f4c731f427e51c0752cb73e013ff7414a3caa7b08fef8de"
 static const double coefgen_alpha3_exact_k55[55] = {
   -0.5,
   -0.5,
@@ -2183,13 +2183,13 @@ static const double coefgen_alpha3_exact_k55[55] = {
 #endif /* COEFGEN_ALPHA3_EXACT_K55_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 56; baseline none */
-/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278353, mse_bound 0.0014929080370278357, minimax_level 0 */
+/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278355, mse_bound 0.0014929080370278363, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_ALPHA3_EXACT_K56_H
 #define COEFGEN_ALPHA3_EXACT_K56_H
 #define COEFGEN_ALPHA3_EXACT_K56_K 56
 #define COEFGEN_ALPHA3_EXACT_K56_BASELINE "none"
-#define COEFGEN_ALPHA3_EXACT_K56_SHA256 "a641953e1b2906a98b1054532402571f0c8f5b4eb98ca7373934f8935dc65314"
+#define COEFGEN_ALPHA3_EXACT_K56_SHA256 "d8f1991bf601aea4d69f0ad9a12f0da33d3f4698efa34504e241c89dba790745"
 static const double coefgen_alpha3_exact_k56[56] = {
   -0.5,
   -0.5,
@@ -3515,14 +3515,14 @@ static const double coefgen_alpha3_exact_loo_k27[27] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K27_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 28; baseline loo */
-/* bias_bound 7.169957721243259e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
+/* bias_bound 7.169957721243262e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 27-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K28_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K28_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K28_K 28
 #define COEFGEN_ALPHA3_EXACT_LOO_K28_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K28_SHA256 "7ed7c18e328c70e4a804034d63792b3930a93c2f8e2b5689f59a694689657752"
+#define COEFGEN_ALPHA3_EXACT_LOO_K28_SHA256 "2c7e3f7bedb37a5e3f425c5a672db82d95630343250716d95f2d0d9169ee797f"
 static const double coefgen_alpha3_exact_loo_k28[28] = {
   -0.5,
   -0.5,
@@ -3776,14 +3776,14 @@ static const double coefgen_alpha3_exact_loo_k33[33] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K33_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 34; baseline loo */
-/* bias_bound 5.08071271295294e-18, variance_bound 0.0025703497032767025, mse_bound 0.002570349703276703, minimax_level 0 */
+/* bias_bound 5.08071271295294e-18, variance_bound 0.002570349703276701, mse_bound 0.002570349703276702, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 33-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K34_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K34_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K34_K 34
 #define COEFGEN_ALPHA3_EXACT_LOO_K34_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K34_SHA256 "98174d1befd660bb44d7cfc9f297c048ffa3dffb6c03921fc1d13588717ed38b"
+#define COEFGEN_ALPHA3_EXACT_LOO_K34_SHA256 "9351a42691998ace10a71519b498d135e393770d1d2184cc325bd8bf75e8a740"
 static const double coefgen_alpha3_exact_loo_k34[34] = {
   -0.5,
   -0.5,
@@ -3920,14 +3920,14 @@ static const double coefgen_alpha3_exact_loo_k36[36] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K36_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 37; baseline loo */
-/* bias_bound 5.2190938494860666e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
+/* bias_bound 5.219093849486066e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 36-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K37_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K37_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K37_K 37
 #define COEFGEN_ALPHA3_EXACT_LOO_K37_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K37_SHA256 "da5051c7d246e41b9aafe84e0b964a533ca63379050b315b5ef7de782eaad793"
+#define COEFGEN_ALPHA3_EXACT_LOO_K37_SHA256 "392bd9507ea9db7f536cbb1c3a9d15ea3583a29b2c1543c743d05e0922fdfea2"
 static const double coefgen_alpha3_exact_loo_k37[37] = {
   -0.5,
   -0.5,
@@ -4235,14 +4235,14 @@ static const double coefgen_alpha3_exact_loo_k42[42] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K42_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 43; baseline loo */
-/* bias_bound 2.3032223862767885e-18, variance_bound 0.0020043052282876445, mse_bound 0.002004305228287645, minimax_level 0 */
+/* bias_bound 2.3032223862767877e-18, variance_bound 0.002004305228287645, mse_bound 0.002004305228287646, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 42-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K43_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K43_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K43_K 43
 #define COEFGEN_ALPHA3_EXACT_LOO_K43_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K43_SHA256 "85fe26d08d92b5913bd3fd2babcd39e1fb1c99b57608f702529ad94970dcb10e"
+#define COEFGEN_ALPHA3_EXACT_LOO_K43_SHA256 "4ecd25fbb05d1c181a80919488d47afd9caa019582ce09f1b4a16dce2f0fa54c"
 static const double coefgen_alpha3_exact_loo_k43[43] = {
   -0.5,
   -0.5,
@@ -4525,14 +4525,14 @@ static const double coefgen_alpha3_exact_loo_k47[47] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K47_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 48; baseline loo */
-/* bias_bound 3.120977621631754e-18, variance_bound 0.001785825201724366, mse_bound 0.0017858252017243666, minimax_level 0 */
+/* bias_bound 3.120977621631754e-18, variance_bound 0.0017858252017243653, mse_bound 0.0017858252017243662, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 47-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K48_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K48_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K48_K 48
 #define COEFGEN_ALPHA3_EXACT_LOO_K48_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K48_SHA256 "21a15a64f568678e8210900ffbc1ce0ee493d96e8312ee3b5af7507c0b8569b0"
+#define COEFGEN_ALPHA3_EXACT_LOO_K48_SHA256 "a461c49ee74eb5cab864e01e5023ea4c04b56f42e7ed156405c4373f75986f91"
 static const double coefgen_alpha3_exact_loo_k48[48] = {
   -0.5,
   -0.5,
@@ -4586,14 +4586,14 @@ static const double coefgen_alpha3_exact_loo_k48[48] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K48_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 49; baseline loo */
-/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550977, mse_bound 0.0017477233478550983, minimax_level 0 */
+/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550979, mse_bound 0.0017477233478550987, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 48-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K49_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K49_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K49_K 49
 #define COEFGEN_ALPHA3_EXACT_LOO_K49_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K49_SHA256 "8214a859844b4ba9a05298d0548eb89a6214f2213a1bccf14fe4da6e7c7d03f3"
+#define COEFGEN_ALPHA3_EXACT_LOO_K49_SHA256 "cbd842a7b7529d389d8f98f17f80ca08abcf91dae71b84e83caa968b81eea3ff"
 static const double coefgen_alpha3_exact_loo_k49[49] = {
   -0.5,
   -0.5,
@@ -4711,14 +4711,14 @@ static const double coefgen_alpha3_exact_loo_k50[50] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K50_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 51; baseline loo */
-/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743797, mse_bound 0.0016761978690743807, minimax_level 0 */
+/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743805, mse_bound 0.0016761978690743812, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 50-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K51_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K51_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K51_K 51
 #define COEFGEN_ALPHA3_EXACT_LOO_K51_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K51_SHA256 "a9b3f8c443b27cf69f7f9ee84678f3032200cc56b3471b4353cc89e6c6fd8aef"
+#define COEFGEN_ALPHA3_EXACT_LOO_K51_SHA256 "aa038caeb52cddd577cc554aa4ccd74fd68ded7c957d4d121888839db31d6d7b"
 static const double coefgen_alpha3_exact_loo_k51[51] = {
   -0.5,
   -0.5,
@@ -4973,14 +4973,14 @@ static const double coefgen_alpha3_exact_loo_k54[54] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K54_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 55; baseline loo */
-/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442053, mse_bound 0.0015493820909442057, minimax_level 0 */
+/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442055, mse_bound 0.0015493820909442063, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 54-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K55_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K55_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K55_K 55
 #define COEFGEN_ALPHA3_EXACT_LOO_K55_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K55_SHA256 "5c7458b4aa93e6f4c7977b1d59431e0983ac873a1f01f4e32b23df9cd39c0fba"
+#define COEFGEN_ALPHA3_EXACT_LOO_K55_SHA256 "89f6f27de7bcd9091e60ebeab83ae26c1ab5e09987dde91d734161d6703425a9"
 static const double coefgen_alpha3_exact_loo_k55[55] = {
   -0.5,
   -0.5,
@@ -5041,14 +5041,14 @@ static const double coefgen_alpha3_exact_loo_k55[55] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K55_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 56; baseline loo */
-/* bias_bound 3.805434885841298e-18, variance_bound 0.001520620879220306, mse_bound 0.0015206208792203065, minimax_level 0 */
+/* bias_bound 3.805434885841298e-18, variance_bound 0.0015206208792203056, mse_bound 0.0015206208792203065, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 55-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K56_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K56_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K56_K 56
 #define COEFGEN_ALPHA3_EXACT_LOO_K56_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K56_SHA256 "580118ad7b03969fa73afa507e4fbcab3dbe5ae3140642db1935534be5247d70"
+#define COEFGEN_ALPHA3_EXACT_LOO_K56_SHA256 "9de911406722fb380e2203bd986bbf502f98e4d85abf758e1557fe82e1077297"
 static const double coefgen_alpha3_exact_loo_k56[56] = {
   -0.5,
   -0.5,
@@ -5110,14 +5110,14 @@ static const double coefgen_alpha3_exact_loo_k56[56] = {
 #endif /* COEFGEN_ALPHA3_EXACT_LOO_K56_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 57; baseline loo */
-/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278353, mse_bound 0.0014929080370278357, minimax_level 0 */
+/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278355, mse_bound 0.0014929080370278363, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 56-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_LOO_K57_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K57_H
 #define COEFGEN_ALPHA3_EXACT_LOO_K57_K 57
 #define COEFGEN_ALPHA3_EXACT_LOO_K57_BASELINE "loo"
-#define COEFGEN_ALPHA3_EXACT_LOO_K57_SHA256 "68a1b9e8c43c46dca595fdbc4334d890f880a8bea7cc305638d62a92fd432420"
+#define COEFGEN_ALPHA3_EXACT_LOO_K57_SHA256 "8b02060ac0ea9ded59fc3f9e43f3408ac55debdc674fa13c33cdbb4db0add0d8"
 static const double coefgen_alpha3_exact_loo_k57[57] = {
   -0.5,
   -0.5,
@@ -6382,14 +6382,14 @@ static const double coefgen_alpha3_exact_mean_k27[27] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K27_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 28; baseline mean */
-/* bias_bound 7.169957721243259e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
+/* bias_bound 7.169957721243262e-18, variance_bound 0.003166572690540982, mse_bound 0.003166572690540984, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 27-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K28_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K28_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K28_K 28
 #define COEFGEN_ALPHA3_EXACT_MEAN_K28_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K28_SHA256 "874916ce1408075e1d488ee854c5873343f53f208793ec521d23cba655167ed8"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K28_SHA256 "a91b10467be8c8aee6f86c82c110e3ded43fc94deb455f825f5f662fe3f6cb2e"
 static const double coefgen_alpha3_exact_mean_k28[28] = {
   -0.5,
   -0.5,
@@ -6643,14 +6643,14 @@ static const double coefgen_alpha3_exact_mean_k33[33] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K33_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 34; baseline mean */
-/* bias_bound 5.08071271295294e-18, variance_bound 0.0025703497032767025, mse_bound 0.002570349703276703, minimax_level 0 */
+/* bias_bound 5.08071271295294e-18, variance_bound 0.002570349703276701, mse_bound 0.002570349703276702, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 33-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K34_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K34_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K34_K 34
 #define COEFGEN_ALPHA3_EXACT_MEAN_K34_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K34_SHA256 "131b16f044e1b17f4762716715635060181fbbfd3bc9fe226837e700ee0905ac"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K34_SHA256 "9ae658a2d431f831f0aa525c2493d2d46ae97a9d995230e124bee9c6ee61712d"
 static const double coefgen_alpha3_exact_mean_k34[34] = {
   -0.5,
   -0.5,
@@ -6787,14 +6787,14 @@ static const double coefgen_alpha3_exact_mean_k36[36] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K36_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 37; baseline mean */
-/* bias_bound 5.2190938494860666e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
+/* bias_bound 5.219093849486066e-18, variance_bound 0.0023491965531113, mse_bound 0.0023491965531113007, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 36-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K37_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K37_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K37_K 37
 #define COEFGEN_ALPHA3_EXACT_MEAN_K37_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K37_SHA256 "19366383b7e7228f0e368ccfb0cc2ce437732e48c3a502012cee1fba76d82e5c"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K37_SHA256 "ad863baf21d7285d445e0c25183f4f8e591d3f41b4a8b1198fd6c298cffa5a82"
 static const double coefgen_alpha3_exact_mean_k37[37] = {
   -0.5,
   -0.5,
@@ -7102,14 +7102,14 @@ static const double coefgen_alpha3_exact_mean_k42[42] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K42_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 43; baseline mean */
-/* bias_bound 2.3032223862767885e-18, variance_bound 0.0020043052282876445, mse_bound 0.002004305228287645, minimax_level 0 */
+/* bias_bound 2.3032223862767877e-18, variance_bound 0.002004305228287645, mse_bound 0.002004305228287646, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 42-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K43_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K43_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K43_K 43
 #define COEFGEN_ALPHA3_EXACT_MEAN_K43_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K43_SHA256 "723ed8f19e2c301c75d03bdeccfd88f212b405360051ea4d9e447d51922259f7"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K43_SHA256 "50e47387df39a1de61f83186679474f48126724a0342e1b4bd6b06fb98550fe9"
 static const double coefgen_alpha3_exact_mean_k43[43] = {
   -0.5,
   -0.5,
@@ -7392,14 +7392,14 @@ static const double coefgen_alpha3_exact_mean_k47[47] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K47_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 48; baseline mean */
-/* bias_bound 3.120977621631754e-18, variance_bound 0.001785825201724366, mse_bound 0.0017858252017243666, minimax_level 0 */
+/* bias_bound 3.120977621631754e-18, variance_bound 0.0017858252017243653, mse_bound 0.0017858252017243662, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 47-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K48_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K48_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K48_K 48
 #define COEFGEN_ALPHA3_EXACT_MEAN_K48_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K48_SHA256 "849ec29f2bc70a9dea1a3795aa138ae28ce4ce7245a606774ecd0e9f6b560dbb"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K48_SHA256 "1b7731300dd9c67d153980888645120fa776661e0d39ab7f83e34eb977ec689e"
 static const double coefgen_alpha3_exact_mean_k48[48] = {
   -0.5,
   -0.5,
@@ -7453,14 +7453,14 @@ static const double coefgen_alpha3_exact_mean_k48[48] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K48_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 49; baseline mean */
-/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550977, mse_bound 0.0017477233478550983, minimax_level 0 */
+/* bias_bound 7.254090222862465e-18, variance_bound 0.0017477233478550979, mse_bound 0.0017477233478550987, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 48-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K49_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K49_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K49_K 49
 #define COEFGEN_ALPHA3_EXACT_MEAN_K49_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K49_SHA256 "0b962d58420df21a550e305101e7e2bded02be78824690712fb4a41dc1e02499"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K49_SHA256 "10026284a7a105bb9cc6217d1bbc5aaac544eb0c6d1b57408d5568405e28e81c"
 static const double coefgen_alpha3_exact_mean_k49[49] = {
   -0.5,
   -0.5,
@@ -7578,14 +7578,14 @@ static const double coefgen_alpha3_exact_mean_k50[50] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K50_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 51; baseline mean */
-/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743797, mse_bound 0.0016761978690743807, minimax_level 0 */
+/* bias_bound 4.114615800508137e-18, variance_bound 0.0016761978690743805, mse_bound 0.0016761978690743812, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 50-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K51_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K51_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K51_K 51
 #define COEFGEN_ALPHA3_EXACT_MEAN_K51_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K51_SHA256 "c41b12b8f1aaa4bcb8ab2b8c61a6dac822c7c66148238119106de52cf9236d62"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K51_SHA256 "2611f5c425cfabad8ade205638b827eedbd36dc3e5298e516330cfe40f3a618f"
 static const double coefgen_alpha3_exact_mean_k51[51] = {
   -0.5,
   -0.5,
@@ -7840,14 +7840,14 @@ static const double coefgen_alpha3_exact_mean_k54[54] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K54_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 55; baseline mean */
-/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442053, mse_bound 0.0015493820909442057, minimax_level 0 */
+/* bias_bound 4.9031111363845786e-18, variance_bound 0.0015493820909442055, mse_bound 0.0015493820909442063, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 54-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K55_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K55_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K55_K 55
 #define COEFGEN_ALPHA3_EXACT_MEAN_K55_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K55_SHA256 "3c3c3bb08a9f7360b3054b9bdfac08cea5d8acb56197627033c4395dfe54e1d0"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K55_SHA256 "21d5efb43aa96c3148c23021a1016a7cba150ce8ad71b4a328a24dad4eea5444"
 static const double coefgen_alpha3_exact_mean_k55[55] = {
   -0.5,
   -0.5,
@@ -7908,14 +7908,14 @@ static const double coefgen_alpha3_exact_mean_k55[55] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K55_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 56; baseline mean */
-/* bias_bound 3.805434885841298e-18, variance_bound 0.001520620879220306, mse_bound 0.0015206208792203065, minimax_level 0 */
+/* bias_bound 3.805434885841298e-18, variance_bound 0.0015206208792203056, mse_bound 0.0015206208792203065, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 55-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K56_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K56_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K56_K 56
 #define COEFGEN_ALPHA3_EXACT_MEAN_K56_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K56_SHA256 "4d75667eb6edf5b423418bc3018555a91f6662ea5e89bf71383a6858b5f21b7f"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K56_SHA256 "848b2fe650128da197fb0152ad58815057680ff99d3c8af1f0f9949e94a401bc"
 static const double coefgen_alpha3_exact_mean_k56[56] = {
   -0.5,
   -0.5,
@@ -7977,14 +7977,14 @@ static const double coefgen_alpha3_exact_mean_k56[56] = {
 #endif /* COEFGEN_ALPHA3_EXACT_MEAN_K56_H */
 
 /* divergence alpha:3: r(p) = (p^(a-1) - 1)/(a - 1), a = 3; estimator exact; K = 57; baseline mean */
-/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278353, mse_bound 0.0014929080370278357, minimax_level 0 */
+/* bias_bound 6.280428401250567e-18, variance_bound 0.0014929080370278355, mse_bound 0.0014929080370278363, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 56-sample table; the bounds above are that table's */
 #ifndef COEFGEN_ALPHA3_EXACT_MEAN_K57_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K57_H
 #define COEFGEN_ALPHA3_EXACT_MEAN_K57_K 57
 #define COEFGEN_ALPHA3_EXACT_MEAN_K57_BASELINE "mean"
-#define COEFGEN_ALPHA3_EXACT_MEAN_K57_SHA256 "4a63ae6fed8b7167670b4615436b4568174abc50c7532cf17fbe9b6effe77822"
+#define COEFGEN_ALPHA3_EXACT_MEAN_K57_SHA256 "933e7f39d97f368ef8ac320a0d46eed23641e8789b3c8bbde2a1f2aacb2a9e1e"
 static const double coefgen_alpha3_exact_mean_k57[57] = {
   -0.5,
   -0.5,
@@ -8610,13 +8610,13 @@ static const double coefgen_euclidean_exact_k4[4] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K4_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 5; baseline none */
-/* bias_bound 0.0, variance_bound 0.03703705333335882, mse_bound 0.03703705333335883, minimax_level 0 */
+/* bias_bound 0.0, variance_bound 0.03703705333335883, mse_bound 0.037037053333358834, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K5_H
 #define COEFGEN_EUCLIDEAN_EXACT_K5_H
 #define COEFGEN_EUCLIDEAN_EXACT_K5_K 5
 #define COEFGEN_EUCLIDEAN_EXACT_K5_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K5_SHA256 "90cdce4f2e27ede6b930d007c901d393377faf3fc8bb748cbdb53766c67318f0"
+#define COEFGEN_EUCLIDEAN_EXACT_K5_SHA256 "67aa0000598a75001d89c411463c8e6ba00dab9157a4f859f0f79e4d0e8edcc9"
 static const double coefgen_euclidean_exact_k5[5] = {
   -1.0,
   -0.75,
@@ -8727,13 +8727,13 @@ static const double coefgen_euclidean_exact_k10[10] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K10_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 11; baseline none */
-/* bias_bound 3.750668981674273e-18, variance_bound 0.01481482127256468, mse_bound 0.014814821272564685, minimax_level 0 */
+/* bias_bound 3.750668981674273e-18, variance_bound 0.014814821272564685, mse_bound 0.01481482127256469, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K11_H
 #define COEFGEN_EUCLIDEAN_EXACT_K11_H
 #define COEFGEN_EUCLIDEAN_EXACT_K11_K 11
 #define COEFGEN_EUCLIDEAN_EXACT_K11_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K11_SHA256 "32db7b7f675231d7999dd4f016a39d9d4f82fe1555b9aefe8d66c5beb53419c4"
+#define COEFGEN_EUCLIDEAN_EXACT_K11_SHA256 "25255ff402e9c12162577bac83539ecef31d53ecdcacc6e726198eab8f3f5c06"
 static const double coefgen_euclidean_exact_k11[11] = {
   -1.0,
   -0.9,
@@ -9035,13 +9035,13 @@ static const double coefgen_euclidean_exact_k21[21] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K21_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 22; baseline none */
-/* bias_bound 1.0934461093819855e-17, variance_bound 0.00705467679692689, mse_bound 0.007054676796926893, minimax_level 0 */
+/* bias_bound 1.0934461093819855e-17, variance_bound 0.007054676796926889, mse_bound 0.007054676796926892, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K22_H
 #define COEFGEN_EUCLIDEAN_EXACT_K22_H
 #define COEFGEN_EUCLIDEAN_EXACT_K22_K 22
 #define COEFGEN_EUCLIDEAN_EXACT_K22_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K22_SHA256 "615a5f22ab67e9db3d255dc53cbae30dcfd56588385a345e66bc6bb0e2c35d42"
+#define COEFGEN_EUCLIDEAN_EXACT_K22_SHA256 "0397928aba177db3474ff534fc21f916a721ae2df63919e158d2f8e675ac18a5"
 static const double coefgen_euclidean_exact_k22[22] = {
   -1.0,
   -0.9523809523809523,
@@ -9140,13 +9140,13 @@ static const double coefgen_euclidean_exact_k24[24] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K24_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 25; baseline none */
-/* bias_bound 2.2326806067405183e-18, variance_bound 0.006172842197503724, mse_bound 0.0061728421975037265, minimax_level 0 */
+/* bias_bound 2.2326806067405183e-18, variance_bound 0.0061728421975037265, mse_bound 0.00617284219750373, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K25_H
 #define COEFGEN_EUCLIDEAN_EXACT_K25_H
 #define COEFGEN_EUCLIDEAN_EXACT_K25_K 25
 #define COEFGEN_EUCLIDEAN_EXACT_K25_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K25_SHA256 "d2987a57845872ec7c522d2002f4ffe36dbbde538868753553865f84b1baa5fa"
+#define COEFGEN_EUCLIDEAN_EXACT_K25_SHA256 "d0780ee95864161ebb2504f8b77c918957a106833f68ab769944b5340c479921"
 static const double coefgen_euclidean_exact_k25[25] = {
   -1.0,
   -0.9583333333333334,
@@ -9254,13 +9254,13 @@ static const double coefgen_euclidean_exact_k27[27] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K27_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 28; baseline none */
-/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386654, mse_bound 0.005486970842386656, minimax_level 0 */
+/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386655, mse_bound 0.005486970842386657, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K28_H
 #define COEFGEN_EUCLIDEAN_EXACT_K28_H
 #define COEFGEN_EUCLIDEAN_EXACT_K28_K 28
 #define COEFGEN_EUCLIDEAN_EXACT_K28_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K28_SHA256 "d0df9e57c771a75363b2acc6a9e81a62cdda7ef6f4dd14c4ea1fd78062eec5e6"
+#define COEFGEN_EUCLIDEAN_EXACT_K28_SHA256 "cd53fd10f061c46e493451aa86aba442e9031f3878cbff6ca6059877c9b47ee2"
 static const double coefgen_euclidean_exact_k28[28] = {
   -1.0,
   -0.9629629629629629,
@@ -9852,13 +9852,13 @@ static const double coefgen_euclidean_exact_k40[40] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_K40_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 41; baseline none */
-/* bias_bound 1.9907887316773627e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
+/* bias_bound 1.990788731677364e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_K41_H
 #define COEFGEN_EUCLIDEAN_EXACT_K41_H
 #define COEFGEN_EUCLIDEAN_EXACT_K41_K 41
 #define COEFGEN_EUCLIDEAN_EXACT_K41_BASELINE "none"
-#define COEFGEN_EUCLIDEAN_EXACT_K41_SHA256 "503aeb8280be38f951f5f34f47b0135f58576577d484adc514694121cf5074f6"
+#define COEFGEN_EUCLIDEAN_EXACT_K41_SHA256 "29ab5d9ed468174306441fe8fb29ae96123a822b3a415f70e37e437dc1c38fc8"
 static const double coefgen_euclidean_exact_k41[41] = {
   -1.0,
   -0.975,
@@ -11451,14 +11451,14 @@ static const double coefgen_euclidean_exact_loo_k5[5] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K5_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 6; baseline loo */
-/* bias_bound 0.0, variance_bound 0.03703705333335882, mse_bound 0.03703705333335883, minimax_level 0 */
+/* bias_bound 0.0, variance_bound 0.03703705333335883, mse_bound 0.037037053333358834, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 5-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K6_K 6
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K6_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K6_SHA256 "71ee89212d45a65330f9630ae5e4b5c82b3bbe6bef57c5d8ad4a0d4b84a95748"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K6_SHA256 "38ed5e4ba7b047df75c86d780b8915a0511936f2dfe27b0a26c33166b9980bb2"
 static const double coefgen_euclidean_exact_loo_k6[6] = {
   -1.0,
   -0.75,
@@ -11580,14 +11580,14 @@ static const double coefgen_euclidean_exact_loo_k11[11] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K11_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 12; baseline loo */
-/* bias_bound 3.750668981674273e-18, variance_bound 0.01481482127256468, mse_bound 0.014814821272564685, minimax_level 0 */
+/* bias_bound 3.750668981674273e-18, variance_bound 0.014814821272564685, mse_bound 0.01481482127256469, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 11-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K12_K 12
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K12_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K12_SHA256 "ffe348511b7273c7b8a93eded47cb4f08f11d1ce245c540d12b3e9a616d46b32"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K12_SHA256 "b59a7e5c0ed7fe3d4288637112ab3d3b9902e9b948d81a0ca2ccdadb080deebe"
 static const double coefgen_euclidean_exact_loo_k12[12] = {
   -1.0,
   -0.9,
@@ -11910,14 +11910,14 @@ static const double coefgen_euclidean_exact_loo_k22[22] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K22_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 23; baseline loo */
-/* bias_bound 1.0934461093819855e-17, variance_bound 0.00705467679692689, mse_bound 0.007054676796926893, minimax_level 0 */
+/* bias_bound 1.0934461093819855e-17, variance_bound 0.007054676796926889, mse_bound 0.007054676796926892, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 22-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K23_K 23
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K23_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K23_SHA256 "30dec89cbf4f2bc4d4be65bbcdab7eda14f15b8fbbb27e27fe9465a99356658c"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K23_SHA256 "4bc3958ae9cf0bce0beae5deaee850b55e48bf76188616c7047825b60fe8e938"
 static const double coefgen_euclidean_exact_loo_k23[23] = {
   -1.0,
   -0.9523809523809523,
@@ -12021,14 +12021,14 @@ static const double coefgen_euclidean_exact_loo_k25[25] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K25_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 26; baseline loo */
-/* bias_bound 2.2326806067405183e-18, variance_bound 0.006172842197503724, mse_bound 0.0061728421975037265, minimax_level 0 */
+/* bias_bound 2.2326806067405183e-18, variance_bound 0.0061728421975037265, mse_bound 0.00617284219750373, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 25-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K26_K 26
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K26_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K26_SHA256 "b719038d24b144be358b42308f032361ecf174c3ceeadff3b28ff09f18769f72"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K26_SHA256 "9a55571b17a35df49ac6bafe099b23867a9819590eee5461b41b52c6fa9ffbdf"
 static const double coefgen_euclidean_exact_loo_k26[26] = {
   -1.0,
   -0.9583333333333334,
@@ -12141,14 +12141,14 @@ static const double coefgen_euclidean_exact_loo_k28[28] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K28_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 29; baseline loo */
-/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386654, mse_bound 0.005486970842386656, minimax_level 0 */
+/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386655, mse_bound 0.005486970842386657, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 28-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K29_K 29
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K29_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K29_SHA256 "04e00ad73182f8c5822f976cae66db40130f7cc078668fb8c986f24a2dbec3af"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K29_SHA256 "c799193deaec98ca7099cb9c1024ccf1cfa4cad9d09a8638f9f0969489db2fe4"
 static const double coefgen_euclidean_exact_loo_k29[29] = {
   -1.0,
   -0.9629629629629629,
@@ -12765,14 +12765,14 @@ static const double coefgen_euclidean_exact_loo_k41[41] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_LOO_K41_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 42; baseline loo */
-/* bias_bound 1.9907887316773627e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
+/* bias_bound 1.990788731677364e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 41-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_LOO_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K42_K 42
 #define COEFGEN_EUCLIDEAN_EXACT_LOO_K42_BASELINE "loo"
-#define COEFGEN_EUCLIDEAN_EXACT_LOO_K42_SHA256 "9121481e8fa5925035ff10dddcc83ac1ef554492dc2941f6582677174a480959"
+#define COEFGEN_EUCLIDEAN_EXACT_LOO_K42_SHA256 "1b5f432109464ed75a4e9b5a41a773a97977da37a2b8ff3db674655f7878f790"
 static const double coefgen_euclidean_exact_loo_k42[42] = {
   -1.0,
   -0.975,
@@ -14334,14 +14334,14 @@ static const double coefgen_euclidean_exact_mean_k5[5] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K5_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 6; baseline mean */
-/* bias_bound 0.0, variance_bound 0.03703705333335882, mse_bound 0.03703705333335883, minimax_level 0 */
+/* bias_bound 0.0, variance_bound 0.03703705333335883, mse_bound 0.037037053333358834, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 5-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_K 6
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_SHA256 "0aab30201bba3bea02cdf0c67e890161bb1bc290a54fd19aabdf26f8534550af"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K6_SHA256 "65206c58f56d7476f5ea7334f59a5e9b3f23930bd6acdeed3590a95c63ccf0b6"
 static const double coefgen_euclidean_exact_mean_k6[6] = {
   -1.0,
   -0.75,
@@ -14463,14 +14463,14 @@ static const double coefgen_euclidean_exact_mean_k11[11] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K11_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 12; baseline mean */
-/* bias_bound 3.750668981674273e-18, variance_bound 0.01481482127256468, mse_bound 0.014814821272564685, minimax_level 0 */
+/* bias_bound 3.750668981674273e-18, variance_bound 0.014814821272564685, mse_bound 0.01481482127256469, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 11-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_K 12
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_SHA256 "de1cc04389fc5a54ac111d89c490226051e69dab7a87c0590a0cc296945be366"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K12_SHA256 "7f82385c358376e2bc3ce4c6b7c59fd8f9fd9a33959ebc8e20fe4ee12ffce5e1"
 static const double coefgen_euclidean_exact_mean_k12[12] = {
   -1.0,
   -0.9,
@@ -14793,14 +14793,14 @@ static const double coefgen_euclidean_exact_mean_k22[22] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K22_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 23; baseline mean */
-/* bias_bound 1.0934461093819855e-17, variance_bound 0.00705467679692689, mse_bound 0.007054676796926893, minimax_level 0 */
+/* bias_bound 1.0934461093819855e-17, variance_bound 0.007054676796926889, mse_bound 0.007054676796926892, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 22-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_K 23
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_SHA256 "c62f593282cb3aca69fa1c8b57ad0f999b5084253f0174c2a9164036ff102095"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K23_SHA256 "8f7c176bc656c65770395685eeef39a537f95eef500e6998bab6db54992075fa"
 static const double coefgen_euclidean_exact_mean_k23[23] = {
   -1.0,
   -0.9523809523809523,
@@ -14904,14 +14904,14 @@ static const double coefgen_euclidean_exact_mean_k25[25] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K25_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 26; baseline mean */
-/* bias_bound 2.2326806067405183e-18, variance_bound 0.006172842197503724, mse_bound 0.0061728421975037265, minimax_level 0 */
+/* bias_bound 2.2326806067405183e-18, variance_bound 0.0061728421975037265, mse_bound 0.00617284219750373, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 25-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_K 26
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_SHA256 "f8ea72af345ef590233f3ae497a407045aff5f38b6b4594452e6a6ed5a6a44ce"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K26_SHA256 "294db2442e1d3b9beae334147dabf0c26da7dc818c70d9f77f7ffac597e1fb69"
 static const double coefgen_euclidean_exact_mean_k26[26] = {
   -1.0,
   -0.9583333333333334,
@@ -15024,14 +15024,14 @@ static const double coefgen_euclidean_exact_mean_k28[28] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K28_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 29; baseline mean */
-/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386654, mse_bound 0.005486970842386656, minimax_level 0 */
+/* bias_bound 1.2040404536141157e-17, variance_bound 0.005486970842386655, mse_bound 0.005486970842386657, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 28-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_K 29
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_SHA256 "b4869ab8ea4a34eea5577ff46f41805f150a64965bb7677ef9bb06f8b41dccb0"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K29_SHA256 "d6c26b734d610985abfe61e9ff9e3dfe5bfcb8e504a18f77b9247abe588e49c6"
 static const double coefgen_euclidean_exact_mean_k29[29] = {
   -1.0,
   -0.9629629629629629,
@@ -15648,14 +15648,14 @@ static const double coefgen_euclidean_exact_mean_k41[41] = {
 #endif /* COEFGEN_EUCLIDEAN_EXACT_MEAN_K41_H */
 
 /* divergence euclidean: r(p) = (p^(a-1) - 1)/(a - 1), a = 2; estimator exact; K = 42; baseline mean */
-/* bias_bound 1.9907887316773627e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
+/* bias_bound 1.990788731677364e-18, variance_bound 0.0037037053190226536, mse_bound 0.0037037053190226545, minimax_level 0 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 41-sample table; the bounds above are that table's */
 #ifndef COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_H
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_K 42
 #define COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_BASELINE "mean"
-#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_SHA256 "2cd20695959d3851d718e207aad11a83d197a69b2079239def75a2cfd13300d6"
+#define COEFGEN_EUCLIDEAN_EXACT_MEAN_K42_SHA256 "41939df05fb64d7dab6602e6e12a55ad06a6a98c41c46fe93c72589a68d3fb11"
 static const double coefgen_euclidean_exact_mean_k42[42] = {
   -1.0,
   -0.975,
@@ -17778,40 +17778,40 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k25[25] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K25_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 26; baseline none */
-/* bias_bound 0.008933981125639496, variance_bound 0.1162913149548491, mse_bound 0.11630590931846563, minimax_level 0.0004807291040184542810524565 */
+/* bias_bound 0.00896952944979448, variance_bound 0.11629131483871483, mse_bound 0.11630393528476562, minimax_level 0.0004807291040184542810524565 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_K 26
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_SHA256 "5880281195e3c479d12043ef86de77ae16a2f41766d32a11f1bf5ee9947d1f0f"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_SHA256 "3e2f48ae0cd5f01b4839dfdcc38eb46fd65e5480e476960c02ad8814ec5572d9"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k26[26] = {
-  -5.450261690246407,
-  -1.877374861127464,
-  -2.3153093717701267,
-  -2.41314016355318,
-  -2.126671172940405,
-  -1.3534018722129986,
-  -0.395273602247471,
-  -1.262662170251133,
-  -1.9520469853305258,
-  -1.2718807639321312,
-  -0.6500340565689839,
-  -0.3908649995282758,
-  -0.4348614035116043,
-  -0.6667677823861595,
-  -0.9257015926996246,
-  -0.9315004653180949,
-  -0.37779987533576787,
-  0.23941957438364625,
-  -0.10276410426013172,
-  -0.7022343761636876,
-  -0.5983282653032802,
-  0.14550582753145136,
-  0.17542607645737007,
-  -0.44126508475164883,
-  0.0766892671235837,
-  -0.008933979814173654,
+  -5.450261694990331,
+  -1.8773747413652018,
+  -2.31530966507853,
+  -2.4131406238884665,
+  -2.126671233359957,
+  -1.3534001223451924,
+  -0.395273362431908,
+  -1.2626665843999945,
+  -1.9520399696193635,
+  -1.2718842756585218,
+  -0.6500420958327595,
+  -0.39086551516084,
+  -0.4348464398062788,
+  -0.6667434340342879,
+  -0.9257131307967938,
+  -0.9316104680474382,
+  -0.3777510936779436,
+  0.2396564283699263,
+  -0.10310474876314402,
+  -0.7020742887980305,
+  -0.5981384238984901,
+  0.14479491754900664,
+  0.17647963744821027,
+  -0.44208190237986855,
+  0.07699741254327819,
+  -0.008969528134912252,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K26_H */
 
@@ -17978,13 +17978,13 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k30[30] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K30_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 31; baseline none */
-/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662426, minimax_level 0.00033819704428274892836892558407 */
+/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662429, minimax_level 0.00033819704428274892836892558407 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_K 31
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_SHA256 "84593b2de44faf1d073fcff4cd940628e5f25d793c07603df6b182a383e33454"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K31_SHA256 "7b962378801feeb3cecc59e3a8d8fc3efc898806c4c4eeb0cc87944d1734f909"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k31[31] = {
   -5.656369691612781,
   -2.0069642443413613,
@@ -18156,13 +18156,13 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k34[34] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K34_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 35; baseline none */
-/* bias_bound 0.006749330728840201, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
+/* bias_bound 0.006749330728840215, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_K 35
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_SHA256 "6be9953e503aeb386f10d54fddd42dc9607c3d4106c5c76cdf9b00448ef47c5f"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K35_SHA256 "09af6d15009f4ba2fce03b43b1a2e7ee7dea7e1e0fe2ded9af3bfd9d2cf85e72"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k35[35] = {
   -5.7962251896824455,
   -2.0988939151720842,
@@ -18350,13 +18350,13 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k38[38] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K38_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 39; baseline none */
-/* bias_bound 0.005929408847041547, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
+/* bias_bound 0.0059294088470414905, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_K 39
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_SHA256 "e42e45911ecfba7365cd52ca02111f7f7696ffb0bf82c0bd1ba3496e0fdd697e"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K39_SHA256 "81f7dad6e0d1dd4bdf8a818e97204e3de4d9b95c1dfbb5b241a20cb620410b09"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k39[39] = {
   -5.919478462135885,
   -2.1825210585229797,
@@ -18560,57 +18560,57 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k42[42] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K42_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 43; baseline none */
-/* bias_bound 0.005360650792118885, variance_bound 0.0760647115511751, mse_bound 0.07606838821743281, minimax_level 0.00017579593231743907297043889 */
+/* bias_bound 0.005204786813973778, variance_bound 0.0760647061157041, mse_bound 0.07606709216506267, minimax_level 0.00017579593231743907297043889 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_K 43
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_SHA256 "a5ec666579d02b939be204507e5293ccc3683a32b8bfa2153b50185b8717ee76"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_SHA256 "a7d3f5c6cae9ea4b8f558c07dd39fb3a17badae99a24117bfa5c82e84e1b1313"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k43[43] = {
-  -6.0296137829791405,
-  -2.2592600931602647,
-  -2.812594154260296,
-  -2.9477487068943447,
-  -2.6886480890752864,
-  -1.953794129549351,
-  -0.9229140096213087,
-  -1.411143536977761,
-  -2.436630132040591,
-  -2.0325010545930127,
-  -1.3916896244918462,
-  -0.984966604031797,
-  -0.8385698527781642,
-  -0.8883871851721779,
-  -1.06182948427886,
-  -1.2742488961594063,
-  -1.3964831022531143,
-  -1.2415131230809493,
-  -0.7241900232547778,
-  -0.22172879600839224,
-  -0.24361546562431613,
-  -0.6437854421310476,
-  -0.9918781840460724,
-  -1.0535971309873275,
-  -0.8123659633856732,
-  -0.41321990533469943,
-  -0.09323072314145975,
-  -0.04826890185358934,
-  -0.29465255342802266,
-  -0.6373794029132114,
-  -0.7699904792098096,
-  -0.4932609395546024,
-  0.0004790129605680704,
-  0.18879270752950106,
-  -0.1433610643071006,
-  -0.5242101268158876,
-  -0.35749324373318814,
-  0.08395182885578834,
-  0.027573589635721873,
-  -0.20367955338588217,
-  -0.02704138037370285,
-  -0.019768440222833306,
-  -0.00046578441106248647,
+  -6.029613172846439,
+  -2.25927650983067,
+  -2.8125495377535117,
+  -2.947682930083829,
+  -2.688649132309365,
+  -1.9540614159122924,
+  -0.9228232456516707,
+  -1.410522627622413,
+  -2.4380603458776022,
+  -2.031692604221462,
+  -1.3904300563954166,
+  -0.9850429045327473,
+  -0.8400229626422515,
+  -0.8900484620171483,
+  -1.062064092460787,
+  -1.2719949466336402,
+  -1.3929855279493495,
+  -1.24097102349333,
+  -0.7282268593990011,
+  -0.2252648447683896,
+  -0.24269339447346283,
+  -0.6409922468665172,
+  -0.9923733930045273,
+  -1.0593895516067278,
+  -0.8141920892157941,
+  -0.3939386362908408,
+  -0.061454571776266675,
+  -0.062485529138939455,
+  -0.3872289186838316,
+  -0.6956030097717303,
+  -0.6502800919333822,
+  -0.31541913624096196,
+  -0.04196299653267488,
+  -0.04875497843022458,
+  -0.23687452017475152,
+  -0.33515215903753415,
+  -0.20333636541181477,
+  -0.034185146061645355,
+  -0.07391450885188533,
+  -0.11571155608544359,
+  -0.03839496687578503,
+  -0.023123881146602798,
+  -0.0001528228895040229,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K43_H */
 
@@ -19028,13 +19028,13 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k50[50] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K50_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 51; baseline none */
-/* bias_bound 0.004451392857908858, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
+/* bias_bound 0.004451392857908914, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_K 51
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_SHA256 "bc69a44ae251a825fba54e9a5f16efacff525c3b70e020330efa609075562a0b"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K51_SHA256 "8a589d80aff80950a0853cc5d8fba8f552e3f844b0c1003cf9fb18c628e72fd5"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k51[51] = {
   -6.2198727432551095,
   -2.3961874267770327,
@@ -19353,13 +19353,13 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k55[55] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K55_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 56; baseline none */
-/* bias_bound 0.0038313171783866955, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
+/* bias_bound 0.0038313171783867506, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_K 56
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_SHA256 "e9bc60d406d672523d757ae539a0c5777b7ebd3fd448a5c2dc98f81d4e002f7a"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_SHA256 "cf5c01b4fa76a30e76e8fb257c5ee9f17499cab16f155e766d8cd3a2a89a89d8"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k56[56] = {
   -6.323083355469862,
   -2.472688487061532,
@@ -19421,71 +19421,71 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k56[56] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K56_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 57; baseline none */
-/* bias_bound 0.003959324642834704, variance_bound 0.05931162220047535, mse_bound 0.05932062903408096, minimax_level 0.00010005079330902991598660302344 */
+/* bias_bound 0.004012863142168503, variance_bound 0.05931842140413099, mse_bound 0.059320633699704306, minimax_level 0.00010005079330902991598660302344 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_K 57
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_BASELINE "none"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_SHA256 "1619d45ead2f73b54bb171addf1a58d65bb9236dc7fe5187cf300aaac40a1b1f"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_SHA256 "6365823c1b19efbefbc1bc69be661b7b3203e8ccc629a1541faebd4ee37407b6"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_k57[57] = {
-  -6.342535311727261,
-  -2.4873064187340788,
-  -3.092039779687184,
-  -3.242295252443,
-  -2.9933888195446343,
-  -2.273371513307211,
-  -1.223124899843242,
-  -1.5693828205330647,
-  -2.682402046273637,
-  -2.3912228909975966,
-  -1.762986328387342,
-  -1.3212864201559569,
-  -1.1233167305690586,
-  -1.1179559084121138,
-  -1.2424147069468745,
-  -1.4322386066633044,
-  -1.6027768653366365,
-  -1.625286170259642,
-  -1.3535432419084827,
-  -0.8223655656984192,
-  -0.4358803049181006,
-  -0.5084462405793602,
-  -0.85921545248857,
-  -1.1753353495005285,
-  -1.285467210553179,
-  -1.1589036087243585,
-  -0.863762628956465,
-  -0.5312953267639386,
-  -0.3042808080499526,
-  -0.2745777906602598,
-  -0.44145392601785716,
-  -0.7094727860749117,
-  -0.9210391560263815,
-  -0.9239865797862876,
-  -0.6750650994727039,
-  -0.30904602836380946,
-  -0.057242431365011726,
-  -0.06272969878045842,
-  -0.2880765093723312,
-  -0.5662380354333436,
-  -0.697119566721085,
-  -0.5541419234796194,
-  -0.20743190576467896,
-  0.056055939676298294,
-  -0.005847792876011226,
-  -0.2823807600143482,
-  -0.42841992043395294,
-  -0.28881094965618104,
-  -0.059451451066706795,
-  -0.0057836220803437755,
-  -0.12019520983449183,
-  -0.1720678787023644,
-  -0.07367248777882196,
-  -0.015080401157320011,
-  -0.05447803039714927,
-  -0.01503334710287163,
-  -6.501808093162253e-05,
+  -6.342536436670343,
+  -2.4872733072261326,
+  -3.092130939963681,
+  -3.2424388074796298,
+  -2.9934464272955665,
+  -2.273009229102172,
+  -1.2224962475229404,
+  -1.5704737032501725,
+  -2.6825239640384098,
+  -2.3909360193720204,
+  -1.7628320862422697,
+  -1.3211861603631405,
+  -1.1232115332895773,
+  -1.1178723540870124,
+  -1.2424283298387309,
+  -1.4324708503991133,
+  -1.60330633175181,
+  -1.62575428965647,
+  -1.3531376368264318,
+  -0.8211014505068306,
+  -0.434949736292765,
+  -0.509087752099731,
+  -0.8612142290367046,
+  -1.176806246607157,
+  -1.2845160605575074,
+  -1.1556806946537108,
+  -0.8614908080198802,
+  -0.5337122408527648,
+  -0.3098014291099389,
+  -0.2750312359421514,
+  -0.4327067415433703,
+  -0.7044385322733433,
+  -0.9377179059301852,
+  -0.9464965088409372,
+  -0.6570241558292764,
+  -0.2507494003730244,
+  -0.032203066497459076,
+  -0.12365033256355673,
+  -0.392249339929549,
+  -0.6025269483652664,
+  -0.5916819258636679,
+  -0.38810016940988135,
+  -0.17160095792496577,
+  -0.10292557781212963,
+  -0.17950421963178087,
+  -0.27049294285825454,
+  -0.26901489476585994,
+  -0.1883767923573032,
+  -0.11826048385410104,
+  -0.11015670070628403,
+  -0.12546069433301454,
+  -0.10566012161871186,
+  -0.06433422405825695,
+  -0.05264731221541297,
+  -0.039286204118980095,
+  -0.016933121594775002,
+  -4.2746527469716966e-05,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_K57_H */
 
@@ -21069,42 +21069,42 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k26[26] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K26_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 27; baseline loo */
-/* bias_bound 0.008933981125639496, variance_bound 0.1162913149548491, mse_bound 0.11630590931846563, minimax_level 0.0004807291040184542810524565 */
+/* bias_bound 0.00896952944979448, variance_bound 0.11629131483871483, mse_bound 0.11630393528476562, minimax_level 0.0004807291040184542810524565 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 26-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_K 27
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_SHA256 "19013498f3e867aa55d2481c98b835c647faea342784560d1dde67c16b37f55f"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_SHA256 "ab550a55da2f26ad1839bf90dad5a09044329d74f43c726f8150ee946def5712"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k27[27] = {
-  -5.450261690246407,
-  -1.877374861127464,
-  -2.3153093717701267,
-  -2.41314016355318,
-  -2.126671172940405,
-  -1.3534018722129986,
-  -0.395273602247471,
-  -1.262662170251133,
-  -1.9520469853305258,
-  -1.2718807639321312,
-  -0.6500340565689839,
-  -0.3908649995282758,
-  -0.4348614035116043,
-  -0.6667677823861595,
-  -0.9257015926996246,
-  -0.9315004653180949,
-  -0.37779987533576787,
-  0.23941957438364625,
-  -0.10276410426013172,
-  -0.7022343761636876,
-  -0.5983282653032802,
-  0.14550582753145136,
-  0.17542607645737007,
-  -0.44126508475164883,
-  0.0766892671235837,
-  -0.008933979814173654,
-  -0.008933979814173654,
+  -5.450261694990331,
+  -1.8773747413652018,
+  -2.31530966507853,
+  -2.4131406238884665,
+  -2.126671233359957,
+  -1.3534001223451924,
+  -0.395273362431908,
+  -1.2626665843999945,
+  -1.9520399696193635,
+  -1.2718842756585218,
+  -0.6500420958327595,
+  -0.39086551516084,
+  -0.4348464398062788,
+  -0.6667434340342879,
+  -0.9257131307967938,
+  -0.9316104680474382,
+  -0.3777510936779436,
+  0.2396564283699263,
+  -0.10310474876314402,
+  -0.7020742887980305,
+  -0.5981384238984901,
+  0.14479491754900664,
+  0.17647963744821027,
+  -0.44208190237986855,
+  0.07699741254327819,
+  -0.008969528134912252,
+  -0.008969528134912252,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K27_H */
 
@@ -21279,14 +21279,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k31[31] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K31_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 32; baseline loo */
-/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662426, minimax_level 0.00033819704428274892836892558407 */
+/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662429, minimax_level 0.00033819704428274892836892558407 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 31-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_K 32
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_SHA256 "ebe86a8f8ef57f75797b89a9776931e4fa63a20c2cb9da44479ef7bc02e7c2d7"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K32_SHA256 "9282d6fa8e5b0a9345cd9f028d8ea62e814775472af3745567a2ce28011fc0e9"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k32[32] = {
   -5.656369691612781,
   -2.0069642443413613,
@@ -21465,14 +21465,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k35[35] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K35_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 36; baseline loo */
-/* bias_bound 0.006749330728840201, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
+/* bias_bound 0.006749330728840215, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 35-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_K 36
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_SHA256 "47e2fafdb645c01a1f2d4d837dfe111d4533f9111a6537cccd1bf072888ad02d"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K36_SHA256 "2f7b0e368b6073b87dd210a6b1bb2bdd869efe3c1c9c3abefe91f9c1ae21aa1e"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k36[36] = {
   -5.7962251896824455,
   -2.0988939151720842,
@@ -21667,14 +21667,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k39[39] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K39_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 40; baseline loo */
-/* bias_bound 0.005929408847041547, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
+/* bias_bound 0.0059294088470414905, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 39-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_K 40
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_SHA256 "a46f1c68ce21fd9a3d3029ee45b397da2fb7df22b58bfb37907c9a6d1c1ab619"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K40_SHA256 "37d9c86cf393269dcde7d27dfb2889bd11855410e6759c5e29b39f6aaf2124a8"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k40[40] = {
   -5.919478462135885,
   -2.1825210585229797,
@@ -21885,59 +21885,59 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k43[43] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K43_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 44; baseline loo */
-/* bias_bound 0.005360650792118885, variance_bound 0.0760647115511751, mse_bound 0.07606838821743281, minimax_level 0.00017579593231743907297043889 */
+/* bias_bound 0.005204786813973778, variance_bound 0.0760647061157041, mse_bound 0.07606709216506267, minimax_level 0.00017579593231743907297043889 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 43-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_K 44
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_SHA256 "5e165acc8f54d16edf25486a9c3f766c5c3acdf2e088cc7a5a339de8909713b0"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_SHA256 "ced9d3958e68470a8e68a161c9b42958532ad430317e000e505b8b4872c4ca38"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k44[44] = {
-  -6.0296137829791405,
-  -2.2592600931602647,
-  -2.812594154260296,
-  -2.9477487068943447,
-  -2.6886480890752864,
-  -1.953794129549351,
-  -0.9229140096213087,
-  -1.411143536977761,
-  -2.436630132040591,
-  -2.0325010545930127,
-  -1.3916896244918462,
-  -0.984966604031797,
-  -0.8385698527781642,
-  -0.8883871851721779,
-  -1.06182948427886,
-  -1.2742488961594063,
-  -1.3964831022531143,
-  -1.2415131230809493,
-  -0.7241900232547778,
-  -0.22172879600839224,
-  -0.24361546562431613,
-  -0.6437854421310476,
-  -0.9918781840460724,
-  -1.0535971309873275,
-  -0.8123659633856732,
-  -0.41321990533469943,
-  -0.09323072314145975,
-  -0.04826890185358934,
-  -0.29465255342802266,
-  -0.6373794029132114,
-  -0.7699904792098096,
-  -0.4932609395546024,
-  0.0004790129605680704,
-  0.18879270752950106,
-  -0.1433610643071006,
-  -0.5242101268158876,
-  -0.35749324373318814,
-  0.08395182885578834,
-  0.027573589635721873,
-  -0.20367955338588217,
-  -0.02704138037370285,
-  -0.019768440222833306,
-  -0.00046578441106248647,
-  -0.00046578441106248647,
+  -6.029613172846439,
+  -2.25927650983067,
+  -2.8125495377535117,
+  -2.947682930083829,
+  -2.688649132309365,
+  -1.9540614159122924,
+  -0.9228232456516707,
+  -1.410522627622413,
+  -2.4380603458776022,
+  -2.031692604221462,
+  -1.3904300563954166,
+  -0.9850429045327473,
+  -0.8400229626422515,
+  -0.8900484620171483,
+  -1.062064092460787,
+  -1.2719949466336402,
+  -1.3929855279493495,
+  -1.24097102349333,
+  -0.7282268593990011,
+  -0.2252648447683896,
+  -0.24269339447346283,
+  -0.6409922468665172,
+  -0.9923733930045273,
+  -1.0593895516067278,
+  -0.8141920892157941,
+  -0.3939386362908408,
+  -0.061454571776266675,
+  -0.062485529138939455,
+  -0.3872289186838316,
+  -0.6956030097717303,
+  -0.6502800919333822,
+  -0.31541913624096196,
+  -0.04196299653267488,
+  -0.04875497843022458,
+  -0.23687452017475152,
+  -0.33515215903753415,
+  -0.20333636541181477,
+  -0.034185146061645355,
+  -0.07391450885188533,
+  -0.11571155608544359,
+  -0.03839496687578503,
+  -0.023123881146602798,
+  -0.0001528228895040229,
+  -0.0001528228895040229,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K44_H */
 
@@ -22369,14 +22369,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k51[51] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K51_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 52; baseline loo */
-/* bias_bound 0.004451392857908858, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
+/* bias_bound 0.004451392857908914, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 51-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_K 52
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_SHA256 "6f19b019af2a5c49a1573b6b703de25e61792302c0785b73174aa84f224dae64"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K52_SHA256 "5b8011a0dd1ff4507c5d105d1c87ab5b813f635456778716662013b1f1ff4800"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k52[52] = {
   -6.2198727432551095,
   -2.3961874267770327,
@@ -22704,14 +22704,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k56[56] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K56_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 57; baseline loo */
-/* bias_bound 0.0038313171783866955, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
+/* bias_bound 0.0038313171783867506, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 56-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_K 57
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_SHA256 "c162bfa5280e2d860ebc054ae782a583d97c9adcce94e7ca85031a51926e4ba4"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_SHA256 "fc9e5f1768e3737b50d2aaf52570bb002b73bf0c496345968b1b461457e99ce3"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k57[57] = {
   -6.323083355469862,
   -2.472688487061532,
@@ -22774,73 +22774,73 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k57[57] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K57_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 58; baseline loo */
-/* bias_bound 0.003959324642834704, variance_bound 0.05931162220047535, mse_bound 0.05932062903408096, minimax_level 0.00010005079330902991598660302344 */
+/* bias_bound 0.004012863142168503, variance_bound 0.05931842140413099, mse_bound 0.059320633699704306, minimax_level 0.00010005079330902991598660302344 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group leave-one-out mean: it runs values[0..K-2] as a 57-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_K 58
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_BASELINE "loo"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_SHA256 "697c9a49b44568d862b7d56ccbb48d0a488e8585ba09dcc5d84566e658e2723a"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_SHA256 "41681cee41c2c241089c719e9b6f6c472aa99a02af3fa41b87cc9b9c10cf3447"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_loo_k58[58] = {
-  -6.342535311727261,
-  -2.4873064187340788,
-  -3.092039779687184,
-  -3.242295252443,
-  -2.9933888195446343,
-  -2.273371513307211,
-  -1.223124899843242,
-  -1.5693828205330647,
-  -2.682402046273637,
-  -2.3912228909975966,
-  -1.762986328387342,
-  -1.3212864201559569,
-  -1.1233167305690586,
-  -1.1179559084121138,
-  -1.2424147069468745,
-  -1.4322386066633044,
-  -1.6027768653366365,
-  -1.625286170259642,
-  -1.3535432419084827,
-  -0.8223655656984192,
-  -0.4358803049181006,
-  -0.5084462405793602,
-  -0.85921545248857,
-  -1.1753353495005285,
-  -1.285467210553179,
-  -1.1589036087243585,
-  -0.863762628956465,
-  -0.5312953267639386,
-  -0.3042808080499526,
-  -0.2745777906602598,
-  -0.44145392601785716,
-  -0.7094727860749117,
-  -0.9210391560263815,
-  -0.9239865797862876,
-  -0.6750650994727039,
-  -0.30904602836380946,
-  -0.057242431365011726,
-  -0.06272969878045842,
-  -0.2880765093723312,
-  -0.5662380354333436,
-  -0.697119566721085,
-  -0.5541419234796194,
-  -0.20743190576467896,
-  0.056055939676298294,
-  -0.005847792876011226,
-  -0.2823807600143482,
-  -0.42841992043395294,
-  -0.28881094965618104,
-  -0.059451451066706795,
-  -0.0057836220803437755,
-  -0.12019520983449183,
-  -0.1720678787023644,
-  -0.07367248777882196,
-  -0.015080401157320011,
-  -0.05447803039714927,
-  -0.01503334710287163,
-  -6.501808093162253e-05,
-  -6.501808093162253e-05,
+  -6.342536436670343,
+  -2.4872733072261326,
+  -3.092130939963681,
+  -3.2424388074796298,
+  -2.9934464272955665,
+  -2.273009229102172,
+  -1.2224962475229404,
+  -1.5704737032501725,
+  -2.6825239640384098,
+  -2.3909360193720204,
+  -1.7628320862422697,
+  -1.3211861603631405,
+  -1.1232115332895773,
+  -1.1178723540870124,
+  -1.2424283298387309,
+  -1.4324708503991133,
+  -1.60330633175181,
+  -1.62575428965647,
+  -1.3531376368264318,
+  -0.8211014505068306,
+  -0.434949736292765,
+  -0.509087752099731,
+  -0.8612142290367046,
+  -1.176806246607157,
+  -1.2845160605575074,
+  -1.1556806946537108,
+  -0.8614908080198802,
+  -0.5337122408527648,
+  -0.3098014291099389,
+  -0.2750312359421514,
+  -0.4327067415433703,
+  -0.7044385322733433,
+  -0.9377179059301852,
+  -0.9464965088409372,
+  -0.6570241558292764,
+  -0.2507494003730244,
+  -0.032203066497459076,
+  -0.12365033256355673,
+  -0.392249339929549,
+  -0.6025269483652664,
+  -0.5916819258636679,
+  -0.38810016940988135,
+  -0.17160095792496577,
+  -0.10292557781212963,
+  -0.17950421963178087,
+  -0.27049294285825454,
+  -0.26901489476585994,
+  -0.1883767923573032,
+  -0.11826048385410104,
+  -0.11015670070628403,
+  -0.12546069433301454,
+  -0.10566012161871186,
+  -0.06433422405825695,
+  -0.05264731221541297,
+  -0.039286204118980095,
+  -0.016933121594775002,
+  -4.2746527469716966e-05,
+  -4.2746527469716966e-05,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_LOO_K58_H */
 
@@ -24362,42 +24362,42 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k26[26] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K26_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 27; baseline mean */
-/* bias_bound 0.008933981125639496, variance_bound 0.1162913149548491, mse_bound 0.11630590931846563, minimax_level 0.0004807291040184542810524565 */
+/* bias_bound 0.00896952944979448, variance_bound 0.11629131483871483, mse_bound 0.11630393528476562, minimax_level 0.0004807291040184542810524565 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 26-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_K 27
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_SHA256 "191a73aa5c4ccba316708f2dbc0c7fb58d33ff4dd92a6a011c4f46e618dd3398"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_SHA256 "f53554dc41a0d1cccfe88c5fb2776dc44982fbc8dd9eadc73a4fcaa0d74e06e7"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k27[27] = {
-  -5.450261690246407,
-  -1.877374861127464,
-  -2.3153093717701267,
-  -2.41314016355318,
-  -2.126671172940405,
-  -1.3534018722129986,
-  -0.395273602247471,
-  -1.262662170251133,
-  -1.9520469853305258,
-  -1.2718807639321312,
-  -0.6500340565689839,
-  -0.3908649995282758,
-  -0.4348614035116043,
-  -0.6667677823861595,
-  -0.9257015926996246,
-  -0.9315004653180949,
-  -0.37779987533576787,
-  0.23941957438364625,
-  -0.10276410426013172,
-  -0.7022343761636876,
-  -0.5983282653032802,
-  0.14550582753145136,
-  0.17542607645737007,
-  -0.44126508475164883,
-  0.0766892671235837,
-  -0.008933979814173654,
-  -0.008933979814173654,
+  -5.450261694990331,
+  -1.8773747413652018,
+  -2.31530966507853,
+  -2.4131406238884665,
+  -2.126671233359957,
+  -1.3534001223451924,
+  -0.395273362431908,
+  -1.2626665843999945,
+  -1.9520399696193635,
+  -1.2718842756585218,
+  -0.6500420958327595,
+  -0.39086551516084,
+  -0.4348464398062788,
+  -0.6667434340342879,
+  -0.9257131307967938,
+  -0.9316104680474382,
+  -0.3777510936779436,
+  0.2396564283699263,
+  -0.10310474876314402,
+  -0.7020742887980305,
+  -0.5981384238984901,
+  0.14479491754900664,
+  0.17647963744821027,
+  -0.44208190237986855,
+  0.07699741254327819,
+  -0.008969528134912252,
+  -0.008969528134912252,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K27_H */
 
@@ -24572,14 +24572,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k31[31] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K31_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 32; baseline mean */
-/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662426, minimax_level 0.00033819704428274892836892558407 */
+/* bias_bound 0.007614043585577521, variance_bound 0.100581678026108, mse_bound 0.10058355026662429, minimax_level 0.00033819704428274892836892558407 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 31-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_K 32
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_SHA256 "ae7cd45164465e181d9920f3c20554b0db994f20a2f89888c318ad4b1b049c71"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K32_SHA256 "2832206f9bc98115ddbf44daf3f9df51e6cab1ad2996e4e76565ea338dbcbcfe"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k32[32] = {
   -5.656369691612781,
   -2.0069642443413613,
@@ -24758,14 +24758,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k35[35] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K35_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 36; baseline mean */
-/* bias_bound 0.006749330728840201, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
+/* bias_bound 0.006749330728840215, variance_bound 0.09080140049928546, mse_bound 0.09080529672463557, minimax_level 0.0002653265296865489321965987 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 35-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_K 36
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_SHA256 "a9dc561ca68d2dcf91f9ec7958712025a37b98417b9dd2a9fcae95d50f8821a2"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K36_SHA256 "71790031cc9d7a1fd3246fc888c45f5c336e7a67832f262b23fb2045f213884e"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k36[36] = {
   -5.7962251896824455,
   -2.0988939151720842,
@@ -24960,14 +24960,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k39[39] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K39_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 40; baseline mean */
-/* bias_bound 0.005929408847041547, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
+/* bias_bound 0.0059294088470414905, variance_bound 0.0827737750984635, mse_bound 0.08277452374048049, minimax_level 0.000213699868041201982285739136 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 39-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_K 40
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_SHA256 "58a4fd6bc9342556412f07e93a0f225bda56fbdb8227b203eda4c067ca6acab0"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K40_SHA256 "3cdbeca127b02d9403521cf498c06bae0501fb2476fc62143ba2dd32c20c27e8"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k40[40] = {
   -5.919478462135885,
   -2.1825210585229797,
@@ -25178,59 +25178,59 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k43[43] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K43_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 44; baseline mean */
-/* bias_bound 0.005360650792118885, variance_bound 0.0760647115511751, mse_bound 0.07606838821743281, minimax_level 0.00017579593231743907297043889 */
+/* bias_bound 0.005204786813973778, variance_bound 0.0760647061157041, mse_bound 0.07606709216506267, minimax_level 0.00017579593231743907297043889 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 43-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_K 44
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_SHA256 "db62b2a862cc7cd2b52f752a64503a66e9101c0d79abb79f6a4a1fdffd8409f5"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_SHA256 "5eb44de59012fff4a652ec0d148fa159a270684e910960a6a41f6455c58a2d43"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k44[44] = {
-  -6.0296137829791405,
-  -2.2592600931602647,
-  -2.812594154260296,
-  -2.9477487068943447,
-  -2.6886480890752864,
-  -1.953794129549351,
-  -0.9229140096213087,
-  -1.411143536977761,
-  -2.436630132040591,
-  -2.0325010545930127,
-  -1.3916896244918462,
-  -0.984966604031797,
-  -0.8385698527781642,
-  -0.8883871851721779,
-  -1.06182948427886,
-  -1.2742488961594063,
-  -1.3964831022531143,
-  -1.2415131230809493,
-  -0.7241900232547778,
-  -0.22172879600839224,
-  -0.24361546562431613,
-  -0.6437854421310476,
-  -0.9918781840460724,
-  -1.0535971309873275,
-  -0.8123659633856732,
-  -0.41321990533469943,
-  -0.09323072314145975,
-  -0.04826890185358934,
-  -0.29465255342802266,
-  -0.6373794029132114,
-  -0.7699904792098096,
-  -0.4932609395546024,
-  0.0004790129605680704,
-  0.18879270752950106,
-  -0.1433610643071006,
-  -0.5242101268158876,
-  -0.35749324373318814,
-  0.08395182885578834,
-  0.027573589635721873,
-  -0.20367955338588217,
-  -0.02704138037370285,
-  -0.019768440222833306,
-  -0.00046578441106248647,
-  -0.00046578441106248647,
+  -6.029613172846439,
+  -2.25927650983067,
+  -2.8125495377535117,
+  -2.947682930083829,
+  -2.688649132309365,
+  -1.9540614159122924,
+  -0.9228232456516707,
+  -1.410522627622413,
+  -2.4380603458776022,
+  -2.031692604221462,
+  -1.3904300563954166,
+  -0.9850429045327473,
+  -0.8400229626422515,
+  -0.8900484620171483,
+  -1.062064092460787,
+  -1.2719949466336402,
+  -1.3929855279493495,
+  -1.24097102349333,
+  -0.7282268593990011,
+  -0.2252648447683896,
+  -0.24269339447346283,
+  -0.6409922468665172,
+  -0.9923733930045273,
+  -1.0593895516067278,
+  -0.8141920892157941,
+  -0.3939386362908408,
+  -0.061454571776266675,
+  -0.062485529138939455,
+  -0.3872289186838316,
+  -0.6956030097717303,
+  -0.6502800919333822,
+  -0.31541913624096196,
+  -0.04196299653267488,
+  -0.04875497843022458,
+  -0.23687452017475152,
+  -0.33515215903753415,
+  -0.20333636541181477,
+  -0.034185146061645355,
+  -0.07391450885188533,
+  -0.11571155608544359,
+  -0.03839496687578503,
+  -0.023123881146602798,
+  -0.0001528228895040229,
+  -0.0001528228895040229,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K44_H */
 
@@ -25662,14 +25662,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k51[51] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K51_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 52; baseline mean */
-/* bias_bound 0.004451392857908858, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
+/* bias_bound 0.004451392857908914, variance_bound 0.06548188720536323, mse_bound 0.06548864100098835, minimax_level 0.000124974620988639219620178849 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 51-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_K 52
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_SHA256 "9733d19d6fe20ac0a0faa2a0a865a2e16e4f7b39796dc88504a64d8d6683602d"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K52_SHA256 "28eb9cf5c544d8ff467187b25b72ea944648fa5ebce514f254b5dc05f485d7c2"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k52[52] = {
   -6.2198727432551095,
   -2.3961874267770327,
@@ -25997,14 +25997,14 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k56[56] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K56_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 57; baseline mean */
-/* bias_bound 0.0038313171783866955, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
+/* bias_bound 0.0038313171783867506, variance_bound 0.06025704106932916, mse_bound 0.06026560441284839, minimax_level 0.00010365566137490658779861706024 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 56-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_K 57
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_SHA256 "88f81c28b46be038aac41a8a697dcad69c5fb7fa4fe5875cb89d441c694ed6b2"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_SHA256 "5078b8e92884815cc5c75738935d70bf453bd09a88e6470843eb138cb2039023"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k57[57] = {
   -6.323083355469862,
   -2.472688487061532,
@@ -26067,73 +26067,73 @@ static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k57[57] = {
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K57_H */
 
 /* divergence kl: r(p) = log(p); estimator aqp; K = 58; baseline mean */
-/* bias_bound 0.003959324642834704, variance_bound 0.05931162220047535, mse_bound 0.05932062903408096, minimax_level 0.00010005079330902991598660302344 */
+/* bias_bound 0.004012863142168503, variance_bound 0.05931842140413099, mse_bound 0.059320633699704306, minimax_level 0.00010005079330902991598660302344 */
 /* values[c-1] is the reward of a sample whose answer was given by c of the K samples */
 /* for a trainer that subtracts the group mean: it runs values[0..K-2] as a 57-sample table; the bounds above are that table's */
 #ifndef COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_H
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_K 58
 #define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_BASELINE "mean"
-#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_SHA256 "0942f09344bec419ce462c8e399073efd019c2a51b29feecd6c5a9930d178adc"
+#define COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_SHA256 "3a8c2dbbdc5f3dd9a65f6e760da88919c249868b87b5d1b93964b7e69679b5e5"
 static const double coefgen_kl_aqp_gamma0_75_max_mse4plugin_mean_k58[58] = {
-  -6.342535311727261,
-  -2.4873064187340788,
-  -3.092039779687184,
-  -3.242295252443,
-  -2.9933888195446343,
-  -2.273371513307211,
-  -1.223124899843242,
-  -1.5693828205330647,
-  -2.682402046273637,
-  -2.3912228909975966,
-  -1.762986328387342,
-  -1.3212864201559569,
-  -1.1233167305690586,
-  -1.1179559084121138,
-  -1.2424147069468745,
-  -1.4322386066633044,
-  -1.6027768653366365,
-  -1.625286170259642,
-  -1.3535432419084827,
-  -0.8223655656984192,
-  -0.4358803049181006,
-  -0.5084462405793602,
-  -0.85921545248857,
-  -1.1753353495005285,
-  -1.285467210553179,
-  -1.1589036087243585,
-  -0.863762628956465,
-  -0.5312953267639386,
-  -0.3042808080499526,
-  -0.2745777906602598,
-  -0.44145392601785716,
-  -0.7094727860749117,
-  -0.9210391560263815,
-  -0.9239865797862876,
-  -0.6750650994727039,
-  -0.30904602836380946,
-  -0.057242431365011726,
-  -0.06272969878045842,
-  -0.2880765093723312,
-  -0.5662380354333436,
-  -0.697119566721085,
-  -0.5541419234796194,
-  -0.20743190576467896,
-  0.056055939676298294,
-  -0.005847792876011226,
-  -0.2823807600143482,
-  -0.42841992043395294,
-  -0.28881094965618104,
-  -0.059451451066706795,
-  -0.0057836220803437755,
-  -0.12019520983449183,
-  -0.1720678787023644,
-  -0.07367248777882196,
-  -0.015080401157320011,
-  -0.05447803039714927,
-  -0.01503334710287163,
-  -6.501808093162253e-05,
-  -6.501808093162253e-05,
+  -6.342536436670343,
+  -2.4872733072261326,
+  -3.092130939963681,
+  -3.2424388074796298,
+  -2.9934464272955665,
+  -2.273009229102172,
+  -1.2224962475229404,
+  -1.5704737032501725,
+  -2.6825239640384098,
+  -2.3909360193720204,
+  -1.7628320862422697,
+  -1.3211861603631405,
+  -1.1232115332895773,
+  -1.1178723540870124,
+  -1.2424283298387309,
+  -1.4324708503991133,
+  -1.60330633175181,
+  -1.62575428965647,
+  -1.3531376368264318,
+  -0.8211014505068306,
+  -0.434949736292765,
+  -0.509087752099731,
+  -0.8612142290367046,
+  -1.176806246607157,
+  -1.2845160605575074,
+  -1.1556806946537108,
+  -0.8614908080198802,
+  -0.5337122408527648,
+  -0.3098014291099389,
+  -0.2750312359421514,
+  -0.4327067415433703,
+  -0.7044385322733433,
+  -0.9377179059301852,
+  -0.9464965088409372,
+  -0.6570241558292764,
+  -0.2507494003730244,
+  -0.032203066497459076,
+  -0.12365033256355673,
+  -0.392249339929549,
+  -0.6025269483652664,
+  -0.5916819258636679,
+  -0.38810016940988135,
+  -0.17160095792496577,
+  -0.10292557781212963,
+  -0.17950421963178087,
+  -0.27049294285825454,
+  -0.26901489476585994,
+  -0.1883767923573032,
+  -0.11826048385410104,
+  -0.11015670070628403,
+  -0.12546069433301454,
+  -0.10566012161871186,
+  -0.06433422405825695,
+  -0.05264731221541297,
+  -0.039286204118980095,
+  -0.016933121594775002,
+  -4.2746527469716966e-05,
+  -4.2746527469716966e-05,
 };
 #endif /* COEFGEN_KL_AQP_GAMMA0_75_MAX_MSE4PLUGIN_MEAN_K58_H */
 
