@@ -263,6 +263,17 @@ def _window(n: int, lo: float, hi: float, K: int) -> tuple[int, int]:
     return chernoff_window(n, lo, hi) if K >= _WINDOW_MIN_K else (0, n)
 
 
+@lru_cache(maxsize=16)
+def _grid_logs(n: int):
+    """x = j/n, log x and log1p(−x), j = 0..n (read-only; chernoff_window calls this per chunk)."""
+    x = np.arange(n + 1, dtype=float) / n
+    with np.errstate(divide="ignore"):
+        out = (x, np.log(x), np.log1p(-x))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def chernoff_window(n: int, lo: float, hi: float, L: float = _WINDOW_LOG) -> tuple[int, int]:
     """(j0, j1) with B_j^n(p) ≤ e^−L for every p in [lo, hi] and every j outside j0..j1.
 
@@ -271,12 +282,12 @@ def chernoff_window(n: int, lo: float, hi: float, L: float = _WINDOW_LOG) -> tup
     compared with L + 1 (its rounding error is far below 1)."""
     if n == 0:
         return 0, 0
-    x = np.arange(n + 1, dtype=float) / n
+    x, lx, l1x = _grid_logs(n)
 
     def nD(p: float) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.where(x > 0, x * (np.log(x) - math.log(p)) if p > 0 else np.inf, 0.0)
-            b = np.where(x < 1, (1 - x) * (np.log1p(-x) - math.log1p(-p)) if p < 1 else np.inf, 0.0)
+        with np.errstate(invalid="ignore"):
+            a = np.where(x > 0, x * (lx - math.log(p)) if p > 0 else np.inf, 0.0)
+            b = np.where(x < 1, (1 - x) * (l1x - math.log1p(-p)) if p < 1 else np.inf, 0.0)
         return n * (a + b)
 
     far = L + 1.0

@@ -23,7 +23,8 @@ matrices, which is far faster than cvxpy canonicalisation at K = 1024):
   against the budget (half the nonzeros of two full rows, so a KKT factor 2-5x cheaper at
   large K); a round the split form does not solve to full accuracy is solved again with
   the two full rows (not once that has failed to reach full accuracy as well in an earlier
-  round of the same solve: _Fallback);
+  round of the same solve, nor when the solver stopped within 100x its tolerances: _Fallback,
+  _near_solved);
 * every MSE point gives one second-order cone ‖(√(p·B_c(p))·(t_c − r(p)))_c‖₂ ≤ u, so
   that sup m ≤ u² (the sum-of-squares form; the quadratic form itself is never built);
 * the mean objective is the exact quadratic Σ_c w_c t_c² − 2 g_c t_c + h_c with Beta /
@@ -1007,10 +1008,11 @@ def _solve_tau_rounds(reward, K, tau, E, beta, slack, mode, mean, monotone, rece
         if n_almost >= (MAX_ALMOST_RETRY if retry else MAX_ALMOST):
             # the next attempt goes on from here: this round's grids and iterate (as t_ref, sigma
             # of the next round would be), not from the initial table and grids
-            t_last = round_table(prog.table(x, t_ref), q)
+            t_new = prog.table(x, t_ref)
+            t_last = round_table(t_new, q)
             raise _Refused(
                 f"the cone solver only reaches reduced accuracy ({n_almost} rounds in a row; entries up to "
-                f"{float(np.max(np.abs(prog.table(x, t_ref)))):.3g})",
+                f"{float(np.max(np.abs(t_new))):.3g})",
                 warm=_Warm(p_b, p_m, t_last, _next_sigma(t_last, t_ref, beta)))
         t = round_table(prog.table(x, t_ref), q)
         _check_precision(t, slack, K)
